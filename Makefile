@@ -1,0 +1,29 @@
+# Entry points for a fresh machine. Each target installs what it needs first.
+.PHONY: setup demo test unit integration sandbox-start sandbox-stop bench
+
+VENV := .venv
+PY := $(VENV)/bin/python
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	@bash scripts/demo.sh
+
+test: setup
+	@$(VENV)/bin/pytest -q -p no:cacheprovider
+
+unit: setup
+	@$(VENV)/bin/pytest -q -p no:cacheprovider tests/unit
+
+integration: setup
+	@$(VENV)/bin/pytest -q -p no:cacheprovider tests/integration
+
+sandbox-start: setup
+	@PYTHONPATH=tests/sandbox $(PY) -m gpsandbox start
+
+sandbox-stop: setup
+	@PYTHONPATH=tests/sandbox $(PY) -m gpsandbox stop
+
+bench: setup
+	@$(PY) bench/run.py
