@@ -1,0 +1,364 @@
+# -*- coding: utf-8 -*-
+# Copyright: gpops.greenplum contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Typed records of what the Greenplum catalog shows, shared by every layer.
+
+Data flows one way: the snapshot layer reads catalog rows (dicts keyed by
+column name, from a live server or from a captured fixture) and builds these
+records with the ``from_row`` constructors; the analysis layer takes records
+and returns records; modules turn records into return values with ``as_dict``.
+
+Columns are always selected by name, never by position (GREENPLUM.md §0), and
+a column missing from a row (GP6 has no ``wait_event``, GP7 has no ``waiting``)
+becomes ``None``. Timestamps are timezone-aware ``datetime`` objects; ISO
+strings (as in captures) are parsed. Durations are float seconds.
+
+Sources for column names and meanings:
+- ``pg_locks``: Greenplum ``src/backend/utils/adt/lockfuncs.c`` (18 columns; the
+  GPDB ones are ``mppsessionid``, ``mppiswriter``, ``gp_segment_id`` = content).
+- ``gp_dist_wait_status()``: Greenplum ``src/backend/utils/gdd/gddfuncs.c``.
+- ``gp_segment_configuration``: ``src/include/catalog/gp_segment_configuration.h``.
+- ``pg_stat_activity`` / ``gp_stat_activity``: ``system_views.sql`` (GP6: ``waiting``,
+  ``waiting_reason``; GP7/Cloudberry: ``wait_event_type``, ``wait_event``,
+  ``backend_type``).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import dataclasses
+import datetime
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+COORDINATOR_CONTENT = -1
+
+
+def _parse_ts(value):
+    """Return a timezone-aware datetime from a datetime or an ISO string, else None."""
+    if value is None or isinstance(value, datetime.datetime):
+        return value
+    text = str(value)
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    try:
+        return datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _int(value):
+    if value is None or value == "":
+        return None
+    return int(value)
+
+
+def _bool(value):
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.lower() in ("t", "true", "1", "on", "yes")
+    return bool(value)
+
+
+def _str(value):
+    return None if value is None else str(value)
+
+
+def rows_as_dicts(columns, rows):
+    # type: (Sequence[str], Sequence[Sequence[Any]]) -> List[Dict[str, Any]]
+    """Zip a result set (column names, row tuples) into dicts keyed by column name."""
+    return [dict(zip(columns, row)) for row in rows]
+
+
+class _Record:
+    """Mixin: ``as_dict()`` gives JSON-friendly values (datetimes as ISO strings)."""
+
+    def as_dict(self):
+        out = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, datetime.datetime):
+                value = value.isoformat()
+            out[field.name] = value
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentConfig(_Record):
+    """One row of ``gp_segment_configuration``.
+
+    ``content`` -1 is the coordinator (role ``p``) and the standby coordinator
+    (role ``m``); ``mode`` is ``s`` (in sync) or ``n``; ``status`` ``u``/``d``.
+    """
+
+    dbid: int
+    content: int
+    role: str
+    preferred_role: str
+    mode: str
+    status: str
+    port: int
+    hostname: str
+    address: str
+    datadir: str
+
+    @classmethod
+    def from_row(cls, row):
+        # type: (Mapping[str, Any]) -> SegmentConfig
+        return cls(
+            dbid=int(row["dbid"]), content=int(row["content"]), role=str(row["role"]),
+            preferred_role=str(row["preferred_role"]), mode=str(row["mode"]),
+            status=str(row["status"]), port=int(row["port"]), hostname=str(row["hostname"]),
+            address=str(row["address"]), datadir=str(row["datadir"]))
+
+    @property
+    def is_primary(self):
+        return self.role == "p"
+
+    @property
+    def is_up(self):
+        return self.status == "u"
+
+
+@dataclasses.dataclass(frozen=True)
+class LockRecord(_Record):
+    """One row of ``pg_locks`` on one node.
+
+    ``content`` is ``gp_segment_id`` (the content id, -1 = coordinator).
+    ``pid`` is the pid *on that node*; it is None for a prepared transaction's
+    locks. ``relation_name`` (``schema.name``) is filled by the snapshot layer
+    from the catalog of the node that holds the lock (OIDs differ between nodes).
+    ``waitstart`` exists from PostgreSQL 14 on (Cloudberry; not GP6/GP7).
+    """
+
+    content: int
+    pid: Optional[int]
+    mppsessionid: Optional[int]
+    mppiswriter: Optional[bool]
+    locktype: str
+    mode: str
+    granted: bool
+    database: Optional[int] = None
+    relation: Optional[int] = None
+    page: Optional[int] = None
+    tuple: Optional[int] = None
+    virtualxid: Optional[str] = None
+    transactionid: Optional[str] = None
+    classid: Optional[int] = None
+    objid: Optional[int] = None
+    objsubid: Optional[int] = None
+    virtualtransaction: Optional[str] = None
+    fastpath: Optional[bool] = None
+    waitstart: Optional[datetime.datetime] = None
+    relation_name: Optional[str] = None
+
+    @classmethod
+    def from_row(cls, row, content=None, relation_name=None):
+        # type: (Mapping[str, Any], Optional[int], Optional[str]) -> LockRecord
+        """Build from a ``pg_locks`` row; ``content`` overrides ``gp_segment_id``
+        (a utility-mode row on a segment still carries its own content id)."""
+        if content is None:
+            content = _int(row.get("gp_segment_id"))
+        session = row.get("mppsessionid", row.get("mppSessionId"))
+        writer = row.get("mppiswriter", row.get("mppIsWriter"))
+        return cls(
+            content=COORDINATOR_CONTENT if content is None else content,
+            pid=_int(row.get("pid")) or None,
+            mppsessionid=_int(session), mppiswriter=_bool(writer),
+            locktype=str(row["locktype"]), mode=str(row["mode"]),
+            granted=bool(_bool(row["granted"])),
+            database=_int(row.get("database")), relation=_int(row.get("relation")),
+            page=_int(row.get("page")), tuple=_int(row.get("tuple")),
+            virtualxid=_str(row.get("virtualxid")),
+            transactionid=_str(row.get("transactionid")),
+            classid=_int(row.get("classid")), objid=_int(row.get("objid")),
+            objsubid=_int(row.get("objsubid")),
+            virtualtransaction=_str(row.get("virtualtransaction")),
+            fastpath=_bool(row.get("fastpath")), waitstart=_parse_ts(row.get("waitstart")),
+            relation_name=relation_name if relation_name is not None else row.get("relation_name"))
+
+    @property
+    def is_prepared_xact(self):
+        """Rows of a prepared transaction have no backend (pid NULL or 0)."""
+        return not self.pid
+
+    def locktag(self):
+        """The lock's identity on its node (PostgreSQL LOCKTAG fields), for lock-queue grouping."""
+        return (self.content, self.locktype, self.database, self.relation, self.page,
+                self.tuple, self.virtualxid, self.transactionid, self.classid,
+                self.objid, self.objsubid)
+
+
+@dataclasses.dataclass(frozen=True)
+class WaitEdge(_Record):
+    """One row of ``gp_dist_wait_status()``: on node ``content`` (``segid``), the
+    distributed transaction ``waiter_gxid`` waits for ``holder_gxid``.
+
+    ``solid`` is ``holdTillEndXact``: the lock is held until the holder's
+    transaction ends (solid edge); otherwise it may be released earlier (dotted
+    edge, e.g. a tuple lock). A read-only autocommit waiter has gxid 0; a waiter
+    blocked on a prepared transaction has ``holder_pid`` 0.
+    """
+
+    content: int
+    waiter_gxid: int
+    holder_gxid: int
+    solid: bool
+    waiter_pid: Optional[int]
+    holder_pid: Optional[int]
+    waiter_lockmode: Optional[str]
+    waiter_locktype: Optional[str]
+    waiter_sessionid: Optional[int]
+    holder_sessionid: Optional[int]
+
+    @classmethod
+    def from_row(cls, row):
+        # type: (Mapping[str, Any]) -> WaitEdge
+        solid = row.get("holdTillEndXact", row.get("holdtillendxact"))
+        waiter_session = row.get("waiter_sessionid", row.get("waiter_sessiondid"))
+        return cls(
+            content=int(row["segid"]), waiter_gxid=int(row["waiter_dxid"]),
+            holder_gxid=int(row["holder_dxid"]), solid=bool(_bool(solid)),
+            waiter_pid=_int(row.get("waiter_lpid")), holder_pid=_int(row.get("holder_lpid")),
+            waiter_lockmode=_str(row.get("waiter_lockmode")),
+            waiter_locktype=_str(row.get("waiter_locktype")),
+            waiter_sessionid=_int(waiter_session), holder_sessionid=_int(row.get("holder_sessionid")))
+
+
+@dataclasses.dataclass(frozen=True)
+class Backend(_Record):
+    """One backend (a ``pg_stat_activity`` row) on node ``content``.
+
+    ``sess_id`` is the distributed session id (= ``mppsessionid`` =
+    ``gp_session_id``), the same on the QD and all its QEs; -1 or 0 for
+    utility-mode and background processes. GP6 rows carry ``waiting`` and
+    ``waiting_reason``; GP7/Cloudberry rows ``wait_event_type``, ``wait_event``
+    and ``backend_type``.
+    """
+
+    content: int
+    pid: int
+    sess_id: Optional[int]
+    datname: Optional[str] = None
+    usename: Optional[str] = None
+    application_name: Optional[str] = None
+    client_addr: Optional[str] = None
+    backend_start: Optional[datetime.datetime] = None
+    xact_start: Optional[datetime.datetime] = None
+    query_start: Optional[datetime.datetime] = None
+    state_change: Optional[datetime.datetime] = None
+    state: Optional[str] = None
+    wait_event_type: Optional[str] = None
+    wait_event: Optional[str] = None
+    waiting: Optional[bool] = None
+    waiting_reason: Optional[str] = None
+    backend_type: Optional[str] = None
+    backend_xid: Optional[str] = None
+    backend_xmin: Optional[str] = None
+    query: Optional[str] = None
+
+    @classmethod
+    def from_row(cls, row, content=None):
+        # type: (Mapping[str, Any], Optional[int]) -> Backend
+        if content is None:
+            content = _int(row.get("gp_segment_id"))
+        return cls(
+            content=COORDINATOR_CONTENT if content is None else content,
+            pid=int(row["pid"]), sess_id=_int(row.get("sess_id")),
+            datname=_str(row.get("datname")), usename=_str(row.get("usename")),
+            application_name=_str(row.get("application_name")),
+            client_addr=_str(row.get("client_addr")),
+            backend_start=_parse_ts(row.get("backend_start")),
+            xact_start=_parse_ts(row.get("xact_start")),
+            query_start=_parse_ts(row.get("query_start")),
+            state_change=_parse_ts(row.get("state_change")),
+            state=_str(row.get("state")),
+            wait_event_type=_str(row.get("wait_event_type")),
+            wait_event=_str(row.get("wait_event")),
+            waiting=_bool(row.get("waiting")), waiting_reason=_str(row.get("waiting_reason")),
+            backend_type=_str(row.get("backend_type")),
+            backend_xid=_str(row.get("backend_xid")), backend_xmin=_str(row.get("backend_xmin")),
+            query=_str(row.get("query")))
+
+    @property
+    def is_client_backend(self):
+        """GP7/Cloudberry: ``backend_type``; GP6 has none, so any row with a database."""
+        if self.backend_type is not None:
+            return self.backend_type == "client backend"
+        return self.datname is not None
+
+
+@dataclasses.dataclass(frozen=True)
+class DistributedXact(_Record):
+    """One row of ``gp_distributed_xacts`` on the coordinator (gxid 0 rows are idle slots)."""
+
+    gxid: int
+    gp_session_id: Optional[int]
+    state: Optional[str] = None
+
+    @classmethod
+    def from_row(cls, row):
+        # type: (Mapping[str, Any]) -> DistributedXact
+        return cls(gxid=int(row["distributed_xid"]), gp_session_id=_int(row.get("gp_session_id")),
+                   state=_str(row.get("state")))
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedXact(_Record):
+    """One ``pg_prepared_xacts`` row on node ``content``; ``gid`` is the distributed
+    transaction id as text (GP7/Cloudberry: plain gxid; GP6: ``timestamp-gxid``)."""
+
+    content: int
+    transaction: str
+    gid: str
+    prepared: Optional[datetime.datetime]
+    owner: Optional[str]
+    database: Optional[str]
+
+    @classmethod
+    def from_row(cls, row, content=None):
+        # type: (Mapping[str, Any], Optional[int]) -> PreparedXact
+        if content is None:
+            content = _int(row.get("segid", row.get("gp_segment_id")))
+        return cls(content=COORDINATOR_CONTENT if content is None else content,
+                   transaction=str(row["transaction"]), gid=str(row["gid"]),
+                   prepared=_parse_ts(row.get("prepared")), owner=_str(row.get("owner")),
+                   database=_str(row.get("database")))
+
+
+@dataclasses.dataclass
+class ClusterSnapshot(_Record):
+    """Everything the analysis needs, taken once.
+
+    ``source`` is ``dispatch`` (one dispatched query on the coordinator) or
+    ``utility`` (per-node utility-mode fallback). ``unreachable`` maps a content
+    id to the reason its node did not answer (timeout, refused, error text);
+    rows of those nodes are missing, and analysis results must say so.
+    ``taken_at`` is when collection started (coordinator clock, UTC).
+    """
+
+    taken_at: datetime.datetime
+    segments: List[SegmentConfig] = dataclasses.field(default_factory=list)
+    locks: List[LockRecord] = dataclasses.field(default_factory=list)
+    edges: List[WaitEdge] = dataclasses.field(default_factory=list)
+    backends: List[Backend] = dataclasses.field(default_factory=list)
+    dist_xacts: List[DistributedXact] = dataclasses.field(default_factory=list)
+    prepared_xacts: List[PreparedXact] = dataclasses.field(default_factory=list)
+    unreachable: Dict[int, str] = dataclasses.field(default_factory=dict)
+    source: str = "dispatch"
+    server: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def as_dict(self):
+        return {
+            "taken_at": self.taken_at.isoformat(),
+            "source": self.source,
+            "server": dict(self.server),
+            "unreachable": {str(k): v for k, v in self.unreachable.items()},
+            "segments": [s.as_dict() for s in self.segments],
+            "locks": [r.as_dict() for r in self.locks],
+            "edges": [e.as_dict() for e in self.edges],
+            "backends": [b.as_dict() for b in self.backends],
+            "dist_xacts": [x.as_dict() for x in self.dist_xacts],
+            "prepared_xacts": [p.as_dict() for p in self.prepared_xacts],
+        }
