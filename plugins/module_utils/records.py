@@ -65,6 +65,14 @@ def _str(value):
     return None if value is None else str(value)
 
 
+def _pids(value):
+    if value is None:
+        return None
+    if isinstance(value, str):  # text form of an int4[]: "{1,2}"
+        value = [v for v in value.strip("{}").split(",") if v]
+    return tuple(int(v) for v in value)
+
+
 def rows_as_dicts(columns, rows):
     # type: (Sequence[str], Sequence[Sequence[Any]]) -> List[Dict[str, Any]]
     """Zip a result set (column names, row tuples) into dicts keyed by column name."""
@@ -232,7 +240,10 @@ class Backend(_Record):
 
     ``sess_id`` is the distributed session id (= ``mppsessionid`` =
     ``gp_session_id``), the same on the QD and all its QEs; -1 or 0 for
-    utility-mode and background processes. GP6 rows carry ``waiting`` and
+    utility-mode and background processes. ``blocking_pids`` is
+    ``pg_blocking_pids(pid)`` on that node (local pids, in lock-queue terms:
+    holders and earlier conflicting waiters), collected for waiting backends
+    only; None when not collected. GP6 rows carry ``waiting`` and
     ``waiting_reason``; GP7/Cloudberry rows ``wait_event_type``, ``wait_event``
     and ``backend_type``.
     """
@@ -257,6 +268,7 @@ class Backend(_Record):
     backend_xid: Optional[str] = None
     backend_xmin: Optional[str] = None
     query: Optional[str] = None
+    blocking_pids: Optional[tuple] = None
 
     @classmethod
     def from_row(cls, row, content=None):
@@ -279,7 +291,8 @@ class Backend(_Record):
             waiting=_bool(row.get("waiting")), waiting_reason=_str(row.get("waiting_reason")),
             backend_type=_str(row.get("backend_type")),
             backend_xid=_str(row.get("backend_xid")), backend_xmin=_str(row.get("backend_xmin")),
-            query=_str(row.get("query")))
+            query=_str(row.get("query")),
+            blocking_pids=_pids(row.get("blocking_pids")))
 
     @property
     def is_client_backend(self):
