@@ -29,9 +29,18 @@ __metaclass__ = type
 
 import dataclasses
 import datetime
+import sys
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 COORDINATOR_CONTENT = -1
+
+# Records are read-only by convention and hashable, but not ``frozen``: a frozen
+# dataclass sets every field through ``object.__setattr__`` and costs 4-5 us per
+# record on our 2-core machines, i.e. 5 s for a million lock rows (bench/). With
+# ``__slots__`` (Python 3.10+) a lock record also takes about half the memory.
+_RECORD = dict(eq=True, unsafe_hash=True)
+if sys.version_info >= (3, 10):
+    _RECORD["slots"] = True
 
 
 def _parse_ts(value):
@@ -48,21 +57,23 @@ def _parse_ts(value):
 
 
 def _int(value):
-    if value is None or value == "":
+    if value is None or value.__class__ is int:  # the common cases first: it runs per lock row
+        return value
+    if value == "":
         return None
     return int(value)
 
 
 def _bool(value):
-    if value is None:
-        return None
+    if value is None or value.__class__ is bool:
+        return value
     if isinstance(value, str):
         return value.lower() in ("t", "true", "1", "on", "yes")
     return bool(value)
 
 
 def _str(value):
-    return None if value is None else str(value)
+    return value if value is None or value.__class__ is str else str(value)
 
 
 def _pids(value):
@@ -82,6 +93,8 @@ def rows_as_dicts(columns, rows):
 class _Record:
     """Mixin: ``as_dict()`` gives JSON-friendly values (datetimes as ISO strings)."""
 
+    __slots__ = ()
+
     def as_dict(self):
         out = {}
         for field in dataclasses.fields(self):
@@ -92,7 +105,7 @@ class _Record:
         return out
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(**_RECORD)
 class SegmentConfig(_Record):
     """One row of ``gp_segment_configuration``.
 
@@ -129,7 +142,7 @@ class SegmentConfig(_Record):
         return self.status == "u"
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(**_RECORD)
 class LockRecord(_Record):
     """One row of ``pg_locks`` on one node.
 
@@ -166,25 +179,26 @@ class LockRecord(_Record):
         # type: (Mapping[str, Any], Optional[int], Optional[str]) -> LockRecord
         """Build from a ``pg_locks`` row; ``content`` overrides ``gp_segment_id``
         (a utility-mode row on a segment still carries its own content id)."""
+        get = row.get  # positional construction below: this runs once per lock row
         if content is None:
-            content = _int(row.get("gp_segment_id"))
-        session = row.get("mppsessionid", row.get("mppSessionId"))
-        writer = row.get("mppiswriter", row.get("mppIsWriter"))
+            content = _int(get("gp_segment_id"))
+        session = get("mppsessionid")
+        if session is None:
+            session = get("mppSessionId")
+        writer = get("mppiswriter")
+        if writer is None:
+            writer = get("mppIsWriter")
+        if relation_name is None:
+            relation_name = get("relation_name")
         return cls(
-            content=COORDINATOR_CONTENT if content is None else content,
-            pid=_int(row.get("pid")) or None,
-            mppsessionid=_int(session), mppiswriter=_bool(writer),
-            locktype=str(row["locktype"]), mode=str(row["mode"]),
-            granted=bool(_bool(row["granted"])),
-            database=_int(row.get("database")), relation=_int(row.get("relation")),
-            page=_int(row.get("page")), tuple=_int(row.get("tuple")),
-            virtualxid=_str(row.get("virtualxid")),
-            transactionid=_str(row.get("transactionid")),
-            classid=_int(row.get("classid")), objid=_int(row.get("objid")),
-            objsubid=_int(row.get("objsubid")),
-            virtualtransaction=_str(row.get("virtualtransaction")),
-            fastpath=_bool(row.get("fastpath")), waitstart=_parse_ts(row.get("waitstart")),
-            relation_name=relation_name if relation_name is not None else row.get("relation_name"))
+            COORDINATOR_CONTENT if content is None else content,
+            _int(get("pid")) or None, _int(session), _bool(writer),
+            _str(row["locktype"]), _str(row["mode"]), bool(_bool(row["granted"])),
+            _int(get("database")), _int(get("relation")), _int(get("page")),
+            _int(get("tuple")), _str(get("virtualxid")), _str(get("transactionid")),
+            _int(get("classid")), _int(get("objid")), _int(get("objsubid")),
+            _str(get("virtualtransaction")), _bool(get("fastpath")),
+            _parse_ts(get("waitstart")), relation_name)
 
     @property
     def is_prepared_xact(self):
@@ -198,7 +212,7 @@ class LockRecord(_Record):
                 self.objid, self.objsubid)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(**_RECORD)
 class WaitEdge(_Record):
     """One row of ``gp_dist_wait_status()``: on node ``content`` (``segid``), the
     distributed transaction ``waiter_gxid`` waits for ``holder_gxid``.
@@ -234,7 +248,7 @@ class WaitEdge(_Record):
             waiter_sessionid=_int(waiter_session), holder_sessionid=_int(row.get("holder_sessionid")))
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(**_RECORD)
 class Backend(_Record):
     """One backend (a ``pg_stat_activity`` row) on node ``content``.
 
@@ -273,26 +287,19 @@ class Backend(_Record):
     @classmethod
     def from_row(cls, row, content=None):
         # type: (Mapping[str, Any], Optional[int]) -> Backend
+        get = row.get  # positional construction: this runs once per backend of the cluster
         if content is None:
-            content = _int(row.get("gp_segment_id"))
+            content = _int(get("gp_segment_id"))
         return cls(
-            content=COORDINATOR_CONTENT if content is None else content,
-            pid=int(row["pid"]), sess_id=_int(row.get("sess_id")),
-            datname=_str(row.get("datname")), usename=_str(row.get("usename")),
-            application_name=_str(row.get("application_name")),
-            client_addr=_str(row.get("client_addr")),
-            backend_start=_parse_ts(row.get("backend_start")),
-            xact_start=_parse_ts(row.get("xact_start")),
-            query_start=_parse_ts(row.get("query_start")),
-            state_change=_parse_ts(row.get("state_change")),
-            state=_str(row.get("state")),
-            wait_event_type=_str(row.get("wait_event_type")),
-            wait_event=_str(row.get("wait_event")),
-            waiting=_bool(row.get("waiting")), waiting_reason=_str(row.get("waiting_reason")),
-            backend_type=_str(row.get("backend_type")),
-            backend_xid=_str(row.get("backend_xid")), backend_xmin=_str(row.get("backend_xmin")),
-            query=_str(row.get("query")),
-            blocking_pids=_pids(row.get("blocking_pids")))
+            COORDINATOR_CONTENT if content is None else content,
+            int(row["pid"]), _int(get("sess_id")), _str(get("datname")), _str(get("usename")),
+            _str(get("application_name")), _str(get("client_addr")),
+            _parse_ts(get("backend_start")), _parse_ts(get("xact_start")),
+            _parse_ts(get("query_start")), _parse_ts(get("state_change")),
+            _str(get("state")), _str(get("wait_event_type")), _str(get("wait_event")),
+            _bool(get("waiting")), _str(get("waiting_reason")), _str(get("backend_type")),
+            _str(get("backend_xid")), _str(get("backend_xmin")), _str(get("query")),
+            _pids(get("blocking_pids")))
 
     @property
     def is_client_backend(self):
@@ -302,7 +309,7 @@ class Backend(_Record):
         return self.datname is not None
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(**_RECORD)
 class DistributedXact(_Record):
     """One row of ``gp_distributed_xacts`` on the coordinator (gxid 0 rows are idle slots)."""
 
@@ -317,7 +324,7 @@ class DistributedXact(_Record):
                    state=_str(row.get("state")))
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(**_RECORD)
 class PreparedXact(_Record):
     """One ``pg_prepared_xacts`` row on node ``content``; ``gid`` is the distributed
     transaction id as text (GP7/Cloudberry: plain gxid; GP6: ``timestamp-gxid``)."""
@@ -338,6 +345,14 @@ class PreparedXact(_Record):
                    transaction=str(row["transaction"]), gid=str(row["gid"]),
                    prepared=_parse_ts(row.get("prepared")), owner=_str(row.get("owner")),
                    database=_str(row.get("database")))
+
+    @property
+    def gxid(self):
+        """The distributed xid the gid names, or None for a gid Greenplum did not form
+        (GP7/Cloudberry ``dtxFormGid``: the decimal gxid; GP6 ``dtxFormGID``:
+        ``%u-%.10u`` = DTM start timestamp, then the gxid; GREENPLUM.md §8)."""
+        text = self.gid.rsplit("-", 1)[-1]
+        return int(text) if text.isdigit() else None
 
 
 @dataclasses.dataclass
