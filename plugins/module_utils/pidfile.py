@@ -1,0 +1,358 @@
+# -*- coding: utf-8 -*-
+# Copyright: gpops.greenplum contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Is the process named by a pid file really the one that wrote it?
+
+A daemon refuses to start when its pid file names a PID that is alive, and
+``kill -0`` cannot tell a live server from an unrelated process that got the
+same PID after a crash or reboot. This module decides by identity instead.
+
+Layers (DESIGN.md "Layers"): :func:`parse_pidfile` (text -> record),
+:func:`observe` (reads the file, ``/proc`` and SysV shared memory: facts),
+:func:`judge` (facts -> verdict and evidence, pure), :func:`remove_if_stale`
+(acts: re-observes, re-judges and unlinks only a file still proven stale).
+
+PostgreSQL's own rules, ``src/backend/utils/init/miscinit.c`` ``CreateLockFile``:
+- a lock file holds, one per line, the PID (negative for a single-user
+  backend), the data directory, the start time (epoch seconds), the port, the
+  socket directory, the listen address, the shared memory key and id, and the
+  status (``postmaster.pid`` only, lines 6-8; ``.s.PGSQL.<port>.lock`` socket
+  lock files stop at line 5);
+- a PID equal to our own or our parent's is never a competing server;
+- a PID owned by another user (``kill`` fails with ``EPERM``) is not a
+  competing server either: a server only runs on a data directory owned by its
+  own user, and lock files are created mode 0600;
+- even with no live PID, ``postmaster.pid`` is not stale while the shared
+  memory segment it names is still attached by old backends
+  (``PGSharedMemoryIsInUse``, ``src/backend/port/sysv_shmem.c``: the segment
+  exists, belongs to the server's user and ``shm_nattch`` > 0).
+
+Verdicts: ``live`` (the file belongs to a running process or its shared memory
+is in use), ``stale`` (proven not to), ``absent`` (no such file),
+``not_a_pidfile`` and ``unreadable`` (nothing can be decided; never removed).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import dataclasses
+import os
+import re
+import stat as stat_mod
+from typing import Any, Dict, List, Optional, Tuple
+
+from ansible_collections.gpops.greenplum.plugins.module_utils import procinfo
+
+POSTMASTER = "postmaster"  # a data directory's postmaster.pid
+SOCKET_LOCK = "socket_lock"  # PostgreSQL's .s.PGSQL.<port>.lock
+PIDFILE = "pidfile"  # any daemon's pid file: first line is the PID
+
+# A pid file is a few lines; anything bigger is some other file.
+MAX_PIDFILE_BYTES = 4096
+# /proc start times are exact to one clock tick, btime to one second; a
+# server writes its file after it starts. Two seconds absorbs both.
+START_TIME_TOLERANCE = 2.0
+# PostgreSQL and Greenplum servers run as "postgres" (title "postgres: ...").
+POSTGRES_COMMAND = r"^(postgres|postmaster)$"
+
+LIVE, STALE, ABSENT, NOT_A_PIDFILE, UNREADABLE = "live", "stale", "absent", "not_a_pidfile", "unreadable"
+_SOCKET_LOCK_NAME = re.compile(r"^\.s\.PGSQL\.\d+\.lock$")
+
+
+class NotAPidFile(ValueError):
+    """The file's content is not a pid file of the expected kind."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PidFile:
+    """What a pid or lock file says. Times are epoch seconds."""
+
+    kind: str
+    pid: int
+    single_user: bool = False
+    data_directory: Optional[str] = None
+    start_time: Optional[int] = None
+    port: Optional[int] = None
+    socket_directory: Optional[str] = None
+    listen_address: Optional[str] = None
+    shm_key: Optional[int] = None
+    shm_id: Optional[int] = None
+    status: Optional[str] = None
+
+
+def kind_of(path):
+    """Which format a path's name implies: postmaster.pid, a socket lock file, or a plain pid file."""
+    name = os.path.basename(path)
+    if name == "postmaster.pid":
+        return POSTMASTER
+    if _SOCKET_LOCK_NAME.match(name):
+        return SOCKET_LOCK
+    return PIDFILE
+
+
+def _pid_line(line, allow_negative):
+    text = line.strip()
+    if not re.match(r"^-?\d{1,10}$", text):
+        raise NotAPidFile("first line %r is not a process id" % text[:40])
+    pid = int(text)
+    if pid < 0 and allow_negative:
+        return -pid, True
+    if pid <= 1:
+        raise NotAPidFile("first line names PID %d, which no daemon can have" % pid)
+    return pid, False
+
+
+def parse_pidfile(text, kind):
+    # type: (str, str) -> PidFile
+    """Parse a pid file's text. Raises :class:`NotAPidFile` with the reason.
+
+    For PostgreSQL files the lines after the PID follow ``LOCK_FILE_LINE_*`` of
+    ``src/include/miscadmin.h``; a file being written may stop early, so
+    missing trailing lines are ``None`` (as ``CreateLockFile`` tolerates).
+    """
+    if "\0" in text:
+        raise NotAPidFile("binary content")
+    lines = text.split("\n")
+    if kind == PIDFILE:
+        return PidFile(kind=kind, pid=_pid_line(lines[0].split()[0] if lines[0].split() else "", False)[0])
+    pid, single_user = _pid_line(lines[0], True)
+    if len(lines) < 2 or not lines[1].startswith("/"):
+        raise NotAPidFile("second line is not the data directory of a PostgreSQL lock file")
+
+    def line(number):
+        return lines[number - 1].strip() if len(lines) >= number and lines[number - 1].strip() else None
+
+    def number(value):
+        return int(value) if value is not None and value.lstrip("-").isdigit() else None
+
+    shm = (line(7) or "").split()
+    shm_ok = len(shm) == 2 and all(part.isdigit() for part in shm)
+    return PidFile(
+        kind=kind, pid=pid, single_user=single_user, data_directory=lines[1].rstrip(),
+        start_time=number(line(3)), port=number(line(4)), socket_directory=line(5),
+        listen_address=line(6), shm_key=int(shm[0]) if shm_ok else None,
+        shm_id=int(shm[1]) if shm_ok else None, status=line(8))
+
+
+@dataclasses.dataclass(frozen=True)
+class FileState:
+    """The file's identity and owner, from ``stat``."""
+
+    device: int
+    inode: int
+    uid: int
+    mtime: float
+
+
+@dataclasses.dataclass
+class Observation:
+    """Every fact :func:`judge` needs about one file; gathered by :func:`observe`."""
+
+    path: str
+    kind: str
+    text: Optional[str] = None
+    file: Optional[FileState] = None
+    error: Optional[str] = None  # why the file could not be read (verdict unreadable)
+    missing: bool = False
+    parsed: Optional[PidFile] = None
+    parse_error: Optional[str] = None
+    process: Optional[procinfo.ProcessInfo] = None
+    proc_error: Optional[str] = None  # procfs unreadable: nothing can be proven
+    our_pids: Tuple[int, ...] = ()
+    expected_command: Optional[str] = None
+    expected_uid: Optional[int] = None
+    expected_cwd: Optional[str] = None
+    shm_segment: Optional[procinfo.SharedMemorySegment] = None
+    shm_error: Optional[str] = None
+    listening_ports: Optional[List[int]] = None
+
+
+def observe(path, expected_command=None, expected_uid=None, proc=procinfo.PROC):
+    # type: (str, Optional[str], Optional[int], str) -> Observation
+    """Read the file and everything ``/proc`` says about the PID it names.
+
+    ``expected_command``: regex (``re.search``) that one of the process's names
+    (comm, executable basename, argv[0] basename, whole command line) must
+    match; defaults to :data:`POSTGRES_COMMAND` for PostgreSQL lock files.
+    ``expected_uid``: the uid the process must run as; PostgreSQL lock files
+    default to the file's owner (their rule), plain pid files check no owner
+    unless given, since many daemons write their pid file as root and then
+    drop privileges. Never raises for file or procfs problems: they become
+    ``error``/``proc_error`` facts.
+    """
+    kind = kind_of(path)
+    obs = Observation(path=path, kind=kind, our_pids=(os.getpid(), os.getppid()),
+                      expected_command=expected_command or (POSTGRES_COMMAND if kind != PIDFILE else None))
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        obs.missing = True
+        return obs
+    except OSError as exc:
+        obs.error = "cannot stat: %s" % (exc.strerror or exc)
+        return obs
+    if not stat_mod.S_ISREG(st.st_mode):
+        obs.parse_error = "not a regular file"
+        return obs
+    if st.st_size > MAX_PIDFILE_BYTES:
+        obs.parse_error = "%d bytes, larger than any pid file (%d)" % (st.st_size, MAX_PIDFILE_BYTES)
+        return obs
+    obs.file = FileState(device=st.st_dev, inode=st.st_ino, uid=st.st_uid, mtime=st.st_mtime)
+    try:
+        with open(path, "rb") as handle:
+            obs.text = handle.read(MAX_PIDFILE_BYTES + 1).decode("utf-8")
+    except UnicodeDecodeError:
+        obs.parse_error = "not text"
+        return obs
+    except OSError as exc:
+        obs.error = "cannot read: %s" % (exc.strerror or exc)
+        return obs
+    try:
+        obs.parsed = parse_pidfile(obs.text, kind)
+    except NotAPidFile as exc:
+        obs.parse_error = str(exc)
+        return obs
+    obs.expected_uid = expected_uid if expected_uid is not None else (st.st_uid if kind != PIDFILE else None)
+    if kind == POSTMASTER:
+        obs.expected_cwd = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+    elif kind == SOCKET_LOCK:
+        obs.expected_cwd = os.path.realpath(obs.parsed.data_directory)
+    try:
+        obs.process = procinfo.read_process(obs.parsed.pid, proc)
+        if kind == POSTMASTER and obs.parsed.shm_id is not None:
+            obs.shm_segment = next((s for s in procinfo.read_shm_segments(proc)
+                                    if s.shmid == obs.parsed.shm_id), None)
+        if obs.process is not None and obs.parsed.port is not None:
+            obs.listening_ports = procinfo.listening_ports(obs.parsed.pid, proc)
+    except procinfo.ProcUnreadable as exc:
+        obs.proc_error = str(exc)
+    return obs
+
+
+def _check(name, passed, detail):
+    return {"check": name, "passed": passed, "detail": detail}
+
+
+def _identity_checks(obs):
+    """Checks that a live PID is the file's writer; each is ``passed`` True/False or None (unknown)."""
+    proc, parsed = obs.process, obs.parsed
+    checks = []
+    ours = proc.pid in obs.our_pids
+    checks.append(_check("not_our_own_pid", not ours,
+                         "PID %d is this tool or its parent (PostgreSQL ignores such PIDs)" % proc.pid
+                         if ours else "PID %d is not this tool or its parent" % proc.pid))
+    if obs.expected_uid is not None:
+        checks.append(_check("owner", proc.uid == obs.expected_uid,
+                             "process runs as uid %d, the file's server runs as uid %d%s" % (
+                                 proc.uid, obs.expected_uid,
+                                 "" if proc.uid == obs.expected_uid else
+                                 " (PostgreSQL's rule: another user's process is not a competing server)")))
+    written = parsed.start_time if parsed.start_time is not None else obs.file.mtime
+    late = proc.start_time > written + START_TIME_TOLERANCE
+    checks.append(_check("started_before_file", not late,
+                         "process started at %.0f, %s the file's time %.0f" % (
+                             proc.start_time, "after" if late else "not after", written)))
+    if obs.expected_command:
+        names = procinfo.program_names(proc)
+        matched = any(re.search(obs.expected_command, name) for name in names)
+        checks.append(_check("command", matched, "process names %r %s /%s/" % (
+            names[:3], "match" if matched else "do not match", obs.expected_command)))
+    if obs.expected_cwd is not None:
+        if proc.cwd is None:
+            checks.append(_check("data_directory", None, "cwd of PID %d is not readable" % proc.pid))
+        else:
+            same = os.path.realpath(proc.cwd) == obs.expected_cwd
+            checks.append(_check("data_directory", same, "process works in %s, the data directory is %s" % (
+                proc.cwd, obs.expected_cwd)))
+    if proc.state == "Z":
+        checks.append(_check("not_zombie", False, "PID %d is a zombie: it has exited" % proc.pid))
+    return checks
+
+
+def shm_in_use(obs):
+    """``PGSharedMemoryIsInUse`` on /proc data: segment exists, same user, attached."""
+    seg = obs.shm_segment
+    return seg is not None and seg.nattch > 0 and seg.uid == obs.file.uid
+
+
+def judge(obs):
+    # type: (Observation) -> Tuple[str, List[Dict[str, Any]]]
+    """Decide a verdict from an :class:`Observation`; pure. Returns (verdict, evidence).
+
+    ``evidence`` is a list of ``{check, passed, detail}``: ``passed`` False is
+    a fact against the file's owner being alive, True one for it, None unknown.
+    ``stale`` needs proof: the PID does not exist, or a check of identity
+    failed, and for ``postmaster.pid`` its shared memory is not attached.
+    An unknown fact never counts as proof.
+    """
+    if obs.missing:
+        return ABSENT, [_check("exists", False, "no such file")]
+    if obs.error:
+        return UNREADABLE, [_check("readable", False, obs.error)]
+    if obs.parse_error:
+        return NOT_A_PIDFILE, [_check("format", False, "not a %s file: %s" % (obs.kind, obs.parse_error))]
+    if obs.proc_error:
+        return UNREADABLE, [_check("procfs", False, obs.proc_error)]
+    evidence = []
+    attached = False
+    if obs.kind == POSTMASTER:
+        seg = obs.shm_segment
+        if obs.parsed.shm_id is None:
+            evidence.append(_check("shared_memory_attached", None, "no shared memory key in the file yet"))
+        else:
+            attached = shm_in_use(obs)
+            evidence.append(_check("shared_memory_attached", attached, "segment key %d id %d: %s" % (
+                obs.parsed.shm_key, obs.parsed.shm_id,
+                "gone" if seg is None else "uid %d, %d attached" % (seg.uid, seg.nattch))))
+    if obs.process is None:
+        evidence.append(_check("process_exists", False, "no process with PID %d" % obs.parsed.pid))
+        # PostgreSQL refuses to start over attached memory: "pre-existing shared memory block is still in use".
+        return (LIVE if attached else STALE), evidence
+    evidence.append(_check("process_exists", True, "PID %d exists (%s)" % (obs.process.pid, obs.process.comm)))
+    checks = _identity_checks(obs)
+    evidence.extend(checks)
+    if obs.listening_ports is not None and obs.parsed.port is not None:
+        evidence.append(_check("listening", obs.parsed.port in obs.listening_ports,
+                               "process listens on TCP %s, the file names port %d" % (
+                                   obs.listening_ports, obs.parsed.port)))
+    if any(c["passed"] is False for c in checks) and not attached:
+        return STALE, evidence
+    return LIVE, evidence
+
+
+def report(obs, verdict, evidence):
+    """The module's return value for one file."""
+    parsed = obs.parsed
+    return {
+        "path": obs.path,
+        "kind": obs.kind,
+        "verdict": verdict,
+        "pid": parsed.pid if parsed else None,
+        "alive": obs.process is not None if parsed and not obs.proc_error else None,
+        "process": obs.process.as_dict() if obs.process else None,
+        "file": dataclasses.asdict(parsed) if parsed else None,
+        "owner_uid": obs.file.uid if obs.file else None,
+        "mtime": obs.file.mtime if obs.file else None,
+        "evidence": evidence,
+    }
+
+
+def remove_if_stale(path, judged_obs, expected_command=None, expected_uid=None, proc=procinfo.PROC):
+    """Unlink ``path`` if, observed again right now, it is the same file and still stale.
+
+    ``judged_obs`` is the observation the caller decided on. Returns
+    (removed, reason). A file that changed (new inode or content: a server
+    starting meanwhile) or that is no longer stale is left alone.
+    """
+    again = observe(path, expected_command, expected_uid, proc)
+    verdict, _ = judge(again)
+    if verdict != STALE:
+        return False, "verdict is now %s" % verdict
+    if again.file != judged_obs.file or again.text != judged_obs.text:
+        return False, "file changed since it was judged"
+    st = os.stat(path)
+    if (st.st_dev, st.st_ino) != (again.file.device, again.file.inode):
+        return False, "file replaced since it was judged"
+    os.unlink(path)
+    return True, "removed"

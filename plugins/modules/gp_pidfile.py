@@ -1,0 +1,229 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: gpops.greenplum contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: gp_pidfile
+short_description: Decide whether pid and lock files are stale, by process identity
+description:
+  - For each pid file, PostgreSQL/Greenplum C(postmaster.pid) or socket lock file
+    (C(.s.PGSQL.<port>.lock)), reads the PID it names and decides whether that process
+    is really the one the file belongs to, instead of trusting C(kill -0), which a
+    reused PID fools.
+  - Identity is checked from C(/proc/PID): the command (C(comm), executable, command
+    line), the owner uid, the start time against the file's time, and for PostgreSQL
+    files the working directory (a server runs in its data directory) and the listening
+    port.
+  - Follows PostgreSQL's own rules (C(CreateLockFile) in
+    C(src/backend/utils/init/miscinit.c)) a PID equal to this tool's own or its parent's,
+    or a process of another user than the file's owner, is not a competing server; a
+    C(postmaster.pid) whose System V shared memory segment is still attached
+    (C(/proc/sysvipc/shm), as C(PGSharedMemoryIsInUse)) is live even when its PID is gone.
+  - With O(state=absent), removes only files proven C(stale), each re-checked right
+    before C(unlink); the file of a running server is never removed.
+  - A path that is not a pid file, or an unreadable file or C(/proc), fails the module
+    before anything is removed.
+version_added: 0.1.0
+author: gpops.greenplum developers
+options:
+  paths:
+    description:
+      - Pid or lock files to check. A file named C(postmaster.pid) is read as PostgreSQL's
+        data directory lock file, C(.s.PGSQL.<port>.lock) as its socket lock file, any other
+        as a plain pid file whose first line is the PID.
+    type: list
+    elements: path
+    default: []
+  data_directories:
+    description:
+      - PostgreSQL or Greenplum data directories; their C(postmaster.pid) is checked.
+    type: list
+    elements: path
+    default: []
+  state:
+    description:
+      - V(present) reports only. V(absent) removes the files proven stale.
+    type: str
+    choices: [present, absent]
+    default: present
+  expected_command:
+    description:
+      - Regular expression (Python C(re.search)) that the process must match through one of
+        its names (C(comm), executable basename, C(argv[0]) basename, or the whole command
+        line), e.g. C(^nginx$). Defaults to C(^(postgres|postmaster)$) for PostgreSQL files
+        and to no command check for plain pid files.
+    type: str
+  expected_owner:
+    description:
+      - User name or uid the process must run as. PostgreSQL files default to the file's
+        owner (their rule); plain pid files default to no owner check, because many daemons
+        write their pid file as root and then drop privileges.
+    type: str
+  proc_path:
+    description:
+      - Where procfs is mounted.
+    type: path
+    default: /proc
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+notes:
+  - Run it as root or as the owner of the processes; otherwise the working directory of
+    another user's process is unknown and is reported as such (never taken as proof).
+seealso:
+  - name: PostgreSQL postmaster.pid
+    description: The data directory lock file and its lines.
+    link: https://www.postgresql.org/docs/current/storage-file-layout.html
+  - module: gpops.greenplum.gp_lockfile_info
+  - module: gpops.greenplum.gp_nodelock
+"""
+
+EXAMPLES = r"""
+- name: Why does this segment not start?
+  gpops.greenplum.gp_pidfile:
+    data_directories: [/data/primary/gpseg0]
+  register: pidfiles
+
+- name: Remove the postmaster.pid only if it is proven stale
+  gpops.greenplum.gp_pidfile:
+    data_directories: [/data/primary/gpseg0]
+    state: absent
+  become: true
+  become_user: gpadmin
+
+- name: A daemon's pid file, checked against its program name
+  gpops.greenplum.gp_pidfile:
+    paths: [/run/pgbouncer/pgbouncer.pid]
+    expected_command: ^pgbouncer$
+    state: absent
+"""
+
+RETURN = r"""
+files:
+  description: One entry per file, in the order given (paths, then data directories).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - path: /data/primary/gpseg0/postmaster.pid
+      kind: postmaster
+      verdict: stale
+      pid: 4242
+      alive: true
+      process: {pid: 4242, uid: 1000, state: S, start_time: 1732170000.5, comm: sleep,
+                cmdline: [sleep, "600"], exe: /usr/bin/sleep, cwd: /home/gpadmin, ppid: 1}
+      file: {kind: postmaster, pid: 4242, single_user: false, data_directory: /data/primary/gpseg0,
+             start_time: 1732160000, port: 6000, socket_directory: /tmp, listen_address: "*",
+             shm_key: 6000001, shm_id: 32768, status: ready}
+      owner_uid: 1000
+      mtime: 1732160001.2
+      evidence:
+        - {check: shared_memory_free, passed: true, detail: "segment key 6000001 id 32768: gone"}
+        - {check: process_exists, passed: true, detail: "PID 4242 exists (sleep)"}
+        - {check: command, passed: false, detail: "process names ['sleep', 'sleep', 'sleep'] do not match /^(postgres|postmaster)$/"}
+      removed: true
+verdicts:
+  description: Path to verdict (live, stale, absent, not_a_pidfile, unreadable).
+  returned: always
+  type: dict
+  sample: {/data/primary/gpseg0/postmaster.pid: stale}
+removed:
+  description: Files removed (or that would be, in check mode).
+  returned: always
+  type: list
+  elements: str
+actions:
+  description: What was done, one sentence per file.
+  returned: always
+  type: list
+  elements: str
+  sample: ["removed stale /data/primary/gpseg0/postmaster.pid (PID 4242 is sleep, not the server)"]
+"""
+
+import os
+import pwd
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.gpops.greenplum.plugins.module_utils import pidfile
+
+
+def _uid(module, owner):
+    if owner is None:
+        return None
+    if owner.isdigit():
+        return int(owner)
+    try:
+        return pwd.getpwnam(owner).pw_uid
+    except KeyError:
+        module.fail_json(msg="expected_owner: no user named %r on this host" % owner)
+
+
+def _failed_checks(evidence):
+    return "; ".join(c["detail"] for c in evidence if c["passed"] is False)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            paths=dict(type="list", elements="path", default=[]),
+            data_directories=dict(type="list", elements="path", default=[]),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            expected_command=dict(type="str"),
+            expected_owner=dict(type="str"),
+            proc_path=dict(type="path", default="/proc"),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    paths = list(p["paths"]) + [os.path.join(d, "postmaster.pid") for d in p["data_directories"]]
+    if not paths:
+        module.fail_json(msg="paths or data_directories: give at least one file or data directory")
+    expected_uid = _uid(module, p["expected_owner"])
+
+    observed = [pidfile.observe(path, p["expected_command"], expected_uid, p["proc_path"]) for path in paths]
+    judged = [(obs,) + pidfile.judge(obs) for obs in observed]
+    files = [pidfile.report(obs, verdict, evidence) for obs, verdict, evidence in judged]
+    verdicts = {f["path"]: f["verdict"] for f in files}
+    bad = [f for f in files if f["verdict"] in (pidfile.NOT_A_PIDFILE, pidfile.UNREADABLE)]
+    if bad:
+        module.fail_json(
+            msg="paths/data_directories: nothing removed; cannot judge %s" % "; ".join(
+                "%s (%s: %s)" % (f["path"], f["verdict"], _failed_checks(f["evidence"])) for f in bad),
+            files=files, verdicts=verdicts, removed=[], actions=[], changed=False)
+
+    removed, actions = [], []
+    if p["state"] == "absent":
+        for (obs, verdict, evidence), entry in zip(judged, files):
+            if verdict != pidfile.STALE:
+                continue
+            why = _failed_checks(evidence)
+            if module.check_mode:
+                done, reason = True, "would remove"
+            else:
+                done, reason = pidfile.remove_if_stale(obs.path, obs, p["expected_command"], expected_uid,
+                                                       p["proc_path"])
+            entry["removed"] = done
+            if done:
+                removed.append(obs.path)
+                actions.append("%s stale %s (%s)" % ("would remove" if module.check_mode else "removed",
+                                                     obs.path, why))
+            else:
+                actions.append("left %s: %s" % (obs.path, reason))
+    module.exit_json(
+        changed=bool(removed), files=files, verdicts=verdicts, removed=removed, actions=actions,
+        diff=dict(before={"present": sorted(f["path"] for f in files if f["verdict"] != pidfile.ABSENT)},
+                  after={"present": sorted(f["path"] for f in files
+                                           if f["verdict"] != pidfile.ABSENT and f["path"] not in removed)}))
+
+
+if __name__ == "__main__":
+    main()
