@@ -1,0 +1,343 @@
+# -*- coding: utf-8 -*-
+# Copyright: gpops.greenplum contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Connections to a Greenplum / Cloudberry cluster: the coordinator, and single nodes
+in utility mode.
+
+Public API (other module_utils and every module use these):
+
+- ``connection_argument_spec() -> dict``: the shared module options, documented by
+  the doc fragment ``gpops.greenplum.connection``: ``login_host``, ``login_port``,
+  ``login_user``, ``login_password`` (no_log), ``login_db`` (each defaulting to
+  ``PGHOST``, ``PGPORT``, ``PGUSER``, ``PGPASSWORD``, ``PGDATABASE``, then to libpq's
+  defaults), ``connect_timeout`` (int seconds, default 5), ``statement_timeout``
+  (float seconds, default 30), ``ssl_mode``.
+- ``connect(params, host=None, port=None, dbname=None, utility=False, server=None,
+  autocommit=True, statement_timeout=None) -> psycopg.Connection``: every connection
+  carries ``connect_timeout``, ``statement_timeout`` and ``lock_timeout`` (so that
+  collection never queues behind a lock itself). ``utility=True`` adds the flavor's
+  utility-mode option (GREENPLUM.md §6). Raises ``GpConnectionError``.
+- ``server_info(conn) -> ServerInfo``: flavor (``greenplum``, ``cloudberry``,
+  ``sandbox``), major version, version string and number, from
+  ``gp_server_version_num`` / ``gp_server_version`` and ``version()`` (GREENPLUM.md,
+  first section and §10). Raises ``NotGreenplumError`` for any other server.
+- ``run_on_nodes(nodes, fn, timeout) -> (results_by_content, unreachable_by_content)``:
+  ``fn(node)`` on every node at once, each bounded by a client-side deadline.
+- ``GpConnectionError(node, reason)``, ``NotGreenplumError``, ``describe_node(node)``.
+
+Requires psycopg 3 (``HAS_PSYCOPG`` / ``PSYCOPG_IMPORT_ERROR`` let modules fail with
+``missing_required_lib``).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import dataclasses
+import re
+import threading
+import time
+import traceback
+
+from ansible.module_utils.basic import env_fallback
+
+try:
+    import psycopg
+    from psycopg.rows import dict_row
+    HAS_PSYCOPG = True
+    PSYCOPG_IMPORT_ERROR = None
+except ImportError:  # pragma: no cover - exercised on hosts without psycopg
+    psycopg = None
+    dict_row = None
+    HAS_PSYCOPG = False
+    PSYCOPG_IMPORT_ERROR = traceback.format_exc()
+
+APPLICATION_NAME = "gpops.greenplum"
+SSL_MODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+# Collection reads catalog views only; a conflicting lock request (DDL queued on a
+# catalog) must make it fail fast rather than queue: it would join the hang it studies.
+LOCK_TIMEOUT_S = 1.0
+
+
+def connection_argument_spec():
+    """The shared connection options (doc fragment ``gpops.greenplum.connection``)."""
+    return dict(
+        login_host=dict(type="str", fallback=(env_fallback, ["PGHOST"])),
+        login_port=dict(type="int", fallback=(env_fallback, ["PGPORT"])),
+        login_user=dict(type="str", fallback=(env_fallback, ["PGUSER"])),
+        login_password=dict(type="str", no_log=True, fallback=(env_fallback, ["PGPASSWORD"])),
+        login_db=dict(type="str", fallback=(env_fallback, ["PGDATABASE"])),
+        connect_timeout=dict(type="int", default=5),
+        statement_timeout=dict(type="float", default=30.0),
+        ssl_mode=dict(type="str", default="prefer", choices=SSL_MODES),
+    )
+
+
+def validate_connection_params(params):
+    """Return a message naming the first bad connection option, or None."""
+    if params.get("connect_timeout") is not None and params["connect_timeout"] < 1:
+        return "connect_timeout must be a whole number of seconds >= 1, got %r" % params["connect_timeout"]
+    if params.get("statement_timeout") is not None and params["statement_timeout"] <= 0:
+        return "statement_timeout must be a number of seconds > 0, got %r" % params["statement_timeout"]
+    port = params.get("login_port")
+    if port is not None and not 0 < port < 65536:
+        return "login_port must be between 1 and 65535, got %r" % port
+    return None
+
+
+class GpConnectionError(Exception):
+    """A node could not be reached or did not answer.
+
+    ``node`` names it (``coordinator (content -1, dbid 1, mdw:5432)``), ``reason``
+    says why, starting with a short kind: ``timeout``, ``connection refused``,
+    ``authentication failed``, ``unknown host``, ``database does not exist``,
+    ``in recovery``, ``error``.
+    """
+
+    def __init__(self, node, reason):
+        self.node = node
+        self.reason = reason
+        super(GpConnectionError, self).__init__("cannot reach %s: %s" % (node, reason))
+
+
+class NotGreenplumError(Exception):
+    """The server is not Greenplum, Cloudberry or the sandbox (e.g. plain PostgreSQL)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerInfo:
+    """What the coordinator says it is.
+
+    ``flavor``: ``greenplum`` | ``cloudberry`` | ``sandbox``; ``major``: 6, 7 (Greenplum),
+    1, 2, 3 (Cloudberry); ``version``: e.g. ``7.0.0-beta.0+d766805``; ``version_num``:
+    e.g. 70000; ``pg_version``: the PostgreSQL base, e.g. ``12.12``; ``version_string``:
+    the full ``version()`` text.
+    """
+
+    flavor: str
+    major: int
+    version: str
+    version_num: int
+    pg_version: str
+    version_string: str
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+    @property
+    def utility_option(self):
+        """The GUC that opens a utility-mode session: Greenplum 6 knows only
+        ``gp_session_role``; Greenplum 7, Cloudberry and the sandbox ``gp_role``
+        (GREENPLUM.md §6)."""
+        if self.flavor == "greenplum" and self.major <= 6:
+            return "gp_session_role"
+        return "gp_role"
+
+    @property
+    def has_gp_stat_activity(self):
+        """``gp_stat_activity`` exists from Greenplum 7 on (GREENPLUM.md §7)."""
+        return not (self.flavor == "greenplum" and self.major <= 6)
+
+
+# "(Greenplum Database 7.0.0 build commit:...)", "(Cloudberry Database 1.6.0 build dev)",
+# "(Apache Cloudberry 2.0.0-incubating build 1)", and the sandbox's own name.
+_PRODUCT_RE = re.compile(r"\(([A-Za-z][A-Za-z ]*?) ([0-9][^ )]*)")
+_PG_RE = re.compile(r"PostgreSQL (\d+(?:\.\d+)?)")
+
+
+def _flavor_of(product):
+    name = product.lower()
+    if "sandbox" in name:
+        return "sandbox"
+    if "greenplum" in name:
+        return "greenplum"
+    if "cloudberry" in name:
+        return "cloudberry"
+    return None
+
+
+def _version_num(version):
+    """``7.0.0-beta.0`` -> 70000, ``6.25.3`` -> 62503 (Greenplum's MMmmpp form)."""
+    parts = [int(p) for p in re.findall(r"\d+", version.split("-")[0].split("+")[0])[:3]]
+    parts += [0] * (3 - len(parts))
+    return parts[0] * 10000 + parts[1] * 100 + parts[2]
+
+
+def parse_server_version(version_string, gp_server_version=None, gp_server_version_num=None):
+    """Build a ``ServerInfo`` from ``version()`` and, when set, ``gp_server_version`` and
+    ``gp_server_version_num`` (which win for the version; ``version()`` gives the flavor).
+
+    Tolerates trailing text after the product (GP7 appends a builder's name).
+    Raises ``NotGreenplumError`` when ``version()`` names no known product.
+    Source: GREENPLUM.md first section and §10; Greenplum ``gpversion.py``.
+    """
+    text = version_string or ""
+    flavor = version = None
+    for product, number in _PRODUCT_RE.findall(text):
+        flavor = _flavor_of(product)
+        if flavor:
+            version = number
+            break
+    if flavor is None and gp_server_version and "sandbox" in text.lower():
+        flavor = "sandbox"
+    if flavor is None:
+        raise NotGreenplumError(
+            "the server is not Greenplum or Cloudberry (version(): %r)" % (text[:120],))
+    if gp_server_version:
+        version = gp_server_version.split(" build ")[0].strip()
+    if not version:
+        raise NotGreenplumError("cannot read the %s version from %r" % (flavor, text[:120]))
+    version_num = int(gp_server_version_num) if gp_server_version_num else _version_num(version)
+    pg = _PG_RE.search(text)
+    return ServerInfo(flavor=flavor, major=version_num // 10000, version=version,
+                      version_num=version_num, pg_version=pg.group(1) if pg else "",
+                      version_string=text)
+
+
+def server_info(conn):
+    """Ask the server what it is (one statement; ``current_setting(..., true)`` is NULL
+    where the GUC does not exist, so a plain PostgreSQL answers without error).
+    Raises ``NotGreenplumError``."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT version(), current_setting('gp_server_version', true),"
+                    " current_setting('gp_server_version_num', true)")
+        version, gp_version, gp_version_num = cur.fetchone()
+    return parse_server_version(version, gp_version or None, gp_version_num or None)
+
+
+def describe_node(node=None, host=None, port=None):
+    """A node's name for messages: ``content 0 (dbid 2, 127.0.0.1:7002)``; the
+    coordinator (``node`` None or content -1) is named as such."""
+    if node is None:
+        where = "%s:%s" % (host or "(libpq default host)", port or "(libpq default port)")
+        return "coordinator (%s)" % where
+    where = "%s:%s" % (host or node.address, port or node.port)
+    if node.content == -1:
+        return "coordinator (content -1, dbid %s, %s)" % (node.dbid, where)
+    return "content %s (dbid %s, %s)" % (node.content, node.dbid, where)
+
+
+_REASONS = (
+    ("timeout", ("timeout expired", "timed out", "canceling statement due to statement timeout")),
+    ("connection refused", ("connection refused",)),
+    ("authentication failed", ("authentication failed", "no password supplied",
+                               "no pg_hba.conf entry", "password is required")),
+    ("unknown host", ("could not translate host name", "name or service not known")),
+    ("database does not exist", ("does not exist",)),
+    ("in recovery", ("in recovery mode", "is starting up", "is shutting down")),
+)
+
+
+def classify_error(exc):
+    """``kind: first line of the server/libpq message`` for a connection failure."""
+    text = " ".join(str(exc).split()) or exc.__class__.__name__
+    low = text.lower()
+    for kind, needles in _REASONS:
+        if any(n in low for n in needles):
+            return "%s: %s" % (kind, text)
+    return "error: %s" % text
+
+
+def connect(params, host=None, port=None, dbname=None, utility=False, server=None,
+            autocommit=True, statement_timeout=None):
+    """Open a connection with the module's connection ``params``.
+
+    ``host``/``port``/``dbname`` override ``login_host``/``login_port``/``login_db``
+    (used for segments, whose address comes from ``gp_segment_configuration``).
+    ``utility=True`` opens a utility-mode session (``-c gp_role=utility``, or
+    ``-c gp_session_role=utility`` when ``server`` is Greenplum 6; without ``server``
+    the GP7 spelling is used). ``statement_timeout`` (seconds) overrides the option for
+    this connection. Unset options are left to libpq (which reads ``PG*``).
+    Raises ``GpConnectionError`` naming the node and the cause.
+    """
+    if not HAS_PSYCOPG:
+        raise GpConnectionError(describe_node(None, host, port), "psycopg (3) is not installed")
+    timeout_s = statement_timeout if statement_timeout is not None else params.get("statement_timeout") or 30.0
+    options = ["-c statement_timeout=%d" % max(1, int(timeout_s * 1000)),
+               "-c lock_timeout=%d" % int(min(LOCK_TIMEOUT_S, timeout_s) * 1000)]
+    if utility:
+        option = server.utility_option if server is not None else "gp_role"
+        options.append("-c %s=utility" % option)
+    kwargs = dict(
+        host=host or params.get("login_host"),
+        port=port or params.get("login_port"),
+        user=params.get("login_user"),
+        password=params.get("login_password"),
+        dbname=dbname or params.get("login_db"),
+        sslmode=params.get("ssl_mode"),
+        connect_timeout=max(1, int(params.get("connect_timeout") or 5)),
+        application_name=APPLICATION_NAME,
+        options=" ".join(options),
+    )
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    try:
+        return psycopg.connect(autocommit=autocommit, **kwargs)
+    except psycopg.Error as exc:
+        node = describe_node(None, kwargs.get("host"), kwargs.get("port"))
+        raise GpConnectionError(node, classify_error(exc))
+
+
+def query(conn, statement, args=None):
+    """Run one statement and return its rows as dicts keyed by column name."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(statement, args)
+        return cur.fetchall() if cur.description else []
+
+
+def _start(fn, name):
+    """Start ``fn()`` in a daemon thread; its outcome lands in the returned dict as
+    ``result``: ``(True, value)`` or ``(False, reason)``."""
+    box = {}
+
+    def target():
+        try:
+            box["result"] = (True, fn())
+        except GpConnectionError as exc:
+            box["result"] = (False, exc.reason)
+        except Exception as exc:  # a node's failure is data for the caller
+            box["result"] = (False, classify_error(exc))
+
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    return thread, box
+
+
+def _outcome(box, timeout):
+    return box.get("result", (False, "timeout: no answer within %.1f s" % timeout))
+
+
+def run_with_deadline(fn, timeout):
+    """Run ``fn()`` and wait at most ``timeout`` seconds: ``(True, result)`` or
+    ``(False, reason)``.
+
+    Why a thread: a stopped server (SIGSTOP, a hung host) accepts TCP and never
+    answers, so neither ``connect_timeout`` nor the server-side ``statement_timeout``
+    can end the wait; an abandoned daemon thread never keeps the process from exiting.
+    """
+    thread, box = _start(fn, "gpops-deadline")
+    thread.join(max(0.0, timeout))
+    return _outcome(box, timeout)
+
+
+def run_on_nodes(nodes, fn, timeout):
+    """Run ``fn(node)`` for every node in parallel.
+
+    ``nodes``: objects with ``content`` (e.g. ``records.SegmentConfig``); ``timeout``:
+    seconds, one deadline shared by all (the wall time is that of the slowest node,
+    at most ``timeout``). Returns ``(results_by_content, unreachable_by_content)``:
+    ``fn``'s results, and for every node that raised or did not answer in time the
+    reason (``timeout: ...``, ``connection refused: ...``, ``error: ...``).
+    """
+    deadline = time.monotonic() + timeout
+    started = {node.content: _start(lambda node=node: fn(node), "gpops-node-%s" % node.content)
+               for node in nodes}
+    for thread, _box in started.values():
+        thread.join(max(0.0, deadline - time.monotonic()))
+    results, unreachable = {}, {}
+    for content, (_thread, box) in started.items():
+        ok, value = _outcome(box, timeout)
+        if ok:
+            results[content] = value
+        else:
+            unreachable[content] = value
+    return results, unreachable

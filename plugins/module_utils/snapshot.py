@@ -1,0 +1,316 @@
+# -*- coding: utf-8 -*-
+# Copyright: gpops.greenplum contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One cluster-wide snapshot of locks, wait-for edges, sessions and distributed
+transactions, taken once, for the analysis layer.
+
+Public API:
+
+- ``take_snapshot(params, server=None, include=INCLUDE_ALL, timeout=None)
+  -> records.ClusterSnapshot``. ``params``: the connection options
+  (``connection.connection_argument_spec``); ``server``: a ``connection.ServerInfo``
+  (detected when None); ``include``: any of ``locks``, ``edges``, ``activity``,
+  ``dist_xacts``, ``prepared_xacts``; ``timeout``: seconds for the whole collection
+  (default: the ``statement_timeout`` option). Raises ``GpConnectionError`` when the
+  coordinator cannot be reached or read, ``NotGreenplumError`` for a non-Greenplum
+  server. Any other node that does not answer is named in ``snapshot.unreachable``.
+- ``snapshot_from_rows(segments, dispatched=None, nodes=None, unreachable=None,
+  server=None, taken_at=None) -> ClusterSnapshot``: the same building code over
+  catalog rows (a live collection or a captured fixture).
+- ``filter_records(snapshot, waiting_only=False, relation=None, session=None,
+  content=None) -> dict``: the ``locks``, ``edges`` and ``backends`` a user asked for.
+
+How it collects (GREENPLUM.md §1, §2, §6, §7):
+
+1. On the coordinator, in dispatch mode: ``pg_locks``, ``gp_dist_wait_status()``,
+   ``gp_stat_activity`` (Greenplum 7 / Cloudberry) and ``gp_distributed_xacts``;
+   the first three already include every primary's rows. Greenplum fails these when
+   a primary does not answer, and a hung primary makes them wait: they get half of
+   the time budget, enforced on the client side.
+2. When dispatch failed or timed out: the same facts from every node (coordinator
+   and primaries) in utility mode, in parallel (``run_on_nodes``), each node bounded
+   by the remaining budget; ``source`` becomes ``utility``.
+3. In both cases, per node in utility mode and in parallel: relation names
+   (``schema.name``) for the OIDs locked on that node, looked up in that node's
+   catalog (OIDs differ between nodes), ``pg_blocking_pids(pid)`` for its waiting
+   backends (lock-queue waiters have no ``gp_dist_wait_status()`` edge), and its
+   ``pg_prepared_xacts``; on Greenplum 6 also its ``pg_stat_activity`` (no
+   ``gp_stat_activity`` there).
+
+Only read-only statements run, each connection has ``lock_timeout`` set, and catalog
+objects are named unqualified (Greenplum users and the sandbox rely on the role's
+``search_path``; it is never overridden).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import time
+
+from ansible_collections.gpops.greenplum.plugins.module_utils import catalog
+from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
+    GpConnectionError, connect, describe_node, query, run_on_nodes, run_with_deadline,
+    server_info)
+from ansible_collections.gpops.greenplum.plugins.module_utils.records import (
+    COORDINATOR_CONTENT, Backend, ClusterSnapshot, DistributedXact, LockRecord, PreparedXact,
+    SegmentConfig, WaitEdge)
+
+INCLUDE_ALL = ("locks", "edges", "activity", "dist_xacts", "prepared_xacts")
+
+# In dispatch mode on the coordinator these return the rows of every primary too.
+DISPATCHED_SQL = {
+    "locks": "SELECT * FROM pg_locks",
+    "edges": "SELECT * FROM gp_dist_wait_status()",
+    "activity": "SELECT * FROM gp_stat_activity",
+    "dist_xacts": "SELECT * FROM gp_distributed_xacts",
+}
+# In utility mode on one node: that node's rows only.
+LOCAL_SQL = {
+    "locks": "SELECT * FROM pg_locks",
+    "edges": "SELECT * FROM gp_dist_wait_status()",
+    "activity": "SELECT * FROM pg_stat_activity",
+    "dist_xacts": "SELECT * FROM gp_distributed_xacts",
+    "prepared_xacts": "SELECT transaction, gid, prepared, owner, database FROM pg_prepared_xacts",
+}
+RELATIONS_SQL = (
+    "SELECT c.oid, n.nspname, c.relname FROM pg_class c"
+    " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY(%s)")
+DATABASES_SQL = "SELECT oid, datname, datname = current_database() AS current FROM pg_database"
+BLOCKING_PIDS_SQL = "SELECT pid, pg_blocking_pids(pid) AS blocking_pids FROM unnest(%s::int[]) AS pid"
+# Only in dispatch mode (coordinator only).
+COORDINATOR_ONLY = ("dist_xacts",)
+
+
+def _utc_now():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _waiting_pids(lock_rows):
+    return sorted({int(r["pid"]) for r in lock_rows if r.get("pid") and not r.get("granted")})
+
+
+def _relation_keys(lock_rows):
+    """``{database oid: {relation oid}}`` for the relation locks among ``lock_rows``."""
+    keys = {}
+    for r in lock_rows:
+        if r.get("relation") is not None:
+            keys.setdefault(int(r.get("database") or 0), set()).add(int(r["relation"]))
+    return keys
+
+
+def _lookup_relations(params, server, conn, keys, host, port, statement_timeout):
+    """``{(database oid, relation oid): 'schema.name'}`` on one node. Relation OIDs are
+    per database, so a lock in another database is looked up there (one more
+    utility-mode connection to that database on this node)."""
+    names = {}
+    databases = query(conn, DATABASES_SQL)
+    current = next(int(d["oid"]) for d in databases if d["current"])
+    datnames = {int(d["oid"]): d["datname"] for d in databases}
+    for database, oids in sorted(keys.items()):
+        if database in (0, current):  # 0: shared catalogs, visible from any database
+            rows = query(conn, RELATIONS_SQL, (sorted(oids),))
+        elif database in datnames:
+            with connect(params, host=host, port=port, dbname=datnames[database], utility=True,
+                         server=server, statement_timeout=statement_timeout) as other:
+                rows = query(other, RELATIONS_SQL, (sorted(oids),))
+        else:
+            continue
+        names.update({(database, int(r["oid"])): "%s.%s" % (r["nspname"], r["relname"])
+                      for r in rows})
+    return names
+
+
+def _collect_node(params, server, node, wants, dispatched_locks, statement_timeout):
+    """Everything needed from one node, over one utility-mode connection.
+
+    ``wants``: the ``LOCAL_SQL`` items to read here; ``dispatched_locks``: this node's
+    ``pg_locks`` rows from the dispatched query (when ``locks`` is not read here), for
+    the relation and ``pg_blocking_pids`` lookups. Returns the node's row dict (see
+    ``snapshot_from_rows``).
+    """
+    # The coordinator is reached the way the user reached it; segments by catalog address.
+    host, port = (None, None) if node.content == COORDINATOR_CONTENT else (node.address, node.port)
+    out = {}
+    with connect(params, host=host, port=port, utility=True, server=server,
+                 statement_timeout=statement_timeout) as conn:
+        for item in wants:
+            out[item] = query(conn, LOCAL_SQL[item])
+        lock_rows = out.get("locks", dispatched_locks or [])
+        keys = _relation_keys(lock_rows)
+        if keys:
+            out["relations"] = _lookup_relations(params, server, conn, keys, host, port,
+                                                 statement_timeout)
+        waiting = _waiting_pids(lock_rows)
+        if waiting:
+            out["blocking_pids"] = {int(r["pid"]): r["blocking_pids"] or []
+                                    for r in query(conn, BLOCKING_PIDS_SQL, (waiting,))}
+    return out
+
+
+def _open_coordinator(params, server, statement_timeout):
+    conn = connect(params, statement_timeout=statement_timeout)
+    try:
+        server = server or server_info(conn)
+        segments = catalog.segment_configuration(conn)
+    except Exception:
+        conn.close()
+        raise
+    return conn, server, segments
+
+
+def _dispatch(conn, items):
+    out = {item: query(conn, DISPATCHED_SQL[item]) for item in items}
+    conn.close()
+    return out
+
+
+def take_snapshot(params, server=None, include=INCLUDE_ALL, timeout=None):
+    """Collect one ``ClusterSnapshot`` (see the module docstring for how). Bounded by
+    ``timeout`` seconds in all: a node that does not answer in time is abandoned and
+    named in ``unreachable``; the coordinator not answering raises
+    ``GpConnectionError``."""
+    timeout = float(timeout or params.get("statement_timeout") or 30.0)
+    deadline = time.monotonic() + timeout
+    taken_at = _utc_now()
+    coordinator_name = describe_node(None, params.get("login_host"), params.get("login_port"))
+
+    ok, opened = run_with_deadline(lambda: _open_coordinator(params, server, timeout), timeout)
+    if not ok:
+        raise GpConnectionError(coordinator_name, opened)
+    conn, server, segments = opened
+    # Greenplum 6 has no gp_stat_activity: activity comes from every node instead.
+    dispatched_items = [i for i in DISPATCHED_SQL if i in include
+                        and (i != "activity" or server.has_gp_stat_activity)]
+    remaining = deadline - time.monotonic()
+    ok, dispatched = run_with_deadline(lambda: _dispatch(conn, dispatched_items), remaining / 2)
+    if not ok:
+        dispatched = None  # fall back to utility mode on every node
+
+    nodes = [n for n in (catalog.coordinator(segments),) if n] + catalog.primaries(segments)
+    local_items = [i for i in LOCAL_SQL if i in include and (
+        dispatched is None or i not in dispatched_items and i not in COORDINATOR_ONLY)]
+    dispatched_locks = {}
+    for row in (dispatched or {}).get("locks", []):
+        dispatched_locks.setdefault(int(row["gp_segment_id"]), []).append(row)
+
+    def collect(node):
+        wants = [i for i in local_items if node.content == COORDINATOR_CONTENT
+                 or i not in COORDINATOR_ONLY]
+        return _collect_node(params, server, node, wants, dispatched_locks.get(node.content),
+                             max(1.0, deadline - time.monotonic()))
+
+    nodes_rows, unreachable = {}, {}
+    if local_items or dispatched_locks:
+        nodes_rows, unreachable = run_on_nodes(nodes, collect, max(0.0, deadline - time.monotonic()))
+        if dispatched is not None:
+            unreachable = {c: "utility-mode lookups (relation names, pg_blocking_pids, prepared"
+                              " transactions) failed: %s" % r for c, r in unreachable.items()}
+    return snapshot_from_rows(segments, dispatched=dispatched, nodes=nodes_rows,
+                              unreachable=unreachable, server=server.as_dict(), taken_at=taken_at)
+
+
+def snapshot_from_rows(segments, dispatched=None, nodes=None, unreachable=None, server=None,
+                       taken_at=None):
+    """Build a ``ClusterSnapshot`` from catalog rows (dicts keyed by column name).
+
+    ``segments``: ``gp_segment_configuration`` rows or ``SegmentConfig`` records.
+    ``dispatched``: rows of the coordinator's dispatched queries by item (``locks``,
+    ``edges``, ``activity``, ``dist_xacts``; each row carries its ``gp_segment_id`` /
+    ``segid``), or None when dispatch failed (``source`` is then ``utility``).
+    ``nodes``: ``{content: {item: rows}}`` read on that node in utility mode (``locks``,
+    ``edges``, ``activity``, ``dist_xacts``, ``prepared_xacts``), plus ``relations``
+    ``{(database oid, relation oid): 'schema.name'}`` and ``blocking_pids`` ``{pid:
+    [pid, ...]}`` of that node. Dispatched rows win over node rows for the same item.
+    ``unreachable``: ``{content: reason}``; ``server``: ``ServerInfo.as_dict()``;
+    ``taken_at``: a datetime (default now, UTC).
+    """
+    source = "utility" if dispatched is None else "dispatch"
+    dispatched = dispatched or {}
+    nodes = nodes or {}
+
+    def rows(item):
+        """``(content or None, row)`` pairs: dispatched rows, else every node's rows."""
+        if item in dispatched:
+            return [(None, r) for r in dispatched[item]]
+        return [(c, r) for c, n in sorted(nodes.items()) for r in n.get(item, [])]
+
+    relations = {c: n["relations"] for c, n in nodes.items() if n.get("relations")}
+    locks = []
+    for content, row in rows("locks"):
+        name = None
+        if relations and row.get("relation") is not None:  # names of the node holding the lock
+            node = content if content is not None else int(row["gp_segment_id"])
+            name = relations.get(node, {}).get((int(row.get("database") or 0), int(row["relation"])))
+        locks.append(LockRecord.from_row(row, content=content, relation_name=name))
+    backends = []
+    for content, row in rows("activity"):
+        backend = Backend.from_row(row, content=content)
+        blocking = nodes.get(backend.content, {}).get("blocking_pids", {}).get(backend.pid)
+        if blocking is not None:
+            backend = Backend.from_row(dict(row, blocking_pids=blocking), content=content)
+        backends.append(backend)
+    return ClusterSnapshot(
+        taken_at=taken_at or _utc_now(),
+        segments=[SegmentConfig.from_row(s) if isinstance(s, dict) else s for s in segments],
+        locks=locks,
+        edges=[WaitEdge.from_row(r) for _c, r in rows("edges")],
+        backends=backends,
+        dist_xacts=[DistributedXact.from_row(r) for _c, r in rows("dist_xacts")],
+        prepared_xacts=[PreparedXact.from_row(r, content=c) for c, r in rows("prepared_xacts")],
+        unreachable=dict(unreachable or {}),
+        source=source,
+        server=dict(server or {}),
+    )
+
+
+def _relation_matches(name, wanted):
+    """``wanted`` is ``schema.name`` (exact) or a bare name (any schema)."""
+    if name is None:
+        return False
+    return name == wanted if "." in wanted else name.split(".", 1)[-1] == wanted
+
+
+def filter_records(snapshot, waiting_only=False, relation=None, session=None, content=None):
+    """The locks, edges and backends of ``snapshot`` that match every given filter.
+
+    ``waiting_only``: locks not granted, and the edges and backends of their
+    sessions (the backends holding those lock requests, and the sessions' other
+    backends, e.g. the coordinator's QD); ``relation``: ``schema.name`` or a bare
+    name: locks on it, and the edges and backends of the sessions holding or waiting
+    for those locks;
+    ``session``: a distributed session id (``sess_id`` / ``mppsessionid``);
+    ``content``: a list of content ids. Returns ``{locks, edges, backends}`` as
+    lists of records.
+    """
+    contents = None if content is None else set(content)
+
+    def keep_lock(lock):
+        return ((not waiting_only or not lock.granted)
+                and (relation is None or _relation_matches(lock.relation_name, relation))
+                and (session is None or lock.mppsessionid == session)
+                and (contents is None or lock.content in contents))
+
+    locks = [lock for lock in snapshot.locks if keep_lock(lock)]
+    narrowed = waiting_only or relation is not None
+    sessions = {lock.mppsessionid for lock in locks}
+    pids = {(lock.content, lock.pid) for lock in locks}
+    if session is not None:
+        sessions = {session} if not narrowed else sessions & {session}
+
+    def keep_edge(edge):
+        in_sessions = not (narrowed or session is not None) or bool(
+            {edge.waiter_sessionid, edge.holder_sessionid} & sessions)
+        return in_sessions and (contents is None or edge.content in contents)
+
+    def keep_backend(backend):
+        if contents is not None and backend.content not in contents:
+            return False
+        if narrowed:  # sess_id <= 0: utility-mode and background processes, no session
+            return (backend.content, backend.pid) in pids or (
+                (backend.sess_id or 0) > 0 and backend.sess_id in sessions)
+        return session is None or backend.sess_id == session
+
+    return dict(locks=locks, edges=[e for e in snapshot.edges if keep_edge(e)],
+                backends=[b for b in snapshot.backends if keep_backend(b)])
