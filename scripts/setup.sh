@@ -8,7 +8,7 @@ cd "$top"
 
 apt_packages=(
   postgresql-15 postgresql-contrib postgresql-server-dev-15 postgresql-client-15
-  build-essential procps psmisc util-linux
+  build-essential libkrb5-dev procps psmisc util-linux
   slony1-2-bin postgresql-15-slony1-2
 )
 missing=()
