@@ -1,0 +1,310 @@
+# -*- coding: utf-8 -*-
+# Copyright: gpops.greenplum contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Blocking trees: who waits for whom across the cluster, and who is at the root.
+
+Pure functions, no I/O. A hang without a deadlock cycle is a tree: a root blocker
+(often ``idle in transaction``, or a prepared transaction left by two-phase commit)
+holds a lock; sessions wait for it directly, others wait for those.
+
+Sessions are identified across nodes by their distributed session id
+(``sess_id`` = ``mppsessionid``; segment pids are local to their node), prepared
+transactions by their gxid, anything else by ``(content, pid)``.
+
+Who blocks a waiting lock request, as ``pg_blocking_pids()`` sees it (PostgreSQL
+``GetLockConflicts``/``pg_blocking_pids`` in ``lockfuncs.c``): the processes holding a
+conflicting mode on the same lock, and the processes queued *ahead* of it whose
+requested mode conflicts with it. The second kind has no edge in
+``gp_dist_wait_status()`` (GREENPLUM.md first section: SELECTs queued behind a waiting
+``LOCK ... ACCESS EXCLUSIVE``). ``Backend.blocking_pids`` is used when it was
+collected; otherwise it is inferred from the lock rows with PostgreSQL's conflict
+table, the queue ordered by wait start (``waitstart`` where the server has it, else
+the waiting backend's ``state_change``/``query_start``).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import collections
+
+# PostgreSQL's LockConflicts[] (src/backend/storage/lmgr/lock.c): mode -> modes it conflicts with.
+_MODES = ("AccessShareLock", "RowShareLock", "RowExclusiveLock", "ShareUpdateExclusiveLock",
+          "ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock")
+_CONFLICTS = {
+    "AccessShareLock": {"AccessExclusiveLock"},
+    "RowShareLock": {"ExclusiveLock", "AccessExclusiveLock"},
+    "RowExclusiveLock": {"ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock"},
+    "ShareUpdateExclusiveLock": set(_MODES[3:]),
+    "ShareLock": {"RowExclusiveLock", "ShareUpdateExclusiveLock", "ShareRowExclusiveLock",
+                  "ExclusiveLock", "AccessExclusiveLock"},
+    "ShareRowExclusiveLock": set(_MODES[2:4]) | set(_MODES[4:]),
+    "ExclusiveLock": set(_MODES[1:]),
+    "AccessExclusiveLock": set(_MODES),
+}
+
+HOLDS = "holds"  # the blocker holds a conflicting lock
+QUEUED = "queued_behind"  # the blocker waits ahead in the lock queue for a conflicting mode
+
+
+def modes_conflict(wanted, other):
+    """True when lock mode ``wanted`` conflicts with ``other`` (held or requested).
+    An unknown mode (another lock method) is taken as conflicting: the caller
+    only asks about rows on the very same lock."""
+    conflicts = _CONFLICTS.get(wanted)
+    return True if conflicts is None or other not in _CONFLICTS else other in conflicts
+
+
+class BlockEdge:
+    """``waiter`` (node key) waits on ``content`` for a lock that ``blocker`` holds or
+    waits for ahead of it (``kind`` ``holds``/``queued_behind``)."""
+
+    __slots__ = ("waiter", "blocker", "content", "kind", "locktype", "mode", "waiter_pid",
+                 "blocker_pid", "relation", "relation_name", "since")
+
+    def __init__(self, waiter, blocker, content, kind, locktype, mode, waiter_pid, blocker_pid,
+                 relation, relation_name, since):
+        self.waiter, self.blocker, self.content, self.kind = waiter, blocker, content, kind
+        self.locktype, self.mode = locktype, mode
+        self.waiter_pid, self.blocker_pid = waiter_pid, blocker_pid
+        self.relation, self.relation_name, self.since = relation, relation_name, since
+
+
+def node_key(index, content, pid, sess_id=None):
+    """The identity of the process ``pid`` on ``content`` across the cluster: its
+    distributed session when it has one, else the process itself."""
+    backend = index.backend.get((content, pid))
+    if backend is not None and backend.sess_id and backend.sess_id > 0:
+        return ("session", backend.sess_id)
+    if sess_id and sess_id > 0:
+        return ("session", sess_id)
+    return ("backend", content, pid)
+
+
+def prepared_key(index, content, row=None, gxid=None):
+    """The identity of a prepared transaction on ``content``: its gxid when the
+    gid (``pg_prepared_xacts``), the wait edge or its session tells it, else the
+    node's dummy virtual transaction of its lock rows."""
+    if gxid is None and row is not None:
+        own = {r.transactionid for r in index.prepared_rows.get((content, row.virtualtransaction), ())
+               if r.locktype == "transactionid"}
+        gxid = next((p.gxid for p in index.snapshot.prepared_xacts
+                     if p.content == content and p.transaction in own and p.gxid), None)
+        if gxid is None:
+            gxid = index.session_gxid.get(row.mppsessionid)
+    if gxid:
+        return ("prepared", gxid)
+    return ("prepared", content, row.virtualtransaction if row is not None else None)
+
+
+def _blockers_of(index, row):
+    """``[(kind, node key, pid)]`` blocking the waiting lock ``row``."""
+    tag_rows = index.by_tag.get(row.locktag(), ())
+    backend = index.backend.get((row.content, row.pid))
+    me = node_key(index, row.content, row.pid, row.mppsessionid)
+    out = []
+    if backend is not None and backend.blocking_pids is not None:
+        holders = {r.pid for r in tag_rows if r.granted}
+        for pid in backend.blocking_pids:
+            if pid == 0:  # pg_blocking_pids: a prepared transaction shows as pid 0
+                for r in tag_rows:
+                    if r.granted and r.pid is None:
+                        out.append((HOLDS, prepared_key(index, row.content, r), 0))
+            else:
+                out.append((HOLDS if pid in holders else QUEUED, node_key(index, row.content, pid), pid))
+        return [b for b in out if b[1] != me]
+    started = index.wait_started(row.content, row.pid, row)
+    for r in tag_rows:
+        if r.pid == row.pid:
+            continue
+        if r.granted:
+            if not modes_conflict(row.mode, r.mode):
+                continue
+            key = (prepared_key(index, row.content, r) if r.pid is None
+                   else node_key(index, r.content, r.pid, r.mppsessionid))
+            out.append((HOLDS, key, r.pid or 0))
+        elif modes_conflict(row.mode, r.mode):
+            other = index.wait_started(r.content, r.pid, r)
+            if other is not None and started is not None and (other, r.pid) < (started, row.pid):
+                out.append((QUEUED, node_key(index, r.content, r.pid, r.mppsessionid), r.pid))
+    return [b for b in out if b[1] != me]  # QEs of one session share their locks
+
+
+def block_edges(index, wait_edges=()):
+    """Every wait relation of the snapshot as ``BlockEdge``s, deduplicated per
+    (waiter, blocker, content): from the waiting lock rows, plus the
+    ``gp_dist_wait_status()`` edges (``waitgraph.GraphEdge``, including dropped
+    ones) for waits the lock rows do not show."""
+    seen, out = set(), []
+
+    def add(edge):
+        key = (edge.waiter, edge.blocker, edge.content)
+        if key not in seen and edge.waiter != edge.blocker:
+            seen.add(key)
+            out.append(edge)
+
+    for row in index.waiting:
+        relation, name = index.relation_of_wait(row)
+        since = index.wait_started(row.content, row.pid, row)
+        waiter = node_key(index, row.content, row.pid, row.mppsessionid)
+        for kind, blocker, pid in _blockers_of(index, row):
+            add(BlockEdge(waiter, blocker, row.content, kind, row.locktype, row.mode, row.pid, pid,
+                          relation, name, since))
+    for e in wait_edges:
+        waiter = node_key(index, e.content, e.waiter_pid, e.waiter_sessionid)
+        if e.holder_is_prepared:
+            blocker = prepared_key(index, e.content, gxid=e.holder or None)
+        else:
+            blocker = node_key(index, e.content, e.holder_pid, e.holder_sessionid)
+        add(BlockEdge(waiter, blocker, e.content, HOLDS, e.locktype, e.mode, e.waiter_pid,
+                      e.holder_pid, e.relation, e.relation_name,
+                      index.wait_started(e.content, e.waiter_pid)))
+    return out
+
+
+def node_info(index, key):
+    """A JSON-friendly dict describing a node (session, prepared transaction, backend)."""
+    if key[0] == "session":
+        info = index.session_info(sess_id=key[1])
+        info["kind"] = "session"
+        state = info.get("state") or ""
+        info["idle_in_transaction_since"] = (info["state_change"] if state.startswith("idle in transaction")
+                                             else None)
+        return info
+    if key[0] == "prepared":
+        return _prepared_info(index, key)
+    backend = index.backend.get((key[1], key[2]))
+    info = {"kind": "backend", "content": key[1], "pid": key[2]}
+    for name in ("sess_id", "usename", "application_name", "state", "backend_type", "query"):
+        info[name] = getattr(backend, name) if backend else None
+    return info
+
+
+def _prepared_info(index, key):
+    gxid = key[1] if len(key) == 2 else None
+    rows = index.prepared_by_gxid.get(gxid, []) if gxid else []
+    prepared_at = min((p.prepared for p in rows if p.prepared is not None), default=None)
+    qd = index.coordinator_backend(gxid) if gxid else None
+    info = {
+        "kind": "prepared_xact", "gxid": gxid, "gid": rows[0].gid if rows else None,
+        "contents": sorted({p.content for p in rows}) or ([key[1]] if len(key) == 3 else []),
+        "transactions": {str(p.content): p.transaction for p in rows},
+        "prepared_at": prepared_at.isoformat() if prepared_at else None,
+        "age_s": round((index.taken_at - prepared_at).total_seconds(), 3) if prepared_at else None,
+        "owner": rows[0].owner if rows else None, "database": rows[0].database if rows else None,
+        # A coordinator backend still on this gxid: the two-phase commit is in progress
+        # (e.g. "Retry Commit Prepared"); none: in doubt, dtx recovery's business (§8).
+        "coordinator_pid": qd.pid if qd else None,
+        "coordinator_state": qd.state if qd else None,
+        "coordinator_query": qd.query if qd else None,
+    }
+    info["in_doubt"] = qd is None
+    return info
+
+
+def node_label(info):
+    """Short human name of a node, from its info dict."""
+    if info["kind"] == "session":
+        parts = ["coordinator pid %s" % info["coordinator_pid"] if info["coordinator_pid"]
+                 else "no coordinator backend found"]
+        if info.get("usename"):
+            parts.append("user %s" % info["usename"])
+        if info.get("application_name"):
+            parts.append("application %s" % info["application_name"])
+        return "session %s (%s)" % (info["sess_id"], ", ".join(parts))
+    if info["kind"] == "prepared_xact":
+        where = ", ".join("content %s transaction %s" % (c, t) for c, t in sorted(info["transactions"].items()))
+        return "prepared transaction gxid %s (%s)" % (info["gxid"], where or "content %s" % info["contents"])
+    return "backend pid %s on content %s (no distributed session)" % (info["pid"], info["content"])
+
+
+def _seconds(later, earlier):
+    return None if later is None or earlier is None else round((later - earlier).total_seconds(), 3)
+
+
+def blocking_trees(index, edges):
+    """Blocking trees from ``BlockEdge``s: one per root blocker, i.e. a node that
+    blocks somebody and waits for nothing itself. Nodes caught in a cycle have no
+    root (see waitgraph for deadlocks).
+
+    Returns a list (most waiters first) of dicts:
+    ``root`` (node info dict + ``label``), ``direct_waiters`` (count),
+    ``waiter_count`` (direct and transitive), ``longest_wait_s`` (seconds, from the
+    waiter's wait start to ``snapshot.taken_at``; None if unknown), ``waiters``:
+    ``[{node info..., label, depth, waits: [{content, locktype, mode, relation,
+    relation_name, blocked_by (label), kind, waiting_s}]}]`` in breadth-first order,
+    and ``explanation`` (text).
+    """
+    waits_for = collections.defaultdict(list)
+    blocked = collections.defaultdict(list)
+    for e in edges:
+        waits_for[e.waiter].append(e)
+        blocked[e.blocker].append(e)
+    infos = {}
+
+    def info(key):
+        if key not in infos:
+            infos[key] = node_info(index, key)
+            infos[key]["label"] = node_label(infos[key])
+        return infos[key]
+
+    trees = []
+    for root in [k for k in blocked if k not in waits_for]:
+        depth = {root: 0}
+        order = []
+        queue = collections.deque([root])
+        while queue:
+            node = queue.popleft()
+            for e in blocked.get(node, ()):
+                if e.waiter not in depth:
+                    depth[e.waiter] = depth[node] + 1
+                    order.append(e.waiter)
+                    queue.append(e.waiter)
+        waiters, longest = [], None
+        for key in order:
+            entry = dict(info(key))
+            entry["depth"] = depth[key]
+            entry["waits"] = []
+            for e in waits_for[key]:
+                waited = _seconds(index.taken_at, e.since)
+                if waited is not None:
+                    longest = waited if longest is None else max(longest, waited)
+                entry["waits"].append({
+                    "content": e.content, "locktype": e.locktype, "mode": e.mode,
+                    "relation": e.relation, "relation_name": e.relation_name, "kind": e.kind,
+                    "blocked_by": info(e.blocker)["label"], "waiting_s": waited})
+            waiters.append(entry)
+        tree = {"root": dict(info(root)), "waiter_count": len(order),
+                "direct_waiters": sum(1 for k in order if depth[k] == 1),
+                "longest_wait_s": longest, "waiters": waiters}
+        tree["explanation"] = explain_tree(tree)
+        trees.append(tree)
+    trees.sort(key=lambda t: (-t["waiter_count"], t["root"]["label"]))
+    return trees
+
+
+def explain_tree(tree):
+    """One paragraph about a blocking tree, generated from the tree itself."""
+    root = tree["root"]
+    direct = tree["direct_waiters"]
+    behind = tree["waiter_count"] - direct
+    text = "%s blocks %d session%s (%d directly%s)" % (
+        root["label"], tree["waiter_count"], "" if tree["waiter_count"] == 1 else "s", direct,
+        ", %d waiting behind those" % behind if behind else "")
+    if tree["longest_wait_s"] is not None:
+        text += "; the longest has waited %ss" % tree["longest_wait_s"]
+    if root["kind"] == "prepared_xact":
+        age = " for %ss" % root["age_s"] if root.get("age_s") is not None else ""
+        text += ". It is a prepared transaction (two-phase commit)%s: it holds its locks with no backend" % age
+        if root["in_doubt"]:
+            text += ("; the coordinator has no backend on its gxid: it is in doubt, for dtx recovery or a "
+                     "person to resolve")
+        else:
+            text += ("; its coordinator backend pid %s is still %s (%s): the commit is in progress, do not "
+                     "kill it" % (root["coordinator_pid"], root["coordinator_state"], root["coordinator_query"]))
+    elif root.get("idle_in_transaction_since"):
+        text += ". It is %s since %s (%ss)" % (root["state"], root["idle_in_transaction_since"],
+                                             root["state_age_s"])
+    elif root.get("state"):
+        text += ". It is %s" % root["state"]
+    return text + "."
