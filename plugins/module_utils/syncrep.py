@@ -87,9 +87,10 @@ class Replication:
 
     @property
     def lag_bytes(self):
-        """The larger of flush and replay lag; None when unknown."""
-        lags = [v for v in (self.flush_lag_bytes, self.replay_lag_bytes) if v is not None]
-        return max(lags) if lags else None
+        """The flush lag: what a commit with ``synchronous_commit = on`` (Greenplum's
+        default) waits for. The replay position is reported by the mirror only with
+        its periodic status messages, so it is shown but not decided on."""
+        return self.flush_lag_bytes
 
     def as_dict(self):
         out = dataclasses.asdict(self)
@@ -240,6 +241,18 @@ def decide_sync(pair, state, force=False, max_lag_bytes=0):
     return result(SWITCH_OFF, SYNC_OFF, proof)
 
 
+def require_waiters(decision, waiters):
+    # type: (SyncDecision, List[Any]) -> SyncDecision
+    """``only_waiting``: keep a switch-off only for a primary where commits wait in
+    SyncRep now; any other decision is returned as is."""
+    if decision.verdict != SWITCH_OFF or waiters:
+        return decision
+    return dataclasses.replace(
+        decision, verdict=KEEP, value=None, durability_risk=False,
+        reason="no backend waits in SyncRep on content %d (only_waiting): left on; it would "
+               "have been switched off because %s" % (decision.content, decision.reason))
+
+
 def _mirror_words(mirror):
     if mirror is None:
         return "absent"
@@ -315,7 +328,8 @@ def pairs_by_content(segments):
     return out
 
 
-def _seg_brief(seg):
+def seg_brief(seg):
+    """dbid, role, status, mode, hostname, port of a catalog row (None stays None)."""
     return None if seg is None else {
         "dbid": seg.dbid, "role": seg.role, "status": seg.status, "mode": seg.mode,
         "hostname": seg.hostname, "port": seg.port}
@@ -350,19 +364,19 @@ def mirror_loss_findings(segments, backends, now, unreachable=None):
     for content in sorted(c for c in pairs if c != COORDINATOR_CONTENT):
         primary, mirror = pairs[content]["primary"], pairs[content]["mirror"]
         if mirror is not None and mirror.status == "d":
-            out["mirrors_down"].append({"content": content, **_seg_brief(mirror)})
+            out["mirrors_down"].append({"content": content, **seg_brief(mirror)})
         elif mirror is not None and mirror.mode != "s":
-            out["mirrors_not_in_sync"].append({"content": content, **_seg_brief(mirror)})
+            out["mirrors_not_in_sync"].append({"content": content, **seg_brief(mirror)})
         primary_down = primary is None or primary.status != "u" or content in unreachable
         if primary_down and mirror is not None and (mirror.status != "u" or mirror.mode != "s"):
             out["double_faults"].append({
-                "content": content, "primary": _seg_brief(primary), "mirror": _seg_brief(mirror),
+                "content": content, "primary": seg_brief(primary), "mirror": seg_brief(mirror),
                 "reason": unreachable.get(content) or "primary marked down",
                 "action": "needs a person: FTS cannot fail over (no in-sync mirror); never acted on"})
         mine = by_content.get(content)
         if mine:
             out["waiting_primaries"].append({
-                "content": content, "primary": _seg_brief(primary), "mirror": _seg_brief(mirror),
+                "content": content, "primary": seg_brief(primary), "mirror": seg_brief(mirror),
                 "waiters": mine, "waiting_count": len(mine),
                 "longest_wait_seconds": mine[0]["waiting_seconds"],
                 "fts_has_acted": mirror is not None and mirror.status == "d"})

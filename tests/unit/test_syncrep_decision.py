@@ -148,7 +148,7 @@ def test_replication_from_rows_picks_the_mirror_walsender():
             {"application_name": "gp_walreceiver", "state": "streaming", "pid": 3,
              "flush_lag_bytes": 0, "replay_lag_bytes": 5}]
     rep = Replication.from_rows(rows)
-    assert (rep.pid, rep.state, rep.lag_bytes) == (3, "streaming", 5)
+    assert (rep.pid, rep.state, rep.lag_bytes, rep.replay_lag_bytes) == (3, "streaming", 0, 5)
     assert Replication.from_rows(rows[:1]).state is None
     assert Replication.from_rows([]).as_dict()["lag_bytes"] is None
 
@@ -183,3 +183,13 @@ def test_standby_walsender_stalled(first, second, elapsed, waiters, stalled, why
     assert got["stalled"] is stalled and why in got["reason"]
     if stalled:
         assert got["pid"] == 1 and got["pending_bytes"] == 200
+
+
+def test_require_waiters_keeps_sync_on_where_nothing_waits():
+    d = decide_sync(pair(rep_state=None, lag=None), "off")
+    kept = syncrep.require_waiters(d, [])
+    assert kept.verdict == KEEP and kept.value is None and not kept.durability_risk
+    assert "only_waiting" in kept.reason
+    assert syncrep.require_waiters(d, [{"pid": 1}]) is d
+    refused = decide_sync(pair(), "off")
+    assert syncrep.require_waiters(refused, []) is refused

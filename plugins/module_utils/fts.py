@@ -1,0 +1,121 @@
+# -*- coding: utf-8 -*-
+# Copyright: gpops.greenplum contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""FTS (fault tolerance service): its settings, an on-demand probe, and what the
+probe changed in the catalog.
+
+- ``fts_settings(conn) -> dict``: ``gp_fts_probe_interval``, ``gp_fts_probe_timeout``,
+  ``gp_fts_probe_retries``, ``gp_fts_mark_mirror_down_grace_period`` (seconds /
+  count, ints) read on the coordinator, Greenplum's defaults (60, 20, 5, 30;
+  GREENPLUM.md §4) where a setting does not exist; ``source`` says which.
+- ``probe_timeout(settings) -> float``: seconds to allow one probe cycle.
+- ``request_probe(conn, timeout) -> dict``: ``SELECT gp_request_fts_probe_scan()``.
+- ``catalog_diff(before, after) -> list``: pure; per dbid changes of role,
+  status, mode (and added/removed rows).
+- ``history_since(conn, after) -> list``: new ``gp_configuration_history`` rows.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import time
+
+from ansible_collections.gpops.greenplum.plugins.module_utils.connection import query
+
+try:
+    import psycopg
+except ImportError:  # pragma: no cover - connection.py reports the missing library
+    psycopg = None
+
+# Greenplum's defaults (guc_gp.c, GP6 and GP7 identical; verified live on GP7).
+FTS_DEFAULTS = {
+    "gp_fts_probe_interval": 60,
+    "gp_fts_probe_timeout": 20,
+    "gp_fts_probe_retries": 5,
+    "gp_fts_mark_mirror_down_grace_period": 30,
+}
+# Beyond timeout x (retries + 1): FTS retries a segment about once a second
+# (gp_fts_retry_interval, 1 s) and the call polls every 50 ms for the cycle end.
+PROBE_MARGIN_S = 5.0
+DIFF_FIELDS = ("role", "status", "mode")
+
+
+def fts_settings(conn):
+    """Read the FTS settings on the coordinator.
+
+    Returns {name: int, ..., "source": {name: "server" | "default"}}. A setting
+    missing on the server (another build, or a sandbox) takes Greenplum's default."""
+    rows = query(conn, "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)",
+                 (list(FTS_DEFAULTS),))
+    found = {r["name"]: int(float(r["setting"])) for r in rows}
+    out = {name: found.get(name, default) for name, default in FTS_DEFAULTS.items()}
+    out["source"] = {name: ("server" if name in found else "default") for name in FTS_DEFAULTS}
+    return out
+
+
+def probe_timeout(settings):
+    """Seconds one ``gp_request_fts_probe_scan()`` may take: a probe cycle with a
+    dead segment lasts up to ``gp_fts_probe_timeout x (gp_fts_probe_retries + 1)``
+    (GREENPLUM.md §4), plus one retry interval per retry and a margin."""
+    retries = settings["gp_fts_probe_retries"]
+    return float(settings["gp_fts_probe_timeout"] * (retries + 1) + retries + PROBE_MARGIN_S)
+
+
+def request_probe(conn, timeout):
+    """Ask FTS for a whole new probe cycle and wait for it (``FtsNotifyProber``
+    waits for a new cycle to start and to finish), at most ``timeout`` seconds
+    (server-side ``statement_timeout`` on this call; the call is cancellable).
+
+    Returns {completed: bool, seconds: float, error: None or text}. A timeout or
+    an error is data (FTS hung or paused, a build without FTS), not an exception;
+    psycopg errors other than statement failures propagate."""
+    query(conn, "SELECT set_config('statement_timeout', %s, false)", (str(int(timeout * 1000)),))
+    started = time.monotonic()
+    try:
+        query(conn, "SELECT gp_request_fts_probe_scan()")
+        error = None
+    except psycopg.errors.QueryCanceled:
+        error = "timeout: FTS did not finish a probe cycle within %.1f s (FTS paused, hung or busy)" % timeout
+    except psycopg.DatabaseError as exc:
+        error = "error: %s" % " ".join(str(exc).split())
+    return {"completed": error is None, "seconds": round(time.monotonic() - started, 3),
+            "error": error}
+
+
+def catalog_diff(before, after):
+    """Differences between two ``gp_segment_configuration`` readings (lists of
+    SegmentConfig), per dbid: [{dbid, content, changes: {field: [old, new]}}] for
+    role, status and mode; a row present on one side only has ``added``/``removed``."""
+    old = {s.dbid: s for s in before}
+    new = {s.dbid: s for s in after}
+    out = []
+    for dbid in sorted(set(old) | set(new)):
+        a, b = old.get(dbid), new.get(dbid)
+        if a is None or b is None:
+            out.append({"dbid": dbid, "content": (a or b).content,
+                        "changes": {}, "added" if a is None else "removed": True})
+            continue
+        changes = {f: [getattr(a, f), getattr(b, f)] for f in DIFF_FIELDS if getattr(a, f) != getattr(b, f)}
+        if changes:
+            out.append({"dbid": dbid, "content": b.content, "changes": changes})
+    return out
+
+
+def history_last_time(conn):
+    """The newest ``gp_configuration_history.time`` (or None)."""
+    return query(conn, "SELECT max(time) AS t FROM gp_configuration_history")[0]["t"]
+
+
+def history_since(conn, after):
+    """``gp_configuration_history`` rows newer than ``after`` (all when None), oldest
+    first: [{time (ISO text), dbid, description}]. FTS writes one per changed
+    member: "FTS: update role, status, and mode for dbid %d with contentid %d to
+    %c, %c, and %c" (GREENPLUM.md §5)."""
+    if after is None:
+        rows = query(conn, "SELECT time, dbid, description FROM gp_configuration_history ORDER BY time, dbid")
+    else:
+        rows = query(conn, "SELECT time, dbid, description FROM gp_configuration_history"
+                           " WHERE time > %s ORDER BY time, dbid", (after,))
+    return [{"time": r["time"].isoformat() if hasattr(r["time"], "isoformat") else r["time"],
+             "dbid": r["dbid"], "description": r["description"]} for r in rows]

@@ -1,0 +1,236 @@
+# -*- coding: utf-8 -*-
+# Copyright: gpops.greenplum contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Observe and switch a primary's synchronous replication the way FTS does.
+
+Acting side of ``syncrep.py`` (which decides). Every function here does one
+thing over a connection made by ``connection.connect`` (timeouts included):
+
+- ``observe_primary(conn, content)``: the primary's setting, the
+  mirror's walsender and lag, the backends waiting in SyncRep (utility mode).
+- ``switch_statements(method, value, datadir)``: what ``apply_switch`` will do,
+  as text (for ``executed_queries`` and check mode).
+- ``apply_switch(conn, method, value, datadir)``: GP7/Cloudberry
+  ``ALTER SYSTEM SET synchronous_standby_names = <value>`` then
+  ``pg_reload_conf()``; GP6 the same value in ``gp_replication.conf`` in the
+  primary's data directory, then ``pg_reload_conf()`` (GREENPLUM.md, verified
+  section and §4). Never ``ALTER SYSTEM RESET``.
+- ``wait_applied(conn, value, timeout)``: poll until the setting is in effect.
+- ``walsender_sample(conn)`` / ``terminate_walsender(conn, pid)``: the
+  coordinator's walsender serving the standby coordinator.
+- ``observe_primaries(params, server, primaries, timeout)`` and
+  ``switch_primary(params, server, primary, method, value, wait_timeout)``: the
+  above over utility-mode connections, in parallel and bounded.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import tempfile
+import time
+
+from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
+    connect, query, run_on_nodes)
+from ansible_collections.gpops.greenplum.plugins.module_utils.records import Backend
+from ansible_collections.gpops.greenplum.plugins.module_utils.syncrep import (
+    GP_WALRECEIVER_APPNAME, Replication, gp_replication_conf_text, is_syncrep_wait)
+
+try:
+    from psycopg import sql
+except ImportError:  # pragma: no cover - connection.py reports the missing library
+    sql = None
+
+ALTER_SYSTEM = "alter_system"
+GP_REPLICATION_CONF = "gp_replication_conf"
+METHODS = ("auto", ALTER_SYSTEM, GP_REPLICATION_CONF)
+GP_REPLICATION_CONF_FILE = "gp_replication.conf"
+
+SETTING_SQL = ("SELECT setting, source, sourcefile FROM pg_settings"
+               " WHERE name = 'synchronous_standby_names'")
+# PostgreSQL 10 renamed xlog/location to wal/lsn; Greenplum 6 is PostgreSQL 9.4.
+_REPLICATION_SQL = (
+    "SELECT pid, application_name, state, sync_state,"
+    " {diff}({current}(), {flush})::bigint AS flush_lag_bytes,"
+    " {diff}({current}(), {replay})::bigint AS replay_lag_bytes,"
+    " {diff}({flush}, '0/0')::bigint AS flush_lsn_bytes,"
+    " {diff}({replay}, '0/0')::bigint AS replay_lsn_bytes,"
+    " {diff}({current}(), '0/0')::bigint AS current_lsn_bytes"
+    " FROM pg_stat_replication WHERE application_name = %s ORDER BY pid")
+_NAMES_PG10 = dict(diff="pg_wal_lsn_diff", current="pg_current_wal_lsn", flush="flush_lsn",
+                   replay="replay_lsn")
+_NAMES_PG94 = dict(diff="pg_xlog_location_diff", current="pg_current_xlog_location",
+                   flush="flush_location", replay="replay_location")
+ACTIVITY_SQL = "SELECT * FROM pg_stat_activity"
+NOW_SQL = "SELECT now() AS now, current_setting('server_version_num')::int AS server_version_num"
+
+
+def replication_sql(server_version_num):
+    """The ``pg_stat_replication`` query for a server of that PostgreSQL version
+    number (e.g. 120012 for GP7, 90426 for GP6)."""
+    names = _NAMES_PG10 if server_version_num >= 100000 else _NAMES_PG94
+    return _REPLICATION_SQL.format(**names)
+
+
+def read_setting(conn):
+    """``{setting, source, sourcefile}`` of ``synchronous_standby_names``
+    (``sourcefile`` is NULL for non-superusers)."""
+    rows = query(conn, SETTING_SQL)
+    return rows[0] if rows else {"setting": None, "source": None, "sourcefile": None}
+
+
+def observe_primary(conn, content):
+    """What the primary shows now, over a utility-mode connection ``conn``.
+
+    Returns {setting: {setting, source, sourcefile}, replication: Replication,
+    replication_rows: [pg_stat_replication rows], backends: [Backend], now:
+    datetime (the primary's clock)}."""
+    head = query(conn, NOW_SQL)[0]
+    rows = query(conn, replication_sql(head["server_version_num"]), (GP_WALRECEIVER_APPNAME,))
+    backends = [Backend.from_row(r, content=content) for r in query(conn, ACTIVITY_SQL)]
+    return {"setting": read_setting(conn), "replication": Replication.from_rows(rows),
+            "replication_rows": rows, "backends": backends, "now": head["now"]}
+
+
+def choose_method(method, server, setting, datadir):
+    """Resolve ``method: auto``: ``gp_replication_conf`` on Greenplum 6, or where the
+    current value comes from a ``gp_replication.conf`` (GP6-style layouts), or where
+    that file exists in ``datadir`` on this host; else ``alter_system`` (GP7,
+    Cloudberry: FTS writes ``postgresql.auto.conf`` there, GREENPLUM.md verified
+    section)."""
+    if method != "auto":
+        return method
+    if server is not None and server.flavor == "greenplum" and server.major <= 6:
+        return GP_REPLICATION_CONF
+    sourcefile = (setting or {}).get("sourcefile") or ""
+    if os.path.basename(sourcefile) == GP_REPLICATION_CONF_FILE:
+        return GP_REPLICATION_CONF
+    if datadir and os.path.exists(os.path.join(datadir, GP_REPLICATION_CONF_FILE)):
+        return GP_REPLICATION_CONF
+    return ALTER_SYSTEM
+
+
+def switch_statements(method, value, datadir):
+    """The statements (text) that ``apply_switch`` runs, for reports and check mode."""
+    if method == ALTER_SYSTEM:
+        first = "ALTER SYSTEM SET synchronous_standby_names = '%s'" % value
+    else:
+        first = "write synchronous_standby_names = '%s' to %s" % (
+            value, os.path.join(datadir, GP_REPLICATION_CONF_FILE))
+    return [first, "SELECT pg_reload_conf()"]
+
+
+def _write_gp_replication_conf(datadir, value):
+    """Replace the file atomically (temporary file + rename), keeping its owner and
+    mode (the server's OS user must keep reading it). Raises OSError; the message
+    names the path, e.g. when the module does not run on the segment host."""
+    path = os.path.join(datadir, GP_REPLICATION_CONF_FILE)
+    if not os.path.isdir(datadir):
+        raise OSError("data directory %s is not on this host: run the task on the segment "
+                      "host (delegate_to its hostname)" % datadir)
+    ref = path if os.path.exists(path) else datadir
+    st = os.stat(ref)
+    current = ""
+    if os.path.exists(path):
+        with open(path) as f:
+            current = f.read()
+    fd, tmp = tempfile.mkstemp(prefix=".gp_replication.conf.", dir=datadir)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(gp_replication_conf_text(current, value))
+        os.chmod(tmp, (st.st_mode & 0o777) if ref == path else 0o600)
+        if os.geteuid() == 0:
+            os.chown(tmp, st.st_uid, st.st_gid)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def apply_switch(conn, method, value, datadir):
+    """Set ``synchronous_standby_names`` to ``value`` ('' or '*') on the primary of
+    ``conn`` (utility mode) and reload, as FTS does. Returns the statements run.
+    Raises psycopg.Error or OSError."""
+    if value not in ("", "*"):
+        raise ValueError("synchronous_standby_names value must be '*' or '', got %r" % (value,))
+    if method == ALTER_SYSTEM:
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("ALTER SYSTEM SET synchronous_standby_names = {}").format(
+                sql.Literal(value)))
+    else:
+        _write_gp_replication_conf(datadir, value)
+    query(conn, "SELECT pg_reload_conf()")
+    return switch_statements(method, value, datadir)
+
+
+def wait_applied(conn, value, timeout, interval=0.1):
+    """Poll until ``synchronous_standby_names`` shows ``value`` (the reload is
+    asynchronous: each backend re-reads its configuration between statements).
+    Returns the last ``read_setting`` row; the caller compares."""
+    deadline = time.monotonic() + timeout
+    while True:
+        row = read_setting(conn)
+        if row["setting"] == value or time.monotonic() >= deadline:
+            return row
+        time.sleep(interval)
+
+
+def wait_released(conn, content, timeout, interval=0.2):
+    """Poll the primary's ``pg_stat_activity`` until no backend waits in SyncRep or
+    ``timeout`` seconds pass; returns the Backend records still waiting."""
+    deadline = time.monotonic() + timeout
+    while True:
+        waiting = [b for b in (Backend.from_row(r, content=content) for r in query(conn, ACTIVITY_SQL))
+                   if is_syncrep_wait(b)]
+        if not waiting or time.monotonic() >= deadline:
+            return waiting
+        time.sleep(interval)
+
+
+def walsender_sample(conn):
+    """The coordinator's walsender serving the standby coordinator (application
+    ``gp_walreceiver``) with LSN byte positions, or None. Taken on the coordinator;
+    ``pg_stat_replication`` there is the coordinator's own."""
+    head = query(conn, NOW_SQL)[0]
+    rows = query(conn, replication_sql(head["server_version_num"]), (GP_WALRECEIVER_APPNAME,))
+    return rows[0] if rows else None
+
+
+def terminate_walsender(conn, pid):
+    """End the walsender ``pid`` only if it still is the standby's walsender (a pid
+    reused by another process is never signalled). Returns True when signalled."""
+    rows = query(conn, "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_replication"
+                       " WHERE pid = %s AND application_name = %s", (pid, GP_WALRECEIVER_APPNAME))
+    return bool(rows and rows[0]["ok"])
+
+
+def observe_primaries(params, server, primaries, timeout):
+    """``observe_primary`` on every primary in parallel (utility mode), each bounded by
+    ``timeout`` seconds. Returns (observations by content, unreachable by content)."""
+    def observe(node):
+        conn = connect(params, host=node.address, port=node.port, utility=True, server=server)
+        try:
+            return observe_primary(conn, node.content)
+        finally:
+            conn.close()
+    return run_on_nodes(primaries, observe, timeout)
+
+
+def switch_primary(params, server, primary, method, value, wait_timeout):
+    """Switch one primary (``SegmentConfig``) to ``value`` with ``method``, wait until
+    the setting is in effect and the SyncRep waiters are released (each at most
+    ``wait_timeout`` seconds). Returns {executed_queries, after: setting row,
+    applied: bool, waiters_after: [Backend]}. Raises GpConnectionError, psycopg.Error
+    or OSError (nothing else is done after a failure)."""
+    conn = connect(params, host=primary.address, port=primary.port, utility=True, server=server)
+    try:
+        executed = apply_switch(conn, method, value, primary.datadir)
+        after = wait_applied(conn, value, wait_timeout)
+        applied = after["setting"] == value
+        waiting = wait_released(conn, primary.content, wait_timeout) if applied and value == "" else []
+        return {"executed_queries": executed, "after": after, "applied": applied,
+                "waiters_after": waiting}
+    finally:
+        conn.close()

@@ -1,0 +1,224 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: gpops.greenplum contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: gp_fts_probe
+short_description: Ask Greenplum's FTS for a probe cycle now and report what it changed
+description:
+  - Calls C(gp_request_fts_probe_scan()) on the coordinator (dispatch mode). The call is
+    synchronous, it waits for a whole new FTS probe cycle to start and finish, so when it
+    returns the catalog shows FTS's verdict (Greenplum C(cdbfts.c), C(FtsNotifyProber)).
+  - This is the safe first remedy when commits hang in C(SyncRep) because a mirror is gone
+    and FTS has not acted yet. Once the mirror has been down longer than
+    C(gp_fts_mark_mirror_down_grace_period), the probe marks it down, writes
+    C(gp_configuration_history), switches its primary's synchronous replication off, and
+    the waiting commits return. Inside the grace period the primary asks for retries and
+    nothing changes.
+  - The call is bounded by O(timeout), by default C(gp_fts_probe_timeout) x
+    (C(gp_fts_probe_retries) + 1) plus a margin, read from the coordinator (Greenplum's
+    defaults 20 s and 5 where a setting does not exist). A probe that does not finish in
+    time (FTS paused, hung or busy) is reported, not waited on.
+  - Returns C(gp_segment_configuration) before and after, the differences per dbid (role,
+    status, mode) and the new C(gp_configuration_history) rows. RV(changed) is true only
+    when the catalog changed.
+  - A cluster without mirrors is reported as such and not probed (FTS skips probing it:
+    "skipping FTS probes due to no mirrors").
+version_added: 0.1.0
+author: gpops.greenplum developers
+extends_documentation_fragment:
+  - gpops.greenplum.connection
+options:
+  timeout:
+    description:
+      - Seconds the probe call may take. Default computed from the coordinator's FTS
+        settings as described above.
+    type: float
+attributes:
+  check_mode:
+    support: full
+    details: Reports the current catalog and FTS settings and does not probe.
+  diff_mode:
+    support: none
+seealso:
+  - module: gpops.greenplum.gp_sync_replication
+  - name: Greenplum FTS (gp_request_fts_probe_scan)
+    description: Fault tolerance service and the on-demand probe.
+    link: https://docs.vmware.com/en/VMware-Greenplum/7/greenplum-database/admin_guide-highavail-topics-g-detecting-a-failed-segment.html
+notes:
+  - FTS's own settings decide what the probe does; this module never changes them or the catalog.
+"""
+
+EXAMPLES = r"""
+- name: Let FTS mark a dead mirror down and release the commits waiting for it
+  gpops.greenplum.gp_fts_probe:
+    login_host: mdw
+    login_user: gpadmin
+  register: fts
+
+- name: Show what FTS changed
+  ansible.builtin.debug:
+    var: fts.changes
+"""
+
+RETURN = r"""
+probed:
+  description: Whether C(gp_request_fts_probe_scan()) was called.
+  returned: always
+  type: bool
+  sample: true
+fts_state:
+  description:
+    - C(probed) (the call finished a probe cycle), C(timeout) (no cycle finished within
+      RV(probe_timeout)), C(error) (the call failed, see RV(probe.error)), C(no_mirrors)
+      (mirrorless cluster, not probed), C(check_mode) (not probed).
+  returned: always
+  type: str
+  sample: probed
+probe:
+  description: The call's outcome; null when not probed.
+  returned: always
+  type: dict
+  sample: {completed: true, seconds: 0.052, error: null}
+probe_timeout:
+  description: Seconds the call was allowed.
+  returned: always
+  type: float
+  sample: 125.0
+fts_settings:
+  description: FTS settings read on the coordinator (seconds; retries a count), with C(source) per setting (C(server) or C(default)).
+  returned: always
+  type: dict
+  sample: {gp_fts_probe_interval: 60, gp_fts_probe_timeout: 20, gp_fts_probe_retries: 5,
+           gp_fts_mark_mirror_down_grace_period: 30, source: {gp_fts_probe_timeout: server}}
+before:
+  description: C(gp_segment_configuration) rows before the probe.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{dbid: 5, content: 0, role: m, preferred_role: m, mode: s, status: u, port: 7005,
+            hostname: sdw1, address: sdw1, datadir: /data/mirror/gpseg0}]
+after:
+  description: C(gp_segment_configuration) rows after the probe (same as RV(before) when not probed).
+  returned: always
+  type: list
+  elements: dict
+changes:
+  description: Per dbid, the fields that changed (C([old, new])).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{dbid: 2, content: 0, changes: {mode: [s, n]}},
+           {dbid: 5, content: 0, changes: {status: [u, d], mode: [s, n]}}]
+history:
+  description: New C(gp_configuration_history) rows written during the probe.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{time: "2026-11-21T05:46:06.4+00:00", dbid: 5,
+            description: "FTS: update role, status, and mode for dbid 5 with contentid 0 to m, d, and n"}]
+summary:
+  description: Short human lines saying what happened.
+  returned: always
+  type: list
+  elements: str
+  sample: ["FTS probe cycle finished in 0.05 s", "dbid 5 (content 0): status u -> d, mode s -> n"]
+server:
+  description: Flavor and version of the coordinator.
+  returned: always
+  type: dict
+"""
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.gpops.greenplum.plugins.module_utils import catalog, fts
+from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
+    HAS_PSYCOPG, PSYCOPG_IMPORT_ERROR, GpConnectionError, NotGreenplumError, connect,
+    connection_argument_spec, run_with_deadline, server_info, validate_connection_params)
+
+
+def _change_line(change):
+    if change.get("added") or change.get("removed"):
+        return "dbid %d (content %d): %s" % (change["dbid"], change["content"],
+                                             "added" if change.get("added") else "removed")
+    return "dbid %d (content %d): %s" % (change["dbid"], change["content"], ", ".join(
+        "%s %s -> %s" % (f, old, new) for f, (old, new) in sorted(change["changes"].items())))
+
+
+def main():
+    spec = connection_argument_spec()
+    spec.update(timeout=dict(type="float"))
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    if not HAS_PSYCOPG:
+        module.fail_json(msg=missing_required_lib("psycopg"), exception=PSYCOPG_IMPORT_ERROR)
+    p = module.params
+    bad = validate_connection_params(p)
+    if bad:
+        module.fail_json(msg=bad)
+    if p["timeout"] is not None and p["timeout"] <= 0:
+        module.fail_json(msg="timeout must be a number of seconds > 0, got %r" % p["timeout"])
+
+    try:
+        conn = connect(p)
+        server = server_info(conn)
+        before = catalog.segment_configuration(conn)
+        settings = fts.fts_settings(conn)
+        last = fts.history_last_time(conn)
+    except (GpConnectionError, NotGreenplumError) as exc:
+        module.fail_json(msg=str(exc))
+    except Exception as exc:
+        module.fail_json(msg="reading the coordinator's catalog failed: %s" % exc,
+                         exception=traceback.format_exc())
+    timeout = p["timeout"] or fts.probe_timeout(settings)
+    result = dict(changed=False, probed=False, probe=None, probe_timeout=timeout,
+                  fts_settings=settings, server=server.as_dict(),
+                  before=[s.as_dict() for s in before], after=[s.as_dict() for s in before],
+                  changes=[], history=[], summary=[])
+
+    if not catalog.mirrors(before):
+        result.update(fts_state="no_mirrors", summary=[
+            "no mirrors: FTS does not probe a mirrorless cluster; nothing to probe"])
+        module.exit_json(**result)
+    if module.check_mode:
+        result.update(fts_state="check_mode", summary=[
+            "check mode: not probed; FTS would wait up to %.0f s for a cycle" % timeout])
+        module.exit_json(**result)
+
+    # The server-side statement_timeout ends the call; the client-side deadline
+    # covers a coordinator that stops answering altogether.
+    ok, probe = run_with_deadline(lambda: fts.request_probe(conn, timeout), timeout + p["connect_timeout"] + 5)
+    if not ok:
+        probe = {"completed": False, "seconds": timeout, "error": probe}
+    try:
+        after_conn = connect(p)
+        after = catalog.segment_configuration(after_conn)
+        history = fts.history_since(after_conn, last)
+    except Exception as exc:
+        module.fail_json(msg="the probe ran (%s) but re-reading the catalog failed: %s" % (probe, exc),
+                         probed=True, probe=probe)
+    changes = fts.catalog_diff(before, after)
+    state = "probed" if probe["completed"] else (
+        "timeout" if (probe["error"] or "").startswith("timeout") else "error")
+    head = ("FTS probe cycle finished in %.2f s" % probe["seconds"] if probe["completed"]
+            else "FTS probe did not finish: %s" % probe["error"])
+    lines = [head] + [_change_line(c) for c in changes]
+    if probe["completed"] and not changes:
+        lines.append("catalog unchanged (a mirror inside gp_fts_mark_mirror_down_grace_period = %d s "
+                     "is not marked down yet)" % settings["gp_fts_mark_mirror_down_grace_period"])
+    if not probe["completed"]:
+        module.warn(head)
+    result.update(changed=bool(changes), probed=True, probe=probe, fts_state=state,
+                  after=[s.as_dict() for s in after], changes=changes, history=history, summary=lines)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,435 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: gpops.greenplum contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: gp_sync_replication
+short_description: Switch a primary's synchronous replication off or on the way FTS does, only when proven safe
+description:
+  - When a mirror dies, commits on its primary wait in C(SyncRep) until FTS marks the mirror
+    down and switches that primary's synchronous replication off. Cancel does not release
+    them and terminating sessions makes it worse. When FTS is slow, paused or hung, this
+    module releases the wait exactly as FTS would. Try M(gpops.greenplum.gp_fts_probe) first.
+  - O(state=off) writes C(synchronous_standby_names = '') and reloads the primary, only when
+    its mirror is proven not streaming (C(pg_stat_replication) on the primary, read now in
+    utility mode, has no C(gp_walreceiver) walsender in state C(streaming); the catalog
+    status is reported beside it) or O(force=true). O(state=on) writes C('*') only when the
+    mirror streams and its flush lag is at most O(max_lag_bytes). O(state=auto) does
+    whichever the mirror's state requires, or nothing.
+  - Greenplum 7 and Cloudberry, C(ALTER SYSTEM SET synchronous_standby_names = ...) then
+    C(SELECT pg_reload_conf()) over a utility-mode connection to the primary; FTS writes the
+    same C(postgresql.auto.conf). Greenplum 6, the same value in C(gp_replication.conf) in
+    the primary's data directory, then reload; the module must then run on the segment host.
+    Never C(ALTER SYSTEM RESET), which deletes FTS's line.
+  - "The invariant, as Patroni's strict synchronous mode: synchronous replication is given up
+    only for a primary whose mirror is proven not streaming, or by the operator's explicit
+    O(force); the result says so with RV(durability_risk). The catalog is never touched; FTS
+    sets C('*') again by itself when the mirror streams (after C(gprecoverseg))."
+  - A double fault (primary down and its mirror down or not in sync) is reported in
+    RV(needs_person) and never acted on. The coordinator (content -1) is refused, it ignores
+    C(synchronous_standby_names); for a connected but stalled standby coordinator use
+    O(standby_walsender).
+version_added: 0.1.0
+author: gpops.greenplum developers
+extends_documentation_fragment:
+  - gpops.greenplum.connection
+options:
+  content:
+    description:
+      - Content id of the segment whose acting primary is switched. Default, all primaries.
+      - Content -1 (the coordinator) is refused.
+    type: int
+  dbid:
+    description:
+      - Dbid of the primary to switch (it must be the acting primary of its content).
+    type: int
+  state:
+    description:
+      - V(off), switch synchronous replication off where the mirror is proven not streaming.
+      - V(on), switch it on where the mirror streams and has caught up.
+      - V(auto), on where caught up, off where proven not streaming, else nothing.
+    type: str
+    choices: [off, on, auto]
+  force:
+    description:
+      - With O(state=off), switch off even where the mirror streams. Gives up durability with
+        no need; FTS sets C('*') again at its next probe while the mirror streams.
+    type: bool
+    default: false
+  only_waiting:
+    description:
+      - Switch off only primaries where backends wait in C(SyncRep) now.
+    type: bool
+    default: false
+  max_lag_bytes:
+    description:
+      - With O(state=on) or V(auto), the largest mirror flush lag (bytes of WAL behind the
+        primary's current position) that counts as caught up.
+    type: int
+    default: 0
+  method:
+    description:
+      - How the value is written. V(auto), C(gp_replication.conf) on Greenplum 6 or where the
+        current value comes from that file or the file exists in the data directory on this
+        host, else V(alter_system).
+    type: str
+    choices: [auto, alter_system, gp_replication_conf]
+    default: auto
+  wait_timeout:
+    description:
+      - Seconds to wait, per primary, for the new value to be in effect and for the waiting
+        backends to be released.
+    type: float
+    default: 10
+  standby_walsender:
+    description:
+      - Look at the coordinator's walsender serving the standby coordinator. The coordinator
+        waits for a connected standby regardless of C(synchronous_standby_names), so a stalled
+        standby blocks coordinator commits.
+      - V(check), take two samples O(stall_threshold) seconds apart and report whether it is
+        stalled. V(terminate), also end that walsender (only it) when it is proven stalled,
+        no flush or replay progress between the samples, WAL pending for it, and commits
+        waiting in C(SyncRep) on the coordinator.
+    type: str
+    choices: [check, terminate]
+  stall_threshold:
+    description:
+      - Seconds between the two samples of O(standby_walsender).
+    type: float
+    default: 10
+attributes:
+  check_mode:
+    support: full
+    details: Observes and decides, reports the statements it would run in RV(executed_queries), and changes nothing.
+  diff_mode:
+    support: full
+seealso:
+  - module: gpops.greenplum.gp_fts_probe
+  - name: Patroni synchronous replication modes
+    description: The model for the stated invariant.
+    link: https://patroni.readthedocs.io/en/latest/replication_modes.html
+"""
+
+EXAMPLES = r"""
+- name: Release commits waiting for a dead mirror, where FTS has not acted
+  gpops.greenplum.gp_sync_replication:
+    state: off
+    only_waiting: true
+  register: sync
+
+- name: Say what durability was traded
+  ansible.builtin.debug:
+    msg: "{{ sync.warnings | default([]) }}"
+  when: sync.durability_risk
+
+- name: Back on for content 0 once its mirror streams again
+  gpops.greenplum.gp_sync_replication:
+    content: 0
+    state: on
+
+- name: End the coordinator's walsender if the standby coordinator is stalled
+  gpops.greenplum.gp_sync_replication:
+    standby_walsender: terminate
+    stall_threshold: 15
+"""
+
+RETURN = r"""
+primaries:
+  description: One entry per primary looked at.
+  returned: when O(state) is set
+  type: list
+  elements: dict
+  contains:
+    content: {description: Content id., type: int}
+    dbid: {description: Dbid of the acting primary., type: int}
+    mirror: {description: "The mirror in the catalog (dbid, role, status, mode, hostname, port), or null.", type: dict}
+    reachable: {description: Whether the primary answered in utility mode., type: bool}
+    unreachable_reason: {description: Why it did not, or null., type: str}
+    before: {description: "C(synchronous_standby_names) before, with C(source) and C(sourcefile).", type: dict}
+    after: {description: Same after (equal to RV(primaries[].before) when nothing was done)., type: dict}
+    replication:
+      description: The mirror's walsender on the primary, C(state) (null when none), C(sync_state), C(pid), C(flush_lag_bytes), C(replay_lag_bytes), C(lag_bytes).
+      type: dict
+    syncrep_waiters:
+      description: Backends waiting in C(SyncRep) on this primary before acting (pid, sess_id, waiting_seconds, state, query, ...).
+      type: list
+    waiters_after: {description: Pids still waiting after the switch., type: list}
+    verdict: {description: "C(switch_off), C(switch_on), C(keep), C(refuse) or C(needs_person).", type: str}
+    reason: {description: Why, naming the evidence., type: str}
+    durability_risk: {description: Commits on this primary are acknowledged without its mirror having them., type: bool}
+    method: {description: "C(alter_system) or C(gp_replication_conf) when acting.", type: str}
+  sample:
+    - content: 0
+      dbid: 2
+      mirror: {dbid: 5, role: m, status: u, mode: s, hostname: sdw1, port: 7005}
+      reachable: true
+      before: {setting: "*", source: configuration file, sourcefile: /data/primary/gpseg0/postgresql.auto.conf}
+      after: {setting: "", source: configuration file, sourcefile: /data/primary/gpseg0/postgresql.auto.conf}
+      replication: {state: null, sync_state: null, pid: null, flush_lag_bytes: null, replay_lag_bytes: null, lag_bytes: null}
+      syncrep_waiters: [{pid: 21211, sess_id: 80, waiting_seconds: 12.4, query: "INSERT INTO t01 VALUES (2, -1)"}]
+      waiters_after: []
+      verdict: switch_off
+      reason: "mirror dbid 5 is proven not streaming: its walsender state is absent (catalog status u, mode s)"
+      durability_risk: true
+      method: alter_system
+durability_risk:
+  description: True when synchronous replication is off on any mirrored primary looked at, after the run.
+  returned: always
+  type: bool
+  sample: true
+needs_person:
+  description: Contents with a double fault or an inconsistent catalog; never acted on.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{content: 1, reason: "double fault on content 1: ..."}]
+executed_queries:
+  description: What was run (or, in check mode, would be run), prefixed with the node.
+  returned: always
+  type: list
+  elements: str
+  sample: ["content 0 (dbid 2, sdw1:7002): ALTER SYSTEM SET synchronous_standby_names = ''",
+           "content 0 (dbid 2, sdw1:7002): SELECT pg_reload_conf()"]
+actions:
+  description: Human lines, one per primary acted on or refused.
+  returned: always
+  type: list
+  elements: str
+unreachable:
+  description: Contents whose primary did not answer, with the reason.
+  returned: always
+  type: dict
+standby_walsender:
+  description:
+    - With O(standby_walsender), the two samples (C(first), C(second)), C(elapsed) seconds,
+      C(stalled), C(reason), C(pid), C(pending_bytes), C(coordinator_waiters) and C(terminated).
+  returned: when O(standby_walsender) is set
+  type: dict
+  sample: {stalled: true, pid: 4242, pending_bytes: 8192, terminated: true, elapsed: 10.0,
+           reason: "no flush/replay progress for 10.0 s ...", coordinator_waiters: []}
+"""
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.gpops.greenplum.plugins.module_utils import catalog, replication, syncrep
+from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
+    HAS_PSYCOPG, PSYCOPG_IMPORT_ERROR, GpConnectionError, NotGreenplumError, connect,
+    connection_argument_spec, describe_node, query, server_info, validate_connection_params)
+from ansible_collections.gpops.greenplum.plugins.module_utils.records import (
+    COORDINATOR_CONTENT, Backend)
+
+
+def _validate(module):
+    p = module.params
+    bad = validate_connection_params(p)
+    if bad is None and p["content"] == COORDINATOR_CONTENT:
+        bad = ("content: -1 is the coordinator, which ignores synchronous_standby_names; "
+               "use standby_walsender for a stalled standby coordinator")
+    if bad is None and p["content"] is not None and p["content"] < -1:
+        bad = "content must be -1 or more (a segment's content id), got %d" % p["content"]
+    if bad is None and p["max_lag_bytes"] < 0:
+        bad = "max_lag_bytes must be 0 or more, got %d" % p["max_lag_bytes"]
+    if bad is None and p["wait_timeout"] <= 0:
+        bad = "wait_timeout must be a number of seconds > 0, got %r" % p["wait_timeout"]
+    if bad is None and p["stall_threshold"] <= 0:
+        bad = "stall_threshold must be a number of seconds > 0, got %r" % p["stall_threshold"]
+    if bad is None and p["force"] and p["state"] != "off":
+        bad = "force applies to state=off only (it never switches on a mirror that does not stream)"
+    if bad:
+        module.fail_json(msg=bad)
+
+
+def _targets(module, segments):
+    """The acting primaries selected by content/dbid (all by default)."""
+    p = module.params
+    pairs = syncrep.pairs_by_content(segments)
+    contents = sorted(c for c in pairs if c != COORDINATOR_CONTENT)
+    if p["dbid"] is not None:
+        seg = next((s for s in segments if s.dbid == p["dbid"]), None)
+        if seg is None:
+            module.fail_json(msg="dbid: no segment with dbid %d in gp_segment_configuration" % p["dbid"])
+        if seg.content == COORDINATOR_CONTENT:
+            module.fail_json(msg="dbid: %d is the coordinator or its standby, which ignore "
+                                 "synchronous_standby_names; use standby_walsender" % p["dbid"])
+        acting = pairs[seg.content]["primary"]
+        if acting is None or acting.dbid != seg.dbid:
+            module.fail_json(msg="dbid: %d is not the acting primary of content %d (role %s); the "
+                                 "acting primary is dbid %s" % (seg.dbid, seg.content, seg.role,
+                                                                acting.dbid if acting else "none"))
+        contents = [seg.content]
+    elif p["content"] is not None:
+        if p["content"] not in pairs:
+            module.fail_json(msg="content: no segment with content %d; contents are %s"
+                                 % (p["content"], ", ".join(map(str, contents))))
+        contents = [p["content"]]
+    return [(c, pairs[c]["primary"], pairs[c]["mirror"]) for c in contents
+            if pairs[c]["primary"] is not None]
+
+
+def _line(entry):
+    return "content %d (dbid %d): %s: %s" % (entry["content"], entry["dbid"], entry["verdict"], entry["reason"])
+
+
+def _setting_text(entries, key):
+    return "".join("content %d (dbid %d): synchronous_standby_names = %r\n"
+                   % (e["content"], e["dbid"], (e[key] or {}).get("setting")) for e in entries)
+
+
+def _plan(module, server, targets):
+    """Observe every target primary in parallel and decide (no action)."""
+    p = module.params
+    observed, unreachable = replication.observe_primaries(p, server, [t[1] for t in targets],
+                                                          p["statement_timeout"])
+    entries = []
+    for content, primary, mirror in targets:
+        obs = observed.get(content)
+        rep = obs["replication"] if obs else syncrep.Replication()
+        setting = obs["setting"] if obs else {"setting": None, "source": None, "sourcefile": None}
+        waiters = syncrep.syncrep_waiters(obs["backends"], obs["now"]) if obs else []
+        pair = syncrep.PairState(primary=primary, mirror=mirror, primary_reachable=obs is not None,
+                                 replication=rep, setting=setting["setting"])
+        decision = syncrep.decide_sync(pair, p["state"], force=p["force"], max_lag_bytes=p["max_lag_bytes"])
+        if p["only_waiting"]:
+            decision = syncrep.require_waiters(decision, waiters)
+        entries.append(dict(
+            content=content, dbid=primary.dbid, hostname=primary.hostname, port=primary.port,
+            mirror=syncrep.seg_brief(mirror), reachable=obs is not None,
+            unreachable_reason=unreachable.get(content), before=setting, after=setting,
+            replication=rep.as_dict(), syncrep_waiters=waiters, waiters_after=[],
+            verdict=decision.verdict, reason=decision.reason, value=decision.value,
+            durability_risk=decision.durability_risk, method=None, _primary=primary))
+    return entries, unreachable
+
+
+def _act(module, server, entry, executed, failures):
+    p = module.params
+    primary = entry.pop("_primary")
+    method = replication.choose_method(p["method"], server, entry["before"], primary.datadir)
+    entry["method"] = method
+    node = describe_node(primary)
+    if module.check_mode:
+        executed.extend("%s: %s" % (node, q) for q in replication.switch_statements(
+            method, entry["value"], primary.datadir))
+        entry["after"] = dict(entry["before"], setting=entry["value"])
+        return
+    try:
+        done = replication.switch_primary(p, server, primary, method, entry["value"], p["wait_timeout"])
+    except Exception as exc:
+        failures.append("%s: switching to %r failed, nothing else done there: %s"
+                        % (node, entry["value"], " ".join(str(exc).split())))
+        return
+    executed.extend("%s: %s" % (node, q) for q in done["executed_queries"])
+    entry["after"] = done["after"]
+    entry["waiters_after"] = [b.pid for b in done["waiters_after"]]
+    if not done["applied"]:
+        failures.append("%s: synchronous_standby_names is still %r after %s and reload (source %s): "
+                        "another configuration file overrides it"
+                        % (node, done["after"]["setting"], method, done["after"]["sourcefile"]))
+
+
+def _standby_walsender(module):
+    """Two samples of the coordinator's walsender for the standby; end it when stalled."""
+    p = module.params
+    conn = connect(p)
+    try:
+        first = replication.walsender_sample(conn)
+        started = time.monotonic()
+        time.sleep(p["stall_threshold"])
+        second = replication.walsender_sample(conn)
+        elapsed = time.monotonic() - started
+        now = query(conn, "SELECT now() AS now")[0]["now"]
+        backends = [Backend.from_row(r, content=COORDINATOR_CONTENT)
+                    for r in query(conn, replication.ACTIVITY_SQL)]
+        waiters = [w for w in syncrep.syncrep_waiters(backends, now)
+                   if w["content"] == COORDINATOR_CONTENT]
+        verdict = syncrep.standby_walsender_stalled(first, second, elapsed, p["stall_threshold"], waiters)
+        terminated = False
+        if verdict["stalled"] and p["standby_walsender"] == "terminate" and not module.check_mode:
+            terminated = replication.terminate_walsender(conn, verdict["pid"])
+        return dict(verdict, first=first, second=second, elapsed=round(elapsed, 3),
+                    coordinator_waiters=waiters, terminated=terminated,
+                    would_terminate=verdict["stalled"] and p["standby_walsender"] == "terminate")
+    finally:
+        conn.close()
+
+
+def main():
+    spec = connection_argument_spec()
+    spec.update(
+        content=dict(type="int"), dbid=dict(type="int"),
+        state=dict(type="str", choices=list(syncrep.WANTED_STATES)),
+        force=dict(type="bool", default=False), only_waiting=dict(type="bool", default=False),
+        max_lag_bytes=dict(type="int", default=0),
+        method=dict(type="str", choices=list(replication.METHODS), default="auto"),
+        wait_timeout=dict(type="float", default=10.0),
+        standby_walsender=dict(type="str", choices=["check", "terminate"]),
+        stall_threshold=dict(type="float", default=10.0))
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True,
+                           mutually_exclusive=[["content", "dbid"]],
+                           required_one_of=[["state", "standby_walsender"]])
+    if not HAS_PSYCOPG:
+        module.fail_json(msg=missing_required_lib("psycopg"), exception=PSYCOPG_IMPORT_ERROR)
+    _validate(module)
+    p = module.params
+    result = dict(changed=False, durability_risk=False, needs_person=[], executed_queries=[],
+                  actions=[], unreachable={})
+    try:
+        conn = connect(p)
+        server = server_info(conn)
+        segments = catalog.segment_configuration(conn)
+        conn.close()
+    except (GpConnectionError, NotGreenplumError) as exc:
+        module.fail_json(msg=str(exc), **result)
+
+    failures = []
+    if p["state"]:
+        entries, unreachable = _plan(module, server, _targets(module, segments))
+        for entry in entries:
+            if entry["verdict"] in (syncrep.SWITCH_OFF, syncrep.SWITCH_ON):
+                _act(module, server, entry, result["executed_queries"], failures)
+            entry.pop("_primary", None)
+            entry.pop("value")
+            if entry["verdict"] != syncrep.KEEP:
+                result["actions"].append(_line(entry))
+        # Risk after the run: what the decisions left (check mode: would leave).
+        risky = [e["content"] for e in entries if e["durability_risk"]]
+        result.update(
+            primaries=entries, unreachable={str(k): v for k, v in unreachable.items()},
+            changed=any(e["verdict"] in (syncrep.SWITCH_OFF, syncrep.SWITCH_ON)
+                        and e["after"] != e["before"] for e in entries),
+            durability_risk=bool(risky),
+            needs_person=[{"content": e["content"], "reason": e["reason"]}
+                          for e in entries if e["verdict"] == syncrep.NEEDS_PERSON],
+            diff=dict(before=_setting_text(entries, "before"), after=_setting_text(entries, "after")))
+        if risky:
+            module.warn(syncrep.DURABILITY_WARNING.format(contents=", ".join(map(str, risky))))
+        for item in result["needs_person"]:
+            module.warn("needs a person: " + item["reason"])
+    if p["standby_walsender"]:
+        try:
+            result["standby_walsender"] = _standby_walsender(module)
+        except Exception as exc:
+            failures.append("standby walsender check failed: %s" % " ".join(str(exc).split()))
+        else:
+            result["changed"] = result["changed"] or bool(
+                result["standby_walsender"]["terminated"] or (
+                    module.check_mode and result["standby_walsender"]["would_terminate"]))
+            if result["standby_walsender"]["stalled"]:
+                result["actions"].append("standby walsender pid %s: %s%s" % (
+                    result["standby_walsender"]["pid"], result["standby_walsender"]["reason"],
+                    "; terminated" if result["standby_walsender"]["terminated"] else ""))
+    if failures:
+        module.fail_json(msg="; ".join(failures), **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
