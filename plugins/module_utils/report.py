@@ -1,0 +1,289 @@
+# -*- coding: utf-8 -*-
+# Copyright: gpops.greenplum contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Hang reports: one versioned JSON document and its Markdown rendering.
+
+Pure functions, no I/O (``gp_report`` writes the files). The JSON document is
+the record: what ``gp_hang_info`` found (findings, wait-for graph, the raw
+snapshot taken before any action, the extra facts), what was done
+(``actions``) and what was left afterwards (``after``: a later
+``gp_hang_info`` result). The Markdown is rendered from that document only,
+so both always say the same thing.
+
+JSON schema, version ``SCHEMA_VERSION`` (fields are only ever added within a
+version; a removal or a change of meaning bumps it):
+
+- ``schema_version`` (int), ``generator`` (str), ``cluster`` (str: a label for
+  the cluster, e.g. the inventory host), ``taken_at`` (ISO 8601, UTC),
+  ``server`` (flavor, version), ``verdict`` (``healthy`` | ``degraded`` |
+  ``hung``), ``highest_severity`` (a severity or null), ``counts`` (severity
+  -> number of findings).
+- ``findings``: list of {``class``, ``severity``, ``summary``, ``evidence``,
+  ``remedy``} (``triage.Finding``), most severe first.
+- ``graph``: {``nodes``: [{``id``, ``label``, ``roles``}], ``edges``: [{``from``,
+  ``to``, ``label``, ``solid``, ``cycle``}]}: the wait-for graph, waiter ->
+  holder; roles among ``cycle``, ``root``, ``victim``, ``prepared``.
+- ``actions``: list of {``action``, ``target``, ``changed``, ``result``, ...} as
+  the acting modules return them (empty for a read-only run).
+- ``after``: null, or {``taken_at``, ``verdict``, ``findings``} from a triage
+  run after the actions.
+- ``snapshot``, ``facts``, ``analysis``: the raw evidence (``ClusterSnapshot``,
+  ``triage.ClusterFacts`` and ``analysis.Analysis`` as dicts).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import re
+
+SCHEMA_VERSION = 1
+GENERATOR = "gpops.greenplum"
+_SEVERITIES = ("critical", "high", "medium", "low", "info")
+
+
+def verdict_of(findings):
+    """``hung`` if any finding is critical or high, ``degraded`` if any is medium or
+    low, else ``healthy`` (info findings are facts, not problems)."""
+    severities = {f["severity"] for f in findings}
+    if severities & {"critical", "high"}:
+        return "hung"
+    if severities & {"medium", "low"}:
+        return "degraded"
+    return "healthy"
+
+
+def _highest(findings):
+    for severity in _SEVERITIES:
+        if any(f["severity"] == severity for f in findings):
+            return severity
+    return None
+
+
+def build_report(hang_info, cluster, actions=None, after=None):
+    """The JSON report document (a dict) from a ``gp_hang_info`` result.
+
+    ``hang_info``: dict with ``findings``, ``graph``, ``snapshot``, ``facts``,
+    ``analysis`` (as ``gp_hang_info`` returns them). ``cluster``: label.
+    ``actions``: list of dicts (what was done). ``after``: optional later
+    ``gp_hang_info`` result. Raises KeyError when ``hang_info`` lacks
+    ``findings`` or ``snapshot``."""
+    findings = list(hang_info["findings"])
+    snapshot = hang_info["snapshot"]
+    doc = {
+        "schema_version": SCHEMA_VERSION,
+        "generator": GENERATOR,
+        "cluster": str(cluster),
+        "taken_at": snapshot.get("taken_at"),
+        "server": snapshot.get("server") or {},
+        "verdict": verdict_of(findings),
+        "highest_severity": _highest(findings),
+        "counts": {s: sum(1 for f in findings if f["severity"] == s) for s in _SEVERITIES},
+        "findings": findings,
+        "graph": hang_info.get("graph") or {"nodes": [], "edges": []},
+        "actions": list(actions or []),
+        "after": None,
+        "snapshot": snapshot,
+        "facts": hang_info.get("facts") or {},
+        "analysis": hang_info.get("analysis") or {},
+    }
+    if after is not None:
+        doc["after"] = {"taken_at": after["snapshot"].get("taken_at"),
+                        "verdict": verdict_of(after["findings"]),
+                        "findings": list(after["findings"])}
+    return doc
+
+
+def report_basename(doc):
+    """``gp-hang-<cluster>-<taken_at as YYYYmmddTHHMMSS>``, safe as a file name; the same
+    triage gives the same name, so writing its report again changes nothing."""
+    stamp = re.sub(r"[^0-9T]", "", str(doc.get("taken_at") or ""))[:15]
+    cluster = re.sub(r"[^A-Za-z0-9_.-]+", "_", doc["cluster"]).strip("_") or "cluster"
+    return "gp-hang-%s-%s" % (cluster, stamp or "unknown")
+
+
+def to_json(doc):
+    """Stable text: sorted keys, two-space indent, trailing newline."""
+    return json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n"
+
+
+def summary_lines(doc):
+    """Short lines for the play output: the verdict, then one line per finding."""
+    lines = ["%s: %s (%s)" % (doc["cluster"], doc["verdict"].upper(),
+                              ", ".join("%d %s" % (n, s) for s, n in doc["counts"].items() if n)
+                              or "no findings")]
+    lines += ["[%s] %s: %s" % (f["severity"], f["class"], f["summary"]) for f in doc["findings"]]
+    if doc["actions"]:
+        lines.append("done: " + "; ".join(_action_text(a) for a in doc["actions"]))
+    if doc["after"] is not None:
+        lines.append("after: %s" % doc["after"]["verdict"])
+    return lines
+
+
+# ----------------------------------------------------------------- Mermaid
+
+
+def _mermaid_text(text):
+    # Mermaid labels are quoted; quotes and angle brackets become entity codes.
+    return (str(text).replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
+            .replace("\n", " "))
+
+
+_CLASS_DEFS = (
+    "classDef cycle fill:#fdd,stroke:#c00,stroke-width:2px",
+    "classDef root fill:#ffd8a8,stroke:#d9480f,stroke-width:3px",
+    "classDef victim fill:#fff,stroke:#c00,stroke-width:3px,stroke-dasharray:4 2",
+    "classDef prepared fill:#e7f5ff,stroke:#1971c2",
+)
+
+
+def render_mermaid(graph):
+    """A ``flowchart LR``: one node per distributed transaction or session, an edge
+    waiter -> holder per lock wait, labelled with the segment and the lock; dotted
+    edges (locks that may be released before the holder's transaction ends) drawn
+    dotted; cycle edges thick red; cycle, root, victim and prepared-transaction
+    nodes styled by class."""
+    ids = {}
+    lines = ["flowchart LR"]
+    for i, node in enumerate(graph.get("nodes", [])):
+        ids[node["id"]] = "n%d" % i
+        lines.append('  n%d["%s"]' % (i, _mermaid_text(node["label"])))
+    cycle_links = []
+    link = 0
+    for edge in graph.get("edges", []):
+        if edge["from"] not in ids or edge["to"] not in ids:
+            continue
+        arrow = '-- "%s" -->' if edge.get("solid", True) else '-. "%s" .->'
+        lines.append("  %s %s %s" % (ids[edge["from"]], arrow % _mermaid_text(edge["label"]),
+                                     ids[edge["to"]]))
+        if edge.get("cycle"):
+            cycle_links.append(str(link))
+        link += 1
+    if not ids:
+        lines.append('  empty["no lock waits"]')
+    lines.extend("  " + c for c in _CLASS_DEFS)
+    for role in ("cycle", "root", "prepared", "victim"):
+        members = [ids[n["id"]] for n in graph.get("nodes", []) if role in n.get("roles", ())]
+        if members:
+            lines.append("  class %s %s" % (",".join(members), role))
+    if cycle_links:
+        lines.append("  linkStyle %s stroke:#c00,stroke-width:3px" % ",".join(cycle_links))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- Markdown
+
+
+def _cell(value):
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        value = ", ".join(str(v) for v in value)
+    elif isinstance(value, dict):
+        value = ", ".join("%s=%s" % (k, v) for k, v in value.items())
+    text = str(value).replace("|", "\\|").replace("\n", " ")
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _table(rows):
+    keys = []
+    for row in rows:
+        keys.extend(k for k in row if k not in keys)
+    out = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    out += ["| " + " | ".join(_cell(row.get(k)) for k in keys) + " |" for row in rows]
+    return out
+
+
+def _evidence(evidence):
+    out = []
+    tables = []
+    for key, value in evidence.items():
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            tables.append((key, value))
+        elif isinstance(value, dict) and value and all(not isinstance(v, (dict, list))
+                                                       for v in value.values()):
+            tables.append((key, [value]))
+        else:
+            out.append("- %s: %s" % (key, _cell(value) if value not in (None, [], {}) else "-"))
+    for key, rows in tables:
+        out += ["", "%s:" % key, ""] + _table(rows)
+    return out
+
+
+def _remedy(remedy):
+    out = ["**Remedy:** %s" % remedy.get("text", "")]
+    offered = [("module", remedy.get("module")), ("role", remedy.get("role")),
+               ("playbook", remedy.get("playbook"))]
+    offered = ["%s `%s`" % (kind, name) for kind, name in offered if name]
+    if offered:
+        out.append("This collection offers: %s." % ", ".join(offered))
+    variables = remedy.get("variables") or {}
+    if variables:
+        out.append("Variables: %s." % ", ".join("`%s: %s`" % (k, json.dumps(v))
+                                                for k, v in variables.items()))
+    return out
+
+
+def _action_text(action):
+    what = action.get("action") or action.get("module") or "action"
+    target = action.get("target")
+    text = "%s %s" % (what, target) if target not in (None, "") else str(what)
+    if "changed" in action:
+        text += " (changed)" if action["changed"] else " (no change)"
+    if action.get("result"):
+        text += ": %s" % action["result"]
+    return text
+
+
+def render_markdown(doc, json_name=None):
+    """The report for people, from the JSON document ``doc`` (``build_report``).
+    ``json_name``: file name of the JSON report, cited as the raw evidence."""
+    findings = doc["findings"]
+    problems = [f for f in findings if f["severity"] != "info"]
+    facts = [f for f in findings if f["severity"] == "info"]
+    server = doc.get("server") or {}
+    out = ["# Greenplum hang report: %s: %s" % (doc["cluster"], doc["verdict"].upper()), "",
+           "- taken at: %s" % doc["taken_at"],
+           "- server: %s" % (server.get("version_string") or server.get("version")
+                             or _cell(server) or "unknown"),
+           "- snapshot source: %s" % doc["snapshot"].get("source", "unknown"),
+           "- report schema: %d" % doc["schema_version"], "", "## What hung", ""]
+    if problems:
+        out += ["- **%s** `%s`: %s" % (f["severity"].upper(), f["class"], f["summary"])
+                for f in problems]
+    else:
+        out.append("Nothing: no finding above info.")
+    out += [""] + ["- info `%s`: %s" % (f["class"], f["summary"]) for f in facts]
+    out += ["", "## Why, with evidence", ""]
+    for n, f in enumerate(problems, 1):
+        out += ["### %d. %s (%s)" % (n, f["class"], f["severity"]), "", f["summary"], ""]
+        out += _evidence(f["evidence"]) + [""] + _remedy(f["remedy"]) + [""]
+    if not problems:
+        out += ["No lock waits, replication waits, unreachable nodes or stuck transactions.", ""]
+    out += ["## Wait-for graph", "",
+            "Arrows go from the waiting transaction to the one it waits for, labelled with the "
+            "segment and the lock. Red thick edges form a deadlock cycle; orange nodes are root "
+            "blockers; a dashed red border marks the victim; dotted arrows are locks that may be "
+            "released before the holder's transaction ends.", "",
+            "```mermaid", render_mermaid(doc["graph"]), "```", "", "## What was done", ""]
+    if doc["actions"]:
+        out += ["- " + _action_text(a) for a in doc["actions"]]
+    else:
+        out.append("Nothing: this run changed nothing.")
+    out += ["", "## What is left", ""]
+    after = doc.get("after")
+    if after is None:
+        out.append("Not re-checked after the actions: every finding above still stands." if
+                   doc["actions"] else "Every finding above (nothing was done).")
+    else:
+        left = [f for f in after["findings"] if f["severity"] != "info"]
+        out.append("Re-checked at %s: %s." % (after["taken_at"], after["verdict"]))
+        out += ["- **%s** `%s`: %s" % (f["severity"].upper(), f["class"], f["summary"])
+                for f in left]
+    out += ["", "## Raw evidence", "",
+            "The snapshot taken before any action (locks, wait edges, sessions, segments, "
+            "prepared transactions), the extra facts and the analysis are in %s under "
+            "`snapshot`, `facts` and `analysis`." % (
+                "`%s`" % json_name if json_name else "the JSON report"), ""]
+    return "\n".join(out)

@@ -1,0 +1,646 @@
+# -*- coding: utf-8 -*-
+# Copyright: gpops.greenplum contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Hang triage: classify what one snapshot and its analysis show.
+
+Pure functions, no I/O. Input: a ``records.ClusterSnapshot`` (taken once), the
+``analysis.Analysis`` of that snapshot (wait-for graph, GDD reduction, blocking
+trees), and ``ClusterFacts`` (settings, replication state, FTS presence and
+resource-queue locks, read by ``health_facts``). Output: a list of ``Finding``,
+most severe first. ``gp_hang_info`` and the reports are built on it.
+
+Severity scale (documented in the ``gp_hang_info`` module too):
+
+- ``critical``: work is stuck now and will not recover by itself, or only
+  through a coordinator PANIC: global deadlock, commits waiting in SyncRep, a
+  node that does not answer, a two-phase commit retrying, both members of a
+  segment down.
+- ``high``: stuck or exposed, needs a person soon: a blocking chain whose
+  longest wait reached ``wait_threshold``, a segment down (no redundancy),
+  an orphaned prepared transaction, FTS not running or not probing.
+- ``medium``: degraded, or waits younger than ``wait_threshold``: blocking
+  chain, resource-queue wait, mirror not in sync.
+- ``low``: harmless now but will bite: a long ``idle in transaction`` session
+  holding locks that nobody waits for yet.
+- ``info``: facts worth knowing: the global deadlock detector's state.
+
+One cause gives one finding: waiters blocked by a session that another
+finding already explains (a SyncRep wait, a commit retry, an orphaned
+prepared transaction, a deadlock) are listed in that finding's evidence, not
+reported again as a blocking chain; a blocking chain's root is not reported
+again as idle in transaction.
+
+Durations are seconds measured against ``snapshot.taken_at``. GP6 and GP7
+have no lock wait start, so a wait is measured from the start of the waiting
+statement (``query_start``): an upper bound.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import dataclasses
+from typing import Any, Dict, List, Optional
+
+from ansible_collections.gpops.greenplum.plugins.module_utils.records import COORDINATOR_CONTENT
+from ansible_collections.gpops.greenplum.plugins.module_utils.syncrep import (
+    mirror_loss_findings, pairs_by_content)
+from ansible_collections.gpops.greenplum.plugins.module_utils.waitgraph import SnapshotIndex
+
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+
+CLASSES = (
+    "global_deadlock", "blocking_chain", "syncrep_wait", "segment_down", "mirror_not_in_sync",
+    "node_unreachable", "fts_not_running", "fts_not_probing", "orphaned_prepared_xact",
+    "twophase_commit_retry", "resource_queue_wait", "long_idle_in_transaction", "gdd_status",
+)
+
+# Greenplum defaults (guc_gp.c; verified on GP7.0, GREENPLUM.md first section).
+_DEFAULT_SETTINGS = {
+    "gp_enable_global_deadlock_detector": "off",
+    "gp_global_deadlock_detector_period": "120",
+    "gp_fts_probe_interval": "60",
+    "gp_fts_probe_timeout": "20",
+    "gp_fts_probe_retries": "5",
+    "gp_fts_mark_mirror_down_grace_period": "30",
+    "gp_resource_manager": "none",
+}
+
+_IDLE_IN_XACT = ("idle in transaction", "idle in transaction (aborted)")
+# Lock types every transaction holds on itself; they block nobody by being held.
+_SELF_LOCKTYPES = ("virtualxid", "transactionid", "distributed xid")
+
+
+def severity_rank(severity):
+    # type: (str) -> int
+    """0 (info) .. 4 (critical); ValueError for anything else."""
+    return SEVERITIES.index(severity)
+
+
+@dataclasses.dataclass(frozen=True)
+class TriageOptions:
+    """Thresholds, all in seconds.
+
+    ``wait_threshold``: a blocking chain or resource-queue wait is ``high``
+    once its longest wait reaches it, ``medium`` before.
+    ``idle_in_transaction_age``: report ``idle in transaction`` sessions
+    holding locks after this long idle.
+    ``prepared_xact_age``: a prepared transaction whose distributed
+    transaction the coordinator no longer has is orphaned after this long
+    (Greenplum's own ``gp_dtx_recovery_prepared_period`` default, 120 s).
+    """
+
+    wait_threshold: float = 60.0
+    idle_in_transaction_age: float = 300.0
+    prepared_xact_age: float = 120.0
+
+
+@dataclasses.dataclass
+class ClusterFacts:
+    """Facts beyond the lock snapshot (read by ``health_facts.collect_facts``).
+
+    ``settings``: ``pg_settings`` name -> setting text on the coordinator;
+    missing names fall back to Greenplum's defaults.
+    ``replication``: content -> state of the walsender serving that content's
+    mirror (``gp_stat_replication.state``, e.g. ``streaming``; None when the
+    content has no walsender); None when not collected.
+    ``fts_running``: whether the coordinator's FTS probe process exists; None
+    when it could not be checked (e.g. the module does not run on the
+    coordinator host).
+    ``resqueue_locks``: ``gp_toolkit.gp_locks_on_resqueue`` rows (dicts), read
+    only when ``gp_resource_manager`` is ``queue``.
+    ``errors``: fact name -> why it could not be read.
+    """
+
+    settings: Dict[str, str] = dataclasses.field(default_factory=dict)
+    replication: Optional[Dict[int, Optional[str]]] = None
+    fts_running: Optional[bool] = None
+    resqueue_locks: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
+    errors: Dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def setting(self, name):
+        # type: (str) -> str
+        return str(self.settings.get(name, _DEFAULT_SETTINGS.get(name, "")))
+
+    def as_dict(self):
+        return {
+            "settings": dict(self.settings),
+            "replication": None if self.replication is None
+            else {str(k): v for k, v in sorted(self.replication.items())},
+            "fts_running": self.fts_running,
+            "resqueue_locks": [dict(r) for r in self.resqueue_locks],
+            "errors": dict(self.errors),
+        }
+
+
+@dataclasses.dataclass
+class Finding:
+    """One classified problem. ``cls`` is serialised as ``class``.
+
+    ``evidence``: JSON-friendly dict (sessions, segments, locks, durations in
+    seconds). ``remedy``: ``text`` (what to do) and, where this collection
+    offers it, ``module`` / ``role`` / ``playbook`` and the ``variables`` to set.
+    """
+
+    cls: str
+    severity: str
+    summary: str
+    evidence: Dict[str, Any]
+    remedy: Dict[str, Any]
+
+    def as_dict(self):
+        return {"class": self.cls, "severity": self.severity, "summary": self.summary,
+                "evidence": self.evidence, "remedy": self.remedy}
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _remedy(text, module=None, role=None, playbook=None, **variables):
+    out = {"text": text, "variables": variables}
+    for kind, name in (("module", module), ("role", role), ("playbook", playbook)):
+        if name:
+            out[kind] = "gpops.greenplum." + name
+    return out
+
+
+def _seconds(index, since):
+    if since is None:
+        return None
+    return round(max(0.0, (index.taken_at - since).total_seconds()), 1)
+
+
+def _int_setting(facts, name):
+    try:
+        return int(float(facts.setting(name)))
+    except ValueError:
+        return int(_DEFAULT_SETTINGS[name])
+
+
+def _max(values):
+    return max((v for v in values if v is not None), default=0.0)
+
+
+def _node_label(segment):
+    return "%s:%s" % (segment.hostname, segment.port)
+
+
+def _lock_label(lock):
+    what = lock.relation_name or (lock.relation and "relation %s" % lock.relation) or (
+        lock.transactionid and "xid %s" % lock.transactionid) or lock.locktype
+    return "content %d: %s %s on %s" % (lock.content, lock.locktype, lock.mode, what)
+
+
+def _session(index, backend):
+    """Evidence for one coordinator or segment backend."""
+    return {"content": backend.content, "pid": backend.pid, "sess_id": backend.sess_id,
+            "state": backend.state, "usename": backend.usename,
+            "application_name": backend.application_name,
+            "wait": "%s/%s" % (backend.wait_event_type, backend.wait_event)
+            if backend.wait_event else backend.waiting_reason,
+            "xact_age_s": _seconds(index, backend.xact_start),
+            "state_age_s": _seconds(index, backend.state_change), "query": backend.query}
+
+
+def _tree_evidence(tree):
+    """A blocking tree, compact: the root, then each waiter with what it waits for."""
+    return {"root": tree["root"]["label"], "waiter_count": tree["waiter_count"],
+            "longest_wait_s": tree["longest_wait_s"],
+            "waiters": [{"waiter": w["label"], "depth": w["depth"],
+                         "waits": ["content %s: %s %s%s (%s, %s s)" % (
+                             x["content"], x["locktype"], x["mode"],
+                             " on %s" % x["relation_name"] if x.get("relation_name") else "",
+                             x["kind"], x["waiting_s"]) for x in w["waits"]]}
+                        for w in tree["waiters"]]}
+
+
+# ------------------------------------------------------------ classifiers
+
+
+def _node_unreachable(index, facts, options):
+    snapshot = index.snapshot
+    if not snapshot.unreachable:
+        return []
+    nodes = []
+    for content, reason in sorted(snapshot.unreachable.items()):
+        member = next((s for s in snapshot.segments if s.content == content and s.is_primary), None)
+        nodes.append({"content": content, "dbid": member.dbid if member else None,
+                      "address": _node_label(member) if member else None, "reason": reason})
+    return [Finding(
+        "node_unreachable", "critical",
+        "%d node(s) did not answer within the timeout: %s; their locks and sessions are missing "
+        "from this diagnosis" % (len(nodes), ", ".join(
+            "content %s (%s)" % (n["content"], n["address"]) for n in nodes)),
+        {"nodes": nodes, "source": snapshot.source},
+        _remedy("Check the host and the postgres process of each node (a stopped or frozen "
+                "process accepts connections and answers nothing). If a primary is dead, an FTS "
+                "probe fails it over to its mirror.", module="gp_fts_probe"))]
+
+
+def _walsender(facts, content):
+    return None if facts.replication is None else facts.replication.get(content)
+
+
+def _brief(seg):
+    return "absent" if seg is None else "dbid %d %s/%s" % (seg["dbid"], seg["status"], seg["mode"])
+
+
+def _not_in_sync(mirror, why, walsender):
+    name = "standby coordinator" if mirror["content"] == COORDINATOR_CONTENT else "mirror"
+    return Finding(
+        "mirror_not_in_sync", "medium",
+        "content %d: %s dbid %d (%s:%s) is not in sync: %s"
+        % (mirror["content"], name, mirror["dbid"], mirror["hostname"], mirror["port"], why),
+        {"content": mirror["content"], "mirror": mirror, "walsender_state": walsender},
+        _remedy("Check the mirror's host and log; gprecoverseg resynchronises it. While the "
+                "catalog says in sync and the mirror does not stream, commits on its primary "
+                "wait in SyncRep.", module="gp_segment_info"))
+
+
+def _syncrep_finding(facts, waiting):
+    content, mirror = waiting["content"], waiting["mirror"]
+    walsender = _walsender(facts, content)
+    if mirror is None:
+        mirror_text = "no mirror in the catalog"
+    else:
+        mirror_text = "mirror dbid %d catalog %s/%s, walsender %s; %s" % (
+            mirror["dbid"], mirror["status"], mirror["mode"],
+            walsender or ("absent" if facts.replication is not None else "not read"),
+            "FTS has marked it down but the wait is not released" if waiting["fts_has_acted"]
+            else "FTS has not acted yet")
+    evidence = dict(waiting, walsender_state=walsender)
+    return Finding(
+        "syncrep_wait", "critical",
+        "content %d: %d backend(s) wait for synchronous replication (longest %.0f s); %s"
+        % (content, waiting["waiting_count"], waiting["longest_wait_seconds"] or 0.0, mirror_text),
+        evidence,
+        _remedy("Release the wait, never kill sessions (cancel is ignored; terminating the QD "
+                "leaves its QE waiting with its locks): request an FTS probe; if the primary still "
+                "waits and its mirror is proven down, switch sync replication off the way FTS "
+                "does (a durability risk until the mirror is back).",
+                module="gp_fts_probe", role="gp_mirror_failure"))
+
+
+def _coordinator_syncrep_finding(waiters):
+    longest = _max(w["waiting_seconds"] for w in waiters)
+    return Finding(
+        "syncrep_wait", "critical",
+        "coordinator: %d commit(s) wait for the standby coordinator (longest %.0f s): it is "
+        "connected but does not confirm WAL" % (len(waiters), longest),
+        {"content": COORDINATOR_CONTENT, "waiters": waiters, "waiting_count": len(waiters),
+         "longest_wait_seconds": longest, "fts_has_acted": False},
+        _remedy("End the coordinator's walsender serving the stalled standby "
+                "(synchronous_standby_names has no effect on the coordinator); never terminate "
+                "the waiting sessions.", module="gp_sync_replication"))
+
+
+def _mirror_loss(index, facts, options):
+    """syncrep_wait, segment_down and mirror_not_in_sync from one reading of the catalog
+    and the SyncRep waiters (``syncrep.mirror_loss_findings``), with the walsender state
+    from ``gp_stat_replication`` as evidence. A content with SyncRep waiters gets one
+    syncrep_wait finding that carries its mirror's state, nothing else."""
+    snapshot = index.snapshot
+    loss = mirror_loss_findings(snapshot.segments, snapshot.backends, snapshot.taken_at,
+                                snapshot.unreachable)
+    findings = [_syncrep_finding(facts, w) for w in loss["waiting_primaries"]]
+    if loss["coordinator_waiters"]:
+        findings.append(_coordinator_syncrep_finding(loss["coordinator_waiters"]))
+    done = {w["content"] for w in loss["waiting_primaries"]}
+    for d in loss["double_faults"]:
+        done.add(d["content"])
+        findings.append(Finding(
+            "segment_down", "critical",
+            "content %d: double fault: primary %s, mirror %s; FTS cannot fail over"
+            % (d["content"], _brief(d["primary"]), _brief(d["mirror"])), dict(d),
+            _remedy("Needs manual recovery of the content (FTS does nothing on a double fault); "
+                    "this collection never acts on it.")))
+    for m in loss["mirrors_down"]:
+        if m["content"] in done:
+            continue
+        done.add(m["content"])
+        failed_over = m["role"] == "m" and any(
+            s.role != s.preferred_role for s in snapshot.segments if s.content == m["content"])
+        findings.append(Finding(
+            "segment_down", "high",
+            "content %d: mirror dbid %d (%s:%s) is down: the content runs without redundancy%s"
+            % (m["content"], m["dbid"], m["hostname"], m["port"],
+               " (its primary is the failed-over mirror)" if failed_over else ""),
+            {"content": m["content"], "mirror": m, "failed_over": failed_over},
+            _remedy("Recover the mirror with gprecoverseg (gprecoverseg -r then rebalances a "
+                    "failed-over pair). Commits do not wait: FTS switched synchronous "
+                    "replication off on its primary.", module="gp_segment_info")))
+    for m in loss["mirrors_not_in_sync"]:
+        if m["content"] not in done:
+            done.add(m["content"])
+            findings.append(_not_in_sync(m, "catalog mode n (resynchronising)",
+                                         _walsender(facts, m["content"])))
+    if facts.replication is None:
+        return findings
+    # The catalog says in sync but no walsender streams to the mirror: FTS has not acted yet
+    # (grace period, or FTS paused), and the next commit on that primary will wait.
+    for content, pair in sorted(pairs_by_content(snapshot.segments).items()):
+        mirror = pair["mirror"]
+        if (mirror is None or content in done or mirror.status != "u" or mirror.mode != "s"
+                or facts.replication.get(content) == "streaming"):
+            continue
+        brief = {"content": content, "dbid": mirror.dbid, "role": mirror.role,
+                 "status": mirror.status, "mode": mirror.mode, "hostname": mirror.hostname,
+                 "port": mirror.port}
+        findings.append(_not_in_sync(brief, "the catalog says in sync but its walsender is %s"
+                                     % (facts.replication.get(content) or "absent"),
+                                     facts.replication.get(content)))
+    return findings
+
+
+def _fts(index, facts, options, syncrep_findings):
+    findings = []
+    has_mirrors = any(not s.is_primary for s in index.snapshot.segments if s.content >= 0)
+    if facts.fts_running is False:
+        findings.append(Finding(
+            "fts_not_running", "high" if has_mirrors else "low",
+            "the FTS probe process is not running on the coordinator: nobody marks dead segments "
+            "down, fails primaries over or releases SyncRep waits",
+            {"fts_running": False, "cluster_has_mirrors": has_mirrors},
+            _remedy("Restart the coordinator (gpstop -ar) to restart FTS; meanwhile do what FTS "
+                    "would with the mirror-failure role.", role="gp_mirror_failure")))
+    interval = _int_setting(facts, "gp_fts_probe_interval")
+    grace = _int_setting(facts, "gp_fts_mark_mirror_down_grace_period")
+    timeout = _int_setting(facts, "gp_fts_probe_timeout")
+    retries = _int_setting(facts, "gp_fts_probe_retries")
+    # The latest FTS marks a dead mirror down: its grace period, then the next probe cycle,
+    # which may itself take timeout * (retries + 1) (fts.c, ftsprobe.c; GREENPLUM.md §4).
+    budget = interval + grace + timeout * (retries + 1)
+    late = [f for f in syncrep_findings
+            if f.evidence["content"] != COORDINATOR_CONTENT and not f.evidence["fts_has_acted"]
+            and (f.evidence["longest_wait_seconds"] or 0.0) > budget]
+    if late and facts.fts_running is not False:
+        findings.append(Finding(
+            "fts_not_probing", "high",
+            "FTS has not marked the mirror of content %s down although commits have waited "
+            "%.0f s, longer than its probe interval, grace period and retries allow (%d s)"
+            % (", ".join(str(f.evidence["content"]) for f in late),
+               _max(f.evidence["longest_wait_seconds"] for f in late), budget),
+            {"contents": [f.evidence["content"] for f in late], "budget_s": budget,
+             "gp_fts_probe_interval": interval, "gp_fts_mark_mirror_down_grace_period": grace,
+             "gp_fts_probe_timeout": timeout, "gp_fts_probe_retries": retries},
+            _remedy("Request an FTS probe now and check the coordinator log for FTS errors.",
+                    module="gp_fts_probe")))
+    return findings
+
+
+def _twophase_retries(index, facts, options):
+    """A QD in "Retry Commit Prepared" gets a new session id on every retry (verified on
+    GP7): the owner of the gxid's ``distributed xid`` lock runs under a session other than
+    the one ``gp_distributed_xacts`` recorded, while segments still hold the transaction
+    prepared. ``state`` names the retry where the server fills it in."""
+    findings = []
+    for xact in index.snapshot.dist_xacts:
+        if not xact.gxid:
+            continue
+        qd = index.coordinator_backend(xact.gxid)
+        prepared = index.prepared_by_gxid.get(xact.gxid, [])
+        retrying = "retry" in (xact.state or "").lower() or bool(
+            prepared and qd is not None and qd.sess_id != xact.gp_session_id)
+        if not retrying:
+            continue
+        contents = sorted(p.content for p in prepared)
+        retried = _seconds(index, qd.query_start) if qd else None
+        findings.append(Finding(
+            "twophase_commit_retry", "critical",
+            "distributed transaction %d is retrying Commit Prepared (QD pid %s, for %s s); still "
+            "prepared on content %s" % (xact.gxid, qd.pid if qd else "unknown", retried,
+                                        ", ".join(str(c) for c in contents) or "-"),
+            {"gxid": xact.gxid, "qd": _session(index, qd) if qd else None,
+             "original_sess_id": xact.gp_session_id, "state": xact.state,
+             "prepared_on_contents": contents, "blocked": []},
+            _remedy("Never cancel or terminate this session: it has committed and re-sends COMMIT "
+                    "PREPARED; killing it forces a coordinator PANIC. Fix the segment that refuses "
+                    "(its log names the error), or let FTS fail it over.",
+                    module="gp_fts_probe")))
+    return findings
+
+
+def _prepared_locks(index, prepared):
+    """Lock rows of one prepared transaction: no pid, same virtual transaction as its xid lock."""
+    for (content, _vxact), rows in index.prepared_rows.items():
+        if content == prepared.content and any(
+                r.locktype == "transactionid" and r.transactionid == prepared.transaction
+                for r in rows):
+            return rows
+    return []
+
+
+def _orphaned_prepared(index, facts, options):
+    """GP's own test (``AbortOrphanedPreparedTransactions``, GREENPLUM.md §8): prepared
+    longer than the threshold and its gxid not in progress on the coordinator."""
+    if index.live_gxids is None:
+        return []  # liveness unknown: never call a prepared transaction orphaned
+    findings = []
+    for gxid, rows in sorted(index.prepared_by_gxid.items(), key=lambda kv: str(kv[0])):
+        if gxid in index.live_gxids:
+            continue
+        old = [p for p in rows if (_seconds(index, p.prepared) or 0.0) >= options.prepared_xact_age]
+        if not old:
+            continue
+        items = [{"content": p.content, "gid": p.gid, "transaction": p.transaction,
+                  "age_s": _seconds(index, p.prepared), "owner": p.owner, "database": p.database,
+                  "locks": sorted({_lock_label(r) for r in _prepared_locks(index, p)})}
+                 for p in sorted(old, key=lambda p: p.content)]
+        findings.append(Finding(
+            "orphaned_prepared_xact", "high",
+            "prepared transaction gid %s on content %s is orphaned (%.0f s old; the coordinator "
+            "has no distributed transaction %s) and keeps its locks"
+            % (old[0].gid, ", ".join(str(i["content"]) for i in items),
+               _max(i["age_s"] for i in items), gxid if gxid is not None else "for it"),
+            {"gxid": gxid, "prepared": items, "blocked": []},
+            _remedy("Resolve explicitly after checking the distributed log (gp_distributed_log): "
+                    "COMMIT PREPARED if the distributed transaction committed, else ROLLBACK "
+                    "PREPARED, with the full gid, in a utility-mode connection to each listed "
+                    "segment.")))
+    return findings
+
+
+def _resource_queue_waits(index, facts, options):
+    """Only when ``gp_resource_manager`` is ``queue`` (GP7 default ``none``: queues queue
+    nothing); from ``gp_toolkit.gp_locks_on_resqueue`` (``lorgranted`` false = queued)."""
+    if facts.setting("gp_resource_manager") != "queue":
+        return []
+    queues = {}
+    for row in facts.resqueue_locks:
+        queues.setdefault(str(row.get("lorrsqname") or row.get("lorobjid")), []).append(row)
+    findings = []
+    for name, rows in sorted(queues.items()):
+        waiting = [r for r in rows if not r.get("lorgranted")]
+        if not waiting:
+            continue
+        sessions = []
+        for r in waiting:
+            b = index.qd_by_pid.get(r.get("lorpid"))
+            sessions.append({"pid": r.get("lorpid"), "usename": r.get("lorusename"),
+                             "wait_s": _seconds(index, b.query_start) if b else None,
+                             "query": b.query if b else None})
+        longest = _max(s["wait_s"] for s in sessions)
+        findings.append(Finding(
+            "resource_queue_wait", "high" if longest >= options.wait_threshold else "medium",
+            "resource queue %s: %d statement(s) queued (longest %.0f s) behind %d running"
+            % (name, len(waiting), longest, len(rows) - len(waiting)),
+            {"queue": name, "waiting": sessions, "longest_wait_s": longest,
+             "running_pids": [r.get("lorpid") for r in rows if r.get("lorgranted")]},
+            _remedy("Statements wait for a slot of their resource queue, not for a lock: wait for "
+                    "the running ones or raise the queue's ACTIVE_STATEMENTS / MAX_COST "
+                    "(pg_resqueue_status shows the limits).")))
+    return findings
+
+
+def _global_deadlocks(index, facts, analysis):
+    gdd_on = _on(facts.setting("gp_enable_global_deadlock_detector"))
+    period = _int_setting(facts, "gp_global_deadlock_detector_period")
+    findings = []
+    for d in analysis.deadlocks:
+        victims = [v for v in analysis.victims if v["deadlock"] == d["id"]]
+        contents = sorted({e["content"] for e in d["edges"]})
+        if victims:
+            choice = "victim: %s (policy %s)" % (", ".join(
+                "gxid %s (session %s, QD pid %s)" % (v["gxid"], v["sess_id"], v["coordinator_pid"])
+                for v in victims), analysis.policy)
+        else:
+            choice = "no victim may be chosen (every member protected): needs a person"
+        findings.append(Finding(
+            "global_deadlock", "critical",
+            "global deadlock between gxid %s across content %s; %s; %s" % (
+                ", ".join(str(g) for g in d["gxids"]), ", ".join(str(c) for c in contents),
+                choice, "GDD is on and breaks it within %d s" % period if gdd_on
+                else "GDD is off: it stays until broken"),
+            {"deadlock": d["id"], "gxids": d["gxids"], "explanation": d["explanation"],
+             "sessions": [{k: v.get(k) for k in ("gxid", "sess_id", "coordinator_pid", "usename",
+                                                 "application_name", "state", "xact_age_s",
+                                                 "query")} for v in d["vertices"]],
+             "edges": [{"content": e["content"], "waiter_gxid": e["waiter"],
+                        "holder_gxid": e["holder"], "lock": "%s %s" % (e["locktype"], e["mode"]),
+                        "relation": e["relation_name"] or e["relation"], "kind": e["kind"]}
+                       for e in d["edges"]],
+             "victims": [{k: v[k] for k in ("gxid", "sess_id", "coordinator_pid", "reason")}
+                         for v in victims],
+             "resolution": d["resolution"], "blocked": []},
+            _remedy("Cancel the victim's coordinator backend (what Greenplum's detector does), "
+                    "terminate it if it stays in the cycle.", module="gp_deadlock",
+                    role="gp_deadlock_resolve", playbook="resolve_hang",
+                    gp_resolve_deadlocks=True, gp_deadlock_policy=analysis.policy)))
+    return findings
+
+
+def _blocking_chain(tree, options):
+    root = tree["root"]
+    longest = tree["longest_wait_s"] or 0.0
+    if root["kind"] == "prepared_xact":
+        text = ("The root is a prepared transaction; its two-phase commit is in progress: do not "
+                "kill its coordinator backend, let it finish." if not root["in_doubt"] else
+                "The root is a prepared transaction with no coordinator backend: dtx recovery "
+                "resolves it; once older than prepared_xact_age it is reported as orphaned.")
+        remedy = _remedy(text)
+    else:
+        remedy = _remedy(
+            "End the root blocker's transaction: ask its owner, or terminate its coordinator "
+            "backend (pg_terminate_backend(%s)) when policy allows; the waiters then proceed."
+            % root.get("coordinator_pid", root.get("pid")))
+    evidence = _tree_evidence(tree)
+    evidence["root"] = {k: v for k, v in root.items() if k != "label"}
+    evidence["root"]["label"] = root["label"]
+    return Finding("blocking_chain", "high" if longest >= options.wait_threshold else "medium",
+                   tree["explanation"], evidence, remedy)
+
+
+def _owner(findings, tree, index):
+    """The finding that already explains this tree's root, or None."""
+    root = tree["root"]
+    for f in findings:
+        if f.cls in ("twophase_commit_retry", "orphaned_prepared_xact") and \
+                root["kind"] == "prepared_xact" and root["gxid"] == f.evidence["gxid"]:
+            return f
+        if f.cls == "twophase_commit_retry" and root["kind"] == "session" and \
+                root.get("gxid") == f.evidence["gxid"]:
+            return f
+        if f.cls == "syncrep_wait" and root["kind"] == "session" and any(
+                content == f.evidence["content"]
+                for content, _pid in index.syncrep_sessions.get(root["sess_id"], ())):
+            return f
+    return None
+
+
+def _long_idle_in_transaction(index, facts, options, skip_sessions):
+    held = {}
+    for lock in index.snapshot.locks:
+        if lock.granted and lock.mppsessionid and lock.locktype not in _SELF_LOCKTYPES:
+            held.setdefault(lock.mppsessionid, set()).add(_lock_label(lock))
+    findings = []
+    for b in sorted(index.qd_by_session.values(), key=lambda b: b.pid):
+        idle = _seconds(index, b.state_change) or 0.0
+        locks = held.get(b.sess_id)
+        if (b.state not in _IDLE_IN_XACT or b.sess_id in skip_sessions or not locks
+                or idle < options.idle_in_transaction_age):
+            continue
+        findings.append(Finding(
+            "long_idle_in_transaction", "low",
+            "session %d (QD pid %d, user %s) is %s for %.0f s holding %d lock(s)"
+            % (b.sess_id, b.pid, b.usename, b.state, idle, len(locks)),
+            {"session": _session(index, b), "idle_s": idle, "locks": sorted(locks)},
+            _remedy("Ask the owner to end the transaction: it blocks DDL and VACUUM now and the "
+                    "next writer soon. Terminate its coordinator backend only when policy "
+                    "allows.")))
+    return findings
+
+
+def _gdd_status(facts):
+    enabled = _on(facts.setting("gp_enable_global_deadlock_detector"))
+    period = _int_setting(facts, "gp_global_deadlock_detector_period")
+    known = "gp_enable_global_deadlock_detector" in facts.settings
+    if enabled:
+        summary = ("global deadlock detector on, period %d s: it breaks a global deadlock "
+                   "within that time" % period)
+    else:
+        summary = ("global deadlock detector off%s: global deadlocks stay until someone breaks "
+                   "them" % ("" if known else " (assumed: the setting was not read)"))
+    return Finding("gdd_status", "info", summary,
+                   {"enabled": enabled, "period_s": period, "known": known},
+                   _remedy("Nothing to do: resolve_hang.yml breaks global deadlocks at once.",
+                           playbook="resolve_hang"))
+
+
+def _on(value):
+    return str(value).lower() in ("on", "true", "1", "yes")
+
+
+# -------------------------------------------------------------- entry point
+
+
+def classify(snapshot, analysis, facts=None, options=None):
+    # type: (Any, Any, Optional[ClusterFacts], Optional[TriageOptions]) -> List[Finding]
+    """Classify one snapshot. ``analysis``: ``analysis.analyse(snapshot)``; ``facts``:
+    ``ClusterFacts`` (default: nothing beyond the snapshot, Greenplum defaults for
+    settings); ``options``: ``TriageOptions``. Returns findings, most severe first,
+    always ending with the ``gdd_status`` info finding."""
+    facts = facts or ClusterFacts()
+    options = options or TriageOptions()
+    index = SnapshotIndex(snapshot)
+    findings = _node_unreachable(index, facts, options)
+    mirror = _mirror_loss(index, facts, options)
+    findings += mirror
+    findings += _fts(index, facts, options, [f for f in mirror if f.cls == "syncrep_wait"])
+    findings += _twophase_retries(index, facts, options)
+    findings += _orphaned_prepared(index, facts, options)
+    findings += _global_deadlocks(index, facts, analysis)
+    skip_sessions = {v["sess_id"] for d in analysis.deadlocks for v in d["vertices"]}
+    for tree in analysis.blocking_trees:
+        root = tree["root"]
+        if root["kind"] == "session":
+            skip_sessions.add(root["sess_id"])
+        owner = _owner(findings, tree, index)
+        if owner is None:
+            findings.append(_blocking_chain(tree, options))
+        else:
+            owner.evidence.setdefault("blocked", []).append(_tree_evidence(tree))
+    findings += _resource_queue_waits(index, facts, options)
+    findings += _long_idle_in_transaction(index, facts, options, skip_sessions)
+    findings.sort(key=lambda f: (-severity_rank(f.severity), CLASSES.index(f.cls)))
+    findings.append(_gdd_status(facts))
+    return findings
