@@ -201,6 +201,12 @@ actions:
   returned: always
   type: list
   elements: str
+summary:
+  description: One line per primary with backends waiting in SyncRep or a decision other than C(keep).
+  returned: always
+  type: list
+  elements: str
+  sample: ["content 0 (dbid 2): 2 backend(s) waiting in SyncRep (longest 12.4 s); switch_off: mirror dbid 5 is proven not streaming: ..."]
 unreachable:
   description: Contents whose primary did not answer, with the reason.
   returned: always
@@ -275,7 +281,11 @@ def _targets(module, segments):
 
 
 def _line(entry):
-    return "content %d (dbid %d): %s: %s" % (entry["content"], entry["dbid"], entry["verdict"], entry["reason"])
+    waiters = entry["syncrep_waiters"]
+    waiting = ("%d backend(s) waiting in SyncRep (longest %s s); " % (
+        len(waiters), waiters[0]["waiting_seconds"]) if waiters else "")
+    return "content %d (dbid %d): %s%s: %s" % (entry["content"], entry["dbid"], waiting,
+                                              entry["verdict"], entry["reason"])
 
 
 def _setting_text(entries, key):
@@ -380,7 +390,7 @@ def main():
     _validate(module)
     p = module.params
     result = dict(changed=False, durability_risk=False, needs_person=[], executed_queries=[],
-                  actions=[], unreachable={})
+                  actions=[], summary=[], unreachable={})
     try:
         conn = connect(p)
         server = server_info(conn)
@@ -399,6 +409,8 @@ def main():
             entry.pop("value")
             if entry["verdict"] != syncrep.KEEP:
                 result["actions"].append(_line(entry))
+            if entry["verdict"] != syncrep.KEEP or entry["syncrep_waiters"]:
+                result["summary"].append(_line(entry))
         # Risk after the run: what the decisions left (check mode: would leave).
         risky = [e["content"] for e in entries if e["durability_risk"]]
         result.update(
