@@ -329,7 +329,7 @@ def report(obs, verdict, evidence):
         "kind": obs.kind,
         "verdict": verdict,
         "pid": parsed.pid if parsed else None,
-        "alive": obs.process is not None if parsed and not obs.proc_error else None,
+        "alive": (obs.process is not None and obs.process.state != "Z") if parsed and not obs.proc_error else None,
         "process": obs.process.as_dict() if obs.process else None,
         "file": dataclasses.asdict(parsed) if parsed else None,
         "owner_uid": obs.file.uid if obs.file else None,

@@ -1,0 +1,156 @@
+"""Fixtures for the stale-lock integration tests: throwaway PostgreSQL 15 servers
+(initdb/pg_ctl as the non-root ``postgres`` OS user, ports 7250-7299, under a tmp
+dir) and a runner that executes a collection module the way Ansible does.
+
+Import what a test file needs: ``from stale_fixtures import pg_server, run_module``.
+"""
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PG_BIN = "/usr/lib/postgresql/15/bin"
+OS_USER = "postgres"
+PORTS = range(7250, 7300)
+
+
+def as_os_user(argv, **kwargs):
+    """Run ``argv`` as the server's OS user (PostgreSQL refuses root)."""
+    if os.getuid() == 0:
+        argv = ["runuser", "-u", OS_USER, "--"] + list(argv)
+    kwargs.setdefault("capture_output", True)
+    kwargs.setdefault("text", True)
+    kwargs.setdefault("timeout", 120)
+    return subprocess.run(argv, **kwargs)
+
+
+def _free_port():
+    for port in PORTS:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) != 0 and not os.path.exists("/tmp/.s.PGSQL.%d" % port):
+                return port
+    raise RuntimeError("no free port in 7250-7299")
+
+
+class PgServer:
+    """One PostgreSQL 15 instance owned by the ``postgres`` OS user.
+
+    ``datadir``: its data directory; ``port``; ``start()``/``stop()`` return the
+    ``pg_ctl`` result (``returncode``, ``stdout``, ``stderr``) and the server log
+    text is in ``log()``.
+    """
+
+    def __init__(self, base, port, settings=()):
+        self.base = base
+        self.port = port
+        self.datadir = os.path.join(base, "data")
+        self.sockdir = os.path.join(base, "sock")
+        self.logfile = os.path.join(base, "server.log")
+        os.makedirs(self.sockdir)
+        shutil.chown(self.sockdir, OS_USER)
+        res = as_os_user([PG_BIN + "/initdb", "-D", self.datadir, "-U", "postgres", "--auth=trust", "-E", "UTF8"])
+        assert res.returncode == 0, res.stderr
+        with open(os.path.join(self.datadir, "postgresql.conf"), "a") as conf:
+            conf.write("port = %d\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\n"
+                       "fsync = off\nshared_buffers = 16MB\nmax_connections = 40\n" % (port, self.sockdir))
+            for line in settings:
+                conf.write(line + "\n")
+
+    @property
+    def uid(self):
+        return pwd.getpwnam(OS_USER).pw_uid
+
+    def start(self):
+        return as_os_user([PG_BIN + "/pg_ctl", "-D", self.datadir, "-l", self.logfile, "-w", "-t", "30", "start"])
+
+    def stop(self, mode="fast"):
+        return as_os_user([PG_BIN + "/pg_ctl", "-D", self.datadir, "-m", mode, "-w", "-t", "30", "stop"])
+
+    def running(self):
+        return as_os_user([PG_BIN + "/pg_ctl", "-D", self.datadir, "status"]).returncode == 0
+
+    def log(self):
+        with open(self.logfile) as handle:
+            return handle.read()
+
+    def conninfo(self, dbname="postgres"):
+        return "host=127.0.0.1 port=%d user=postgres dbname=%s" % (self.port, dbname)
+
+    def login(self, dbname="postgres"):
+        """The collection's connection options for this server."""
+        return dict(login_host="127.0.0.1", login_port=self.port, login_user="postgres", login_db=dbname)
+
+    def psql(self, sql, dbname="postgres"):
+        res = subprocess.run([PG_BIN + "/psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-d", self.conninfo(dbname),
+                              "-c", sql], capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0, res.stderr
+        return res.stdout.strip()
+
+
+@pytest.fixture
+def pg_factory():
+    """Make throwaway servers; every one is stopped and deleted after the test."""
+    made = []
+
+    def make(settings=()):
+        base = tempfile.mkdtemp(prefix="gpops-stale-")
+        os.chmod(base, 0o755)
+        shutil.chown(base, OS_USER)
+        server = PgServer(base, _free_port(), settings)
+        res = server.start()
+        assert res.returncode == 0, res.stderr + server.log()
+        made.append(server)
+        return server
+
+    yield make
+    for server in made:
+        if server.running():
+            server.stop("immediate")
+        shutil.rmtree(server.base, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_server(pg_factory):
+    return pg_factory()
+
+
+def run_module(name, args, check=False, diff=False):
+    """Run ``gpops.greenplum.<name>`` as Ansible runs a module (JSON args file, JSON answer).
+
+    Returns the module's result dict (``failed``/``msg`` on failure).
+    """
+    payload = dict(args)
+    payload["_ansible_check_mode"] = check
+    payload["_ansible_diff"] = diff
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump({"ANSIBLE_MODULE_ARGS": payload}, handle)
+    try:
+        env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, ".collections"))
+        res = subprocess.run(
+            [sys.executable, "-m", "ansible_collections.gpops.greenplum.plugins.modules." + name, handle.name],
+            capture_output=True, text=True, timeout=120, env=env, cwd="/")
+    finally:
+        os.unlink(handle.name)
+    try:
+        return json.loads(res.stdout)
+    except ValueError:
+        raise AssertionError("module %s printed no JSON: %s %s" % (name, res.stdout, res.stderr))
+
+
+def wait_for(predicate, timeout=30.0, interval=0.2):
+    """Poll ``predicate()`` until it returns a true value (returned) or ``timeout`` s pass (None)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return None
