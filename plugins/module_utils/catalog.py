@@ -13,6 +13,10 @@ Public API:
   ordered by content.
 - ``pairs(segments) -> {content: (primary, mirror or None)}``.
 - ``summary(segments) -> dict``: up/down, in sync, failed over, healthy.
+- ``open_coordinator(params, server=None, timeout=None) -> (conn, ServerInfo, segments)``:
+  connect to the coordinator, detect the server, read the topology, all within
+  ``timeout`` seconds (client-side deadline). Raises ``GpConnectionError``,
+  ``NotGreenplumError``.
 
 Facts used: content -1 is the coordinator (``p``) and its standby (``m``); ``mode``
 ``s``/``n`` is set on both members of a pair; FTS never marks a primary down, it
@@ -24,7 +28,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.gpops.greenplum.plugins.module_utils.connection import query
+from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
+    call_with_deadline, connect, describe_node, query, server_info)
 from ansible_collections.gpops.greenplum.plugins.module_utils.records import (
     COORDINATOR_CONTENT, SegmentConfig)
 
@@ -98,3 +103,26 @@ def summary(segments):
     out["healthy"] = not (out["primaries_down"] or out["mirrors_down"] or out["not_in_sync"]
                           or out["failed_over"]) and (standby_row is None or standby_row.is_up)
     return out
+
+
+def open_coordinator(params, server=None, timeout=None):
+    """Connect to the coordinator, read ``server_info`` (unless given) and the topology.
+
+    ``timeout``: seconds for all of it (default: the ``statement_timeout`` option),
+    enforced on the client side too, since a stopped coordinator never answers.
+    Returns ``(conn, server, segments)``; the caller closes ``conn``. Raises
+    ``GpConnectionError`` (the coordinator named, with the cause) or
+    ``NotGreenplumError``.
+    """
+    timeout = float(timeout or params.get("statement_timeout") or 30.0)
+
+    def open_():
+        conn = connect(params, statement_timeout=timeout)
+        try:
+            return conn, server or server_info(conn), segment_configuration(conn)
+        except Exception:
+            conn.close()
+            raise
+
+    return call_with_deadline(open_, timeout, describe_node(
+        None, params.get("login_host"), params.get("login_port")))

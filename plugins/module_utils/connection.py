@@ -23,6 +23,9 @@ Public API (other module_utils and every module use these):
   first section and §10). Raises ``NotGreenplumError`` for any other server.
 - ``run_on_nodes(nodes, fn, timeout) -> (results_by_content, unreachable_by_content)``:
   ``fn(node)`` on every node at once, each bounded by a client-side deadline.
+- ``run_with_deadline(fn, timeout) -> (ok, result or reason)`` and
+  ``call_with_deadline(fn, timeout, node) -> result`` (raises): one call under the
+  same client-side deadline.
 - ``GpConnectionError(node, reason)``, ``NotGreenplumError``, ``describe_node(node)``.
 
 Requires psycopg 3 (``HAS_PSYCOPG`` / ``PSYCOPG_IMPORT_ERROR`` let modules fail with
@@ -218,22 +221,28 @@ def describe_node(node=None, host=None, port=None):
 
 
 _REASONS = (
-    ("timeout", ("timeout expired", "timed out", "canceling statement due to statement timeout")),
-    ("connection refused", ("connection refused",)),
-    ("authentication failed", ("authentication failed", "no password supplied",
-                               "no pg_hba.conf entry", "password is required")),
-    ("unknown host", ("could not translate host name", "name or service not known")),
-    ("database does not exist", ("does not exist",)),
-    ("in recovery", ("in recovery mode", "is starting up", "is shutting down")),
+    ("timeout", re.compile(r"timeout expired|timed out|canceling statement due to statement timeout")),
+    ("connection refused", re.compile(r"connection refused")),
+    ("authentication failed", re.compile(
+        r"authentication failed|no password supplied|no pg_hba\.conf entry|password is required"
+        r'|role "[^"]*" does not exist')),
+    ("unknown host", re.compile(r"could not translate host name|name or service not known")),
+    ("database does not exist", re.compile(r'database "[^"]*" does not exist')),
+    ("in recovery", re.compile(r"in recovery mode|is starting up|is shutting down")),
 )
+# libpq repeats the address we already name, and one line per attempt (SSL, then not).
+_LIBPQ_PREFIX = re.compile(r'^(connection failed: )?(connection to server (at|on) .*?failed: )?')
 
 
 def classify_error(exc):
-    """``kind: first line of the server/libpq message`` for a connection failure."""
-    text = " ".join(str(exc).split()) or exc.__class__.__name__
+    """``kind: message`` for a failure: the kind (``timeout``, ``connection refused``,
+    ``authentication failed``, ``unknown host``, ``database does not exist``,
+    ``in recovery``, ``error``), then the first line of the libpq/server message."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    text = " ".join(_LIBPQ_PREFIX.sub("", lines[0]).split()) if lines else exc.__class__.__name__
     low = text.lower()
-    for kind, needles in _REASONS:
-        if any(n in low for n in needles):
+    for kind, pattern in _REASONS:
+        if pattern.search(low):
             return "%s: %s" % (kind, text)
     return "error: %s" % text
 
@@ -286,24 +295,26 @@ def query(conn, statement, args=None):
 
 def _start(fn, name):
     """Start ``fn()`` in a daemon thread; its outcome lands in the returned dict as
-    ``result``: ``(True, value)`` or ``(False, reason)``."""
+    ``result``: ``(True, value)`` or ``(False, exception)``."""
     box = {}
 
     def target():
         try:
             box["result"] = (True, fn())
-        except GpConnectionError as exc:
-            box["result"] = (False, exc.reason)
         except Exception as exc:  # a node's failure is data for the caller
-            box["result"] = (False, classify_error(exc))
+            box["result"] = (False, exc)
 
     thread = threading.Thread(target=target, name=name, daemon=True)
     thread.start()
     return thread, box
 
 
-def _outcome(box, timeout):
-    return box.get("result", (False, "timeout: no answer within %.1f s" % timeout))
+def _reason(exc):
+    return exc.reason if isinstance(exc, GpConnectionError) else classify_error(exc)
+
+
+def _timeout_reason(timeout):
+    return "timeout: no answer within %.1f s" % timeout
 
 
 def run_with_deadline(fn, timeout):
@@ -316,7 +327,24 @@ def run_with_deadline(fn, timeout):
     """
     thread, box = _start(fn, "gpops-deadline")
     thread.join(max(0.0, timeout))
-    return _outcome(box, timeout)
+    ok, value = box.get("result", (False, None))
+    if ok:
+        return True, value
+    return False, _timeout_reason(timeout) if value is None else _reason(value)
+
+
+def call_with_deadline(fn, timeout, node):
+    """Return ``fn()`` or raise: ``NotGreenplumError`` and ``GpConnectionError`` as
+    raised, anything else (and no answer within ``timeout`` seconds) as a
+    ``GpConnectionError`` naming ``node``."""
+    thread, box = _start(fn, "gpops-deadline")
+    thread.join(max(0.0, timeout))
+    ok, value = box.get("result", (False, None))
+    if ok:
+        return value
+    if isinstance(value, (GpConnectionError, NotGreenplumError)):
+        raise value
+    raise GpConnectionError(node, _timeout_reason(timeout) if value is None else _reason(value))
 
 
 def run_on_nodes(nodes, fn, timeout):
@@ -335,9 +363,9 @@ def run_on_nodes(nodes, fn, timeout):
         thread.join(max(0.0, deadline - time.monotonic()))
     results, unreachable = {}, {}
     for content, (_thread, box) in started.items():
-        ok, value = _outcome(box, timeout)
+        ok, value = box.get("result", (False, None))
         if ok:
             results[content] = value
         else:
-            unreachable[content] = value
+            unreachable[content] = _timeout_reason(timeout) if value is None else _reason(value)
     return results, unreachable

@@ -51,8 +51,7 @@ import time
 
 from ansible_collections.gpops.greenplum.plugins.module_utils import catalog
 from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
-    GpConnectionError, connect, describe_node, query, run_on_nodes, run_with_deadline,
-    server_info)
+    connect, query, run_on_nodes, run_with_deadline)
 from ansible_collections.gpops.greenplum.plugins.module_utils.records import (
     COORDINATOR_CONTENT, Backend, ClusterSnapshot, DistributedXact, LockRecord, PreparedXact,
     SegmentConfig, WaitEdge)
@@ -149,17 +148,6 @@ def _collect_node(params, server, node, wants, dispatched_locks, statement_timeo
     return out
 
 
-def _open_coordinator(params, server, statement_timeout):
-    conn = connect(params, statement_timeout=statement_timeout)
-    try:
-        server = server or server_info(conn)
-        segments = catalog.segment_configuration(conn)
-    except Exception:
-        conn.close()
-        raise
-    return conn, server, segments
-
-
 def _dispatch(conn, items):
     out = {item: query(conn, DISPATCHED_SQL[item]) for item in items}
     conn.close()
@@ -174,12 +162,7 @@ def take_snapshot(params, server=None, include=INCLUDE_ALL, timeout=None):
     timeout = float(timeout or params.get("statement_timeout") or 30.0)
     deadline = time.monotonic() + timeout
     taken_at = _utc_now()
-    coordinator_name = describe_node(None, params.get("login_host"), params.get("login_port"))
-
-    ok, opened = run_with_deadline(lambda: _open_coordinator(params, server, timeout), timeout)
-    if not ok:
-        raise GpConnectionError(coordinator_name, opened)
-    conn, server, segments = opened
+    conn, server, segments = catalog.open_coordinator(params, server, timeout)
     # Greenplum 6 has no gp_stat_activity: activity comes from every node instead.
     dispatched_items = [i for i in DISPATCHED_SQL if i in include
                         and (i != "activity" or server.has_gp_stat_activity)]

@@ -9,22 +9,31 @@ import pytest
 from ansible_collections.gpops.greenplum.plugins.module_utils import snapshot as snap
 from ansible_collections.gpops.greenplum.plugins.module_utils.records import rows_as_dicts
 
-FIXTURES = os.environ.get("GPOPS_FIXTURES", os.path.join(
-    os.path.dirname(__file__), "..", "..", "..", "shared", "fixtures", "gp7"))
+from conftest import SHARED_FIXTURES
 
-pytestmark = pytest.mark.skipif(not os.path.isdir(FIXTURES), reason="no captures in " + FIXTURES)
+needs_captures = pytest.mark.skipif(not os.path.isdir(SHARED_FIXTURES),
+                                    reason="no captures in " + SHARED_FIXTURES)
+pytestmark = needs_captures
 
 
 def capture(name):
-    with open(os.path.join(FIXTURES, name + ".json")) as f:
+    """A capture's queries as rows (dicts by column name)."""
+    with open(os.path.join(SHARED_FIXTURES, name + ".json")) as f:
         data = json.load(f)
     return {q: rows_as_dicts(v["columns"], v["rows"]) for q, v in data["queries"].items()
             if v.get("columns")}
 
 
 def dispatched(q):
+    """The dispatched-query rows of a capture, as ``snapshot_from_rows`` takes them."""
     return dict(locks=q["pg_locks"], edges=q["gp_dist_wait_status"],
                 activity=q["gp_stat_activity"], dist_xacts=q["gp_distributed_xacts"])
+
+
+def capture_snapshot(name):
+    """A capture's dispatched snapshot, built by the snapshot layer's own code."""
+    q = capture(name)
+    return snap.snapshot_from_rows(q["gp_segment_configuration"], dispatched=dispatched(q))
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,124 @@
+# -*- coding: utf-8 -*-
+# Copyright: gpops.greenplum contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Breaking global deadlocks the way Greenplum's detector does, with the checks a
+person would make: decide from one snapshot's analysis, cancel each victim's
+coordinator (QD) backend, wait for its cycle to clear, terminate it if it is still
+there, and say exactly what was done.
+
+Public API:
+
+- ``uncertain_reason(snapshot) -> str | None``: why the snapshot cannot be trusted to
+  act on (nodes missing from a utility-mode collection), else None.
+- ``targets(snapshot, analysis) -> list[Target]``: the victims the analysis chose,
+  with the coordinator backend identity (pid, ``backend_start``, ``sess_id``) that
+  every signal re-checks.
+- ``planned_actions(targets, terminate, cancel_grace) -> list[dict]``: check mode.
+- ``break_deadlocks(conn, targets, cancel_grace, terminate, still_deadlocked, done,
+  sleep=time.sleep, clock=time.monotonic) -> remaining_gxids``: act; every action
+  is appended to ``done`` as it happens.
+- ``deadlocked_gxids(params, server, timeout) -> set``: the gxids in a cycle now (a
+  light snapshot: wait edges and distributed transactions only), for polling.
+
+Only victims of ``analysis.analyse`` are touched; that layer never chooses protected
+processes, sessions waiting in SyncRep, or transactions in two-phase commit.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import collections
+import time
+
+from ansible_collections.gpops.greenplum.plugins.module_utils import actions
+from ansible_collections.gpops.greenplum.plugins.module_utils.analysis import analyse
+from ansible_collections.gpops.greenplum.plugins.module_utils.records import COORDINATOR_CONTENT
+from ansible_collections.gpops.greenplum.plugins.module_utils.snapshot import take_snapshot
+
+CANCEL_MESSAGE = "cancelled by gpops.greenplum to break a global deadlock (gxid %s)"
+TERMINATE_MESSAGE = "terminated by gpops.greenplum: still in a global deadlock after cancel (gxid %s)"
+POLL_INTERVAL_S = 0.2
+
+Target = collections.namedtuple("Target", "gxid sess_id pid backend_start deadlock")
+
+
+def uncertain_reason(snapshot):
+    """Collected per node (dispatch failed) and some nodes did not answer: a cycle
+    may run through them, and the transaction to cancel may be another one."""
+    if snapshot.source != "utility" or not snapshot.unreachable:
+        return None
+    return ("the snapshot is incomplete: %s did not answer in utility mode, so the cycles seen may "
+            "not be all of the wait-for graph and another transaction may be the right victim" % (
+                ", ".join("content %s (%s)" % (c, r) for c, r in sorted(snapshot.unreachable.items()))))
+
+
+def targets(snapshot, analysis):
+    """One ``Target`` per victim, identified by its coordinator backend in the snapshot."""
+    qds = {b.pid: b for b in snapshot.backends if b.content == COORDINATOR_CONTENT}
+    out = []
+    for victim in analysis.victims:
+        qd = qds.get(victim["coordinator_pid"])
+        out.append(Target(victim["gxid"], victim["sess_id"], victim["coordinator_pid"],
+                          qd.backend_start if qd else None, victim["deadlock"]))
+    return out
+
+
+def _record(record, target):
+    out = record.as_dict()
+    out["gxid"] = target.gxid
+    out["deadlock"] = target.deadlock
+    return out
+
+
+def planned_actions(targets_, terminate, cancel_grace):
+    """What ``break_deadlocks`` would do, without doing it."""
+    out = []
+    for t in targets_:
+        out.append(_record(actions.planned("cancel", t.pid, t.sess_id, CANCEL_MESSAGE % t.gxid), t))
+        if terminate:
+            out.append(_record(actions.planned(
+                "terminate", t.pid, t.sess_id,
+                "only if the cycle is still there %s s after the cancel" % cancel_grace), t))
+    return out
+
+
+def deadlocked_gxids(params, server, timeout):
+    """gxids in a global deadlock now (wait edges and live distributed transactions
+    only: one dispatched statement each on a healthy cluster)."""
+    snap = take_snapshot(params, server, include=("edges", "dist_xacts"), timeout=timeout)
+    return {g for d in analyse(snap).deadlocks for g in d["gxids"]}
+
+
+def _wait_until_clear(gxids, grace, still_deadlocked, sleep, clock):
+    deadline = clock() + grace
+    while True:
+        still = set(still_deadlocked()) & gxids
+        if not still or clock() >= deadline:
+            return still
+        sleep(POLL_INTERVAL_S)
+
+
+def break_deadlocks(conn, targets_, cancel_grace, terminate, still_deadlocked, done,
+                    sleep=time.sleep, clock=time.monotonic):
+    """Cancel every target's QD backend; wait up to ``cancel_grace`` seconds for their
+    cycles to clear (``still_deadlocked()`` returns the gxids in a cycle now); then,
+    if ``terminate``, terminate the targets still in a cycle and wait again.
+
+    ``conn``: autocommit coordinator connection. Each action (an ``ActionRecord`` dict
+    plus ``gxid`` and ``deadlock``) is appended to the list ``done`` as it happens, so
+    the caller knows what was done even when a poll raises. Returns the gxids of
+    targets still deadlocked at the end.
+    """
+    for t in targets_:
+        done.append(_record(actions.cancel_backend(conn, t.pid, CANCEL_MESSAGE % t.gxid,
+                                                   t.backend_start, t.sess_id), t))
+    gxids = {t.gxid for t in targets_}
+    remaining = _wait_until_clear(gxids, cancel_grace, still_deadlocked, sleep, clock)
+    if remaining and terminate:
+        for t in targets_:
+            if t.gxid in remaining:
+                done.append(_record(actions.terminate_backend(
+                    conn, t.pid, TERMINATE_MESSAGE % t.gxid, t.backend_start, t.sess_id), t))
+        remaining = _wait_until_clear(remaining, cancel_grace, still_deadlocked, sleep, clock)
+    return remaining

@@ -1,0 +1,282 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: gpops.greenplum contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: gp_deadlock
+short_description: Detect and break Greenplum global (distributed) deadlocks
+description:
+  - Finds global deadlocks the way Greenplum's global deadlock detector (GDD) does, from one
+    cluster-wide snapshot (see M(gpops.greenplum.gp_locks_info)). The wait-for graph over
+    distributed transactions is reduced with GDD's rules for solid and dotted edges, and the
+    cycles left are deadlocks that no single node sees.
+  - Greenplum's detector is off by default and, when on, acts only every
+    C(gp_global_deadlock_detector_period) seconds (120 by default); this module acts at once.
+  - With O(state=resolved) it breaks each cycle as GDD does, by cancelling the coordinator (QD)
+    backend of one victim per cycle (the youngest distributed transaction by default), waits up
+    to O(cancel_grace) seconds for the cycle to clear, terminates the victim if it is still
+    there, and checks again.
+  - Before every signal the backend's identity is proven (same pid, start time and session as in
+    the snapshot); otherwise nothing is sent and the action says why.
+  - Never chosen, whatever the policy, are processes that are not client backends (FTS, GDD, dtx
+    recovery, walsenders), sessions waiting for synchronous replication (SyncRep), transactions
+    in two-phase commit (for example a coordinator retrying "Commit Prepared"), prepared
+    transactions, and sessions matching O(never_choose). A cycle whose every member is protected
+    needs a person; the task fails and says why.
+  - Nothing is cancelled or terminated when the input is bad, the coordinator cannot be reached,
+    the server is not Greenplum, or the snapshot is incomplete in a way that makes a cycle
+    uncertain (it had to be read per node and some nodes did not answer).
+version_added: "0.1.0"
+author:
+  - gpops.greenplum contributors
+extends_documentation_fragment:
+  - gpops.greenplum.connection
+attributes:
+  check_mode:
+    support: full
+    description: Reports the same deadlocks, victims and planned actions, and signals nothing.
+  diff_mode:
+    support: none
+options:
+  state:
+    description:
+      - V(detected) reports the deadlocks and the victims that would be chosen; nothing changes.
+      - V(resolved) breaks every deadlock found.
+    type: str
+    choices: [detected, resolved]
+    default: detected
+  policy:
+    description:
+      - Which transaction of a cycle is the victim.
+      - V(youngest) is GDD's own policy (the largest distributed xid); V(oldest) the smallest;
+        V(least_work) the session holding the fewest lock rows cluster-wide.
+    type: str
+    choices: [youngest, oldest, least_work]
+    default: youngest
+  never_choose:
+    description:
+      - A JMESPath expression evaluated on each candidate session; when it is true the session
+        is never chosen as a victim.
+      - Keys include C(gxid), C(sess_id), C(coordinator_pid), C(usename), C(application_name),
+        C(state), C(query), C(xact_age_s), C(locks_held).
+      - For example V(usename == 'etl') or V(contains(application_name, 'billing')).
+    type: str
+  cancel_grace:
+    description:
+      - Seconds to wait after the cancel for the cycle to clear before terminating the victim
+        (and again after terminating it). Greenplum's dispatcher notices a cancel within about
+        one second.
+    type: float
+    default: 5
+  terminate:
+    description:
+      - Terminate a victim whose cycle is still there O(cancel_grace) seconds after the cancel.
+    type: bool
+    default: true
+  recheck:
+    description:
+      - After acting, take a new snapshot and report RV(deadlocks_after); the task fails if a
+        victim's cycle is still there.
+    type: bool
+    default: true
+seealso:
+  - name: Global deadlock detector
+    description: Greenplum's own detector and its C(gp_global_deadlock_detector_period).
+    link: https://docs.vmware.com/en/VMware-Greenplum/7/greenplum-database/admin_guide-dml.html
+  - name: Server signaling functions
+    description: pg_cancel_backend and pg_terminate_backend.
+    link: https://www.postgresql.org/docs/12/functions-admin.html#FUNCTIONS-ADMIN-SIGNAL
+  - module: gpops.greenplum.gp_locks_info
+'''
+
+EXAMPLES = r'''
+- name: Is there a global deadlock? Which transaction would be cancelled?
+  gpops.greenplum.gp_deadlock:
+    state: detected
+  register: dl
+
+- name: Break every global deadlock (cancel the youngest, terminate after 5 s if needed)
+  gpops.greenplum.gp_deadlock:
+    state: resolved
+
+- name: Never cancel the ETL user's sessions; cancel only, never terminate
+  gpops.greenplum.gp_deadlock:
+    state: resolved
+    never_choose: "usename == 'etl'"
+    terminate: false
+    cancel_grace: 10
+'''
+
+RETURN = r'''
+deadlocks:
+  description: The global deadlocks found (cycles left after GDD's reduction), each with its
+    distributed transactions, sessions, edges and an explanation.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - id: 1
+      gxids: [17, 18]
+      resolution: victim
+      explanation: "Global deadlock between 2 distributed transactions that no single node sees: ..."
+victims:
+  description: One transaction per cycle to cancel, chosen by O(policy), with why.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {gxid: 18, sess_id: 11, coordinator_pid: 19885, policy: youngest, deadlock: 1,
+       reason: "youngest distributed transaction of the cycle (largest gxid 18 among 17, 18), ..."}
+unresolved:
+  description: Cycles whose every member is protected; they need a person.
+  returned: always
+  type: list
+  elements: dict
+  sample: []
+actions:
+  description:
+    - Every action taken (or, in check mode, planned), in order. C(result) is C(done),
+      C(skipped) (identity changed or backend gone; nothing sent), C(failed) or C(planned).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {action: cancel, pid: 19885, sess_id: 11, gxid: 18, deadlock: 1,
+       at: "2026-11-21T05:41:25.778240+00:00", result: done,
+       reason: pg_cancel_backend with message,
+       statement: "SELECT pg_cancel_backend(a.pid, %(message)s::text) AS signalled FROM pg_stat_activity a WHERE ..."}
+deadlocks_after:
+  description: Deadlocks in the snapshot taken after acting (empty when all were broken);
+    null when nothing was done or O(recheck) is false.
+  returned: always
+  type: list
+  elements: dict
+  sample: []
+summary:
+  description: What was found and done, one line each, for people.
+  returned: always
+  type: list
+  elements: str
+  sample:
+    - "1 global deadlock; victim: gxid 18 (session 11, coordinator pid 19885)"
+    - "cancel coordinator pid 19885 (session 11, gxid 18): done"
+    - "after: no global deadlock"
+source:
+  description: How the snapshot was read, C(dispatch) or C(utility) (see M(gpops.greenplum.gp_locks_info)).
+  returned: when a snapshot was taken
+  type: str
+  sample: dispatch
+unreachable:
+  description: Content id (as a string) of each node that did not answer, and why.
+  returned: when a snapshot was taken
+  type: dict
+  sample: {}
+notes:
+  description: What the analysis could not see or what needs care.
+  returned: when a snapshot was taken
+  type: list
+  elements: str
+  sample: []
+'''
+
+from ansible_collections.gpops.greenplum.plugins.module_utils import deadlock
+from ansible_collections.gpops.greenplum.plugins.module_utils.analysis import analyse
+from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
+    GpConnectionError, NotGreenplumError, ServerInfo, connect)
+from ansible_collections.gpops.greenplum.plugins.module_utils.module_base import gp_module
+from ansible_collections.gpops.greenplum.plugins.module_utils.snapshot import take_snapshot
+from ansible_collections.gpops.greenplum.plugins.module_utils.victims import (
+    POLICIES, compile_never_choose)
+
+
+def _action_line(a):
+    line = "%s coordinator pid %s (session %s, gxid %s): %s" % (
+        a["action"], a["pid"], a["sess_id"], a["gxid"], a["result"])
+    return line if a["result"] in ("done", "planned") else "%s (%s)" % (line, a["reason"])
+
+
+def main():
+    module = gp_module(dict(
+        state=dict(type="str", default="detected", choices=["detected", "resolved"]),
+        policy=dict(type="str", default="youngest", choices=list(POLICIES)),
+        never_choose=dict(type="str"),
+        cancel_grace=dict(type="float", default=5.0),
+        terminate=dict(type="bool", default=True),
+        recheck=dict(type="bool", default=True),
+    ))
+    p = module.params
+    result = dict(changed=False, deadlocks=[], victims=[], unresolved=[], actions=[],
+                  deadlocks_after=None, summary=[])
+    if p["cancel_grace"] < 0:
+        module.fail_json(msg="cancel_grace must be a number of seconds >= 0, got %s" % p["cancel_grace"],
+                         **result)
+    try:
+        never_choose = compile_never_choose(p["never_choose"])
+    except ValueError as exc:
+        module.fail_json(msg=str(exc), **result)
+
+    def fail(msg):
+        module.fail_json(msg=msg, **result)
+
+    def snapshot_and_analysis():
+        try:
+            snap = take_snapshot(p)
+        except (GpConnectionError, NotGreenplumError) as exc:
+            fail(str(exc) + ("; nothing was cancelled or terminated" if result["actions"] else ""))
+        return snap, analyse(snap, policy=p["policy"], never_choose=never_choose)
+
+    snap, found = snapshot_and_analysis()
+    result.update(deadlocks=found.deadlocks, victims=found.victims, unresolved=found.unresolved,
+                  source=snap.source, unreachable=snap.as_dict()["unreachable"], notes=found.notes,
+                  summary=[found.summary])
+    if p["state"] == "detected" or not found.deadlocks:
+        module.exit_json(**result)
+    if found.unresolved:
+        fail("%d global deadlock(s) cannot be broken safely: %s; nothing was cancelled or terminated"
+             % (len(found.unresolved), "; ".join(u["reason"] for u in found.unresolved)))
+    uncertain = deadlock.uncertain_reason(snap)
+    if uncertain:
+        fail(uncertain + "; nothing was cancelled or terminated")
+
+    targets = deadlock.targets(snap, found)
+    if module.check_mode:
+        result["actions"] = deadlock.planned_actions(targets, p["terminate"], p["cancel_grace"])
+        result["summary"] += [_action_line(a) for a in result["actions"]]
+        result["changed"] = True
+        module.exit_json(**result)
+
+    try:
+        conn = connect(p)
+    except GpConnectionError as exc:
+        fail("%s; nothing was cancelled or terminated" % exc)
+    server = ServerInfo(**snap.server)
+    try:
+        remaining = deadlock.break_deadlocks(
+            conn, targets, p["cancel_grace"], p["terminate"],
+            lambda: deadlock.deadlocked_gxids(p, server, p["statement_timeout"]), result["actions"])
+    except (GpConnectionError, NotGreenplumError) as exc:
+        result["changed"] = any(a["result"] == "done" for a in result["actions"])
+        fail("lost the coordinator while breaking deadlocks: %s" % exc)
+    finally:
+        conn.close()
+    result["changed"] = any(a["result"] == "done" for a in result["actions"])
+    result["summary"] += [_action_line(a) for a in result["actions"]]
+    if p["recheck"]:
+        _after, checked = snapshot_and_analysis()
+        result["deadlocks_after"] = checked.deadlocks
+        result["summary"].append("after: " + checked.summary)
+    if remaining:
+        fail("global deadlock still present for gxid %s after %s" % (
+            ", ".join(str(g) for g in sorted(remaining)),
+            "cancel and terminate" if p["terminate"] else "cancel (terminate is false)"))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""Decisions around cancel/terminate without a server: identity re-check, targets from
+a real capture's analysis, refusing an incomplete snapshot, check-mode plans, and the
+cancel -> wait -> terminate sequence's waiting logic."""
+import datetime
+
+import pytest
+
+from ansible_collections.gpops.greenplum.plugins.module_utils import actions, deadlock
+from ansible_collections.gpops.greenplum.plugins.module_utils import snapshot as snap
+from ansible_collections.gpops.greenplum.plugins.module_utils.analysis import analyse
+from ansible_collections.gpops.greenplum.plugins.module_utils.records import Backend
+
+from test_snapshot import capture_snapshot, needs_captures
+
+START = datetime.datetime(2026, 11, 21, 5, 41, 20, 690194, tzinfo=datetime.timezone.utc)
+
+
+def qd(**kw):
+    row = dict(pid=19885, sess_id=11, backend_start=START, backend_type="client backend",
+               datname="postgres")
+    row.update(kw)
+    return Backend.from_row(row, content=-1)
+
+
+def test_same_backend_passes_the_identity_check():
+    assert actions._mismatch(qd(), START, 11) is None
+
+
+@pytest.mark.parametrize("current,why", [
+    (None, "backend no longer exists"),
+    (qd(backend_start=START + datetime.timedelta(seconds=3)), "pid now belongs to another backend"),
+    (qd(sess_id=12), "pid now belongs to another backend"),
+    (qd(backend_type="walsender"), "not a client backend (walsender)"),
+])
+def test_changed_identity_is_refused(current, why):
+    assert actions._mismatch(current, START, 11).startswith(why)
+
+
+def test_gp6_rows_without_backend_type_count_as_client_backends_when_they_have_a_database():
+    assert actions._mismatch(qd(backend_type=None), START, 11) is None
+    assert actions._mismatch(qd(backend_type=None, datname=None), START, 11).startswith("not a client")
+
+
+def test_unknown_identity_is_never_signalled():
+    # No connection is touched: the record says why nothing was sent.
+    record = actions.cancel_backend(None, 19885, "msg", None, 11)
+    assert (record.result, record.action) == ("skipped", "cancel")
+    assert "identity unknown" in record.reason
+
+
+@needs_captures
+def test_targets_carry_the_victims_coordinator_identity():
+    s = capture_snapshot("global_deadlock_2seg")
+    targets = deadlock.targets(s, analyse(s))
+    # The capture's outcome: GDD's choice is session B, gxid 18, coordinator pid 19885.
+    assert targets == [deadlock.Target(18, 11, 19885, START, 1)]
+
+
+@needs_captures
+def test_planned_actions_in_check_mode():
+    s = capture_snapshot("global_deadlock_2seg")
+    plan = deadlock.planned_actions(deadlock.targets(s, analyse(s)), terminate=True, cancel_grace=5)
+    assert [(a["action"], a["pid"], a["gxid"], a["result"]) for a in plan] == [
+        ("cancel", 19885, 18, "planned"), ("terminate", 19885, 18, "planned")]
+    assert "5 s after the cancel" in plan[1]["reason"]
+    assert [a["action"] for a in deadlock.planned_actions(
+        deadlock.targets(s, analyse(s)), terminate=False, cancel_grace=5)] == ["cancel"]
+
+
+@needs_captures
+def test_no_victim_without_a_deadlock():
+    s = capture_snapshot("blocking_chain")
+    assert deadlock.targets(s, analyse(s)) == []
+
+
+def test_incomplete_utility_snapshot_is_uncertain():
+    taken = datetime.datetime.now(datetime.timezone.utc)
+    utility = snap.snapshot_from_rows([], dispatched=None, unreachable={1: "timeout: x"}, taken_at=taken)
+    assert "content 1 (timeout: x)" in deadlock.uncertain_reason(utility)
+    complete = snap.snapshot_from_rows([], dispatched=None, unreachable={}, taken_at=taken)
+    assert deadlock.uncertain_reason(complete) is None
+    # Dispatched edges cover every primary; only per-node lookups failed.
+    dispatched = snap.snapshot_from_rows([], dispatched={}, unreachable={1: "lookups failed"},
+                                         taken_at=taken)
+    assert deadlock.uncertain_reason(dispatched) is None
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def test_wait_until_clear_returns_as_soon_as_the_cycle_is_gone():
+    clock = FakeClock()
+    answers = iter([{17, 18}, {17, 18}, set()])
+    still = deadlock._wait_until_clear({18}, 5, lambda: next(answers), clock.sleep, clock)
+    assert still == set() and clock.now == pytest.approx(2 * deadlock.POLL_INTERVAL_S)
+
+
+def test_wait_until_clear_gives_up_after_the_grace_period():
+    clock = FakeClock()
+    still = deadlock._wait_until_clear({18}, 1.0, lambda: {17, 18, 30}, clock.sleep, clock)
+    assert still == {18} and 1.0 <= clock.now <= 1.0 + deadlock.POLL_INTERVAL_S
