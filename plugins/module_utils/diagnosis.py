@@ -1,31 +1,46 @@
 # -*- coding: utf-8 -*-
 # Copyright: gpops.greenplum contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Facts the triage needs beyond the lock snapshot, read once and read-only.
+"""The whole hang diagnosis, once: collect, analyse, classify. Read-only.
 
-- ``collect_facts(params, segments, timeout, proc='/proc') ->
-  triage.ClusterFacts``: on the coordinator (one connection from
-  ``connection.connect``, so with ``statement_timeout`` and ``lock_timeout``):
-  the settings in ``SETTINGS`` (``pg_settings``), the mirrors' walsender states
-  (``gp_stat_replication``, GREENPLUM.md §11) and, only when
-  ``gp_resource_manager`` is ``queue``, ``gp_toolkit.gp_locks_on_resqueue``
-  (§9); on this host, whether the coordinator's FTS probe process runs.
-  Bounded by ``timeout`` seconds in all; whatever could not be read is named
-  in ``ClusterFacts.errors`` and left unknown, never guessed.
-- ``fts_process_running(port, datadir, proc='/proc') -> bool or None``.
+- ``diagnose(params, policy='youngest', never_choose=None, options=None,
+  proc='/proc') -> Diagnosis``: the lock snapshot (``snapshot.take_snapshot``)
+  and the extra facts (``collect_facts``) are read at the same time, each
+  bounded by the ``statement_timeout`` option, so the whole run takes about
+  one ``statement_timeout`` at most; then ``analysis.analyse`` and
+  ``triage.classify``. A coordinator that cannot be reached is a finding
+  (``node_unreachable``, content -1), not an error: a health job needs facts
+  even when the server is sick. Raises ValueError (naming ``policy`` or
+  ``never_choose``) before any I/O, ``NotGreenplumError`` for another server.
+- ``collect_facts(params, timeout) -> triage.ClusterFacts``: on the coordinator
+  (one connection from ``connection.connect``, so with ``statement_timeout`` and
+  ``lock_timeout``): the settings in ``SETTINGS`` (``pg_settings``), the
+  mirrors' walsender states (``gp_stat_replication``, GREENPLUM.md §11) and,
+  only when ``gp_resource_manager`` is ``queue``,
+  ``gp_toolkit.gp_locks_on_resqueue`` (§9). Whatever could not be read is
+  named in ``ClusterFacts.errors`` and left unknown, never guessed.
+- ``fts_process_running(port, datadir, proc='/proc') -> bool or None``: whether
+  the coordinator's FTS probe process runs on this host.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import datetime
 import os
+import threading
 import time
 
+from ansible_collections.gpops.greenplum.plugins.module_utils import (
+    analysis, report, triage, victims)
 from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
-    connect, query, run_with_deadline)
+    GpConnectionError, connect, query, run_with_deadline)
 from ansible_collections.gpops.greenplum.plugins.module_utils.procinfo import (
     ProcUnreadable, read_process)
+from ansible_collections.gpops.greenplum.plugins.module_utils.records import (
+    COORDINATOR_CONTENT, ClusterSnapshot)
+from ansible_collections.gpops.greenplum.plugins.module_utils.snapshot import take_snapshot
 from ansible_collections.gpops.greenplum.plugins.module_utils.triage import ClusterFacts
 
 SETTINGS = (
@@ -62,10 +77,9 @@ def _statements(facts_so_far):
         yield "resqueue_locks", RESQUEUE_SQL, None
 
 
-def collect_facts(params, segments, timeout, proc="/proc"):
-    """See the module docstring. ``segments``: ``SegmentConfig`` records (for the
-    coordinator's port and data directory). The views read exist in GP6, GP7 and
-    Cloudberry alike."""
+def collect_facts(params, timeout):
+    """See the module docstring; ``timeout``: seconds for all of it. The views read
+    exist in GP6, GP7 and Cloudberry alike."""
     facts = ClusterFacts()
     deadline = time.monotonic() + timeout
 
@@ -91,9 +105,6 @@ def collect_facts(params, segments, timeout, proc="/proc"):
                 facts.resqueue_locks = [dict(r) for r in rows]
         else:
             conn.close()
-    coordinator = next((s for s in segments if s.content == -1 and s.role == "p"), None)
-    if coordinator is not None:
-        facts.fts_running = fts_process_running(coordinator.port, coordinator.datadir, proc)
     return facts
 
 
@@ -128,3 +139,68 @@ def fts_process_running(port, datadir, proc="/proc"):
         return False
     except (ProcUnreadable, OSError):
         return None
+
+
+class Diagnosis:
+    """What ``diagnose`` found: ``snapshot`` (``ClusterSnapshot``), ``facts``
+    (``ClusterFacts``), ``analysis`` (``analysis.Analysis``), ``findings`` (list of
+    ``triage.Finding``), ``elapsed_s`` (seconds). ``as_dict()`` is what
+    ``gp_hang_info`` returns and what ``report.build_report`` takes."""
+
+    def __init__(self, snapshot, facts, analysis_, findings, elapsed_s):
+        self.snapshot, self.facts, self.analysis = snapshot, facts, analysis_
+        self.findings, self.elapsed_s = findings, elapsed_s
+
+    def as_dict(self):
+        findings = [f.as_dict() for f in self.findings]
+        return {
+            "verdict": report.verdict_of(findings),
+            "highest_severity": report.highest_severity(findings),
+            "counts": report.severity_counts(findings),
+            "summary": report.finding_lines(findings),
+            "findings": findings,
+            "server": dict(self.snapshot.server),
+            "elapsed_s": self.elapsed_s,
+            "analysis": self.analysis.as_dict(),
+            "facts": self.facts.as_dict(),
+            "snapshot": self.snapshot.as_dict(),
+        }
+
+
+def _facts_in_background(params, timeout):
+    """Start ``collect_facts`` in a daemon thread (an abandoned one never keeps the
+    process alive); the returned function waits for it until ``deadline`` (monotonic)."""
+    box = {}
+    thread = threading.Thread(target=lambda: box.update(facts=collect_facts(params, timeout)),
+                              name="gpops-facts", daemon=True)
+    thread.start()
+
+    def result(deadline):
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if "facts" in box:
+            return box["facts"]
+        return ClusterFacts(errors={"facts": "timeout: no answer within %.1f s" % timeout})
+    return result
+
+
+def diagnose(params, policy="youngest", never_choose=None, options=None, proc="/proc"):
+    """See the module docstring. ``params``: the connection options
+    (``connection.connection_argument_spec``); ``options``: ``triage.TriageOptions``."""
+    victims.check_policy(policy)
+    victims.compile_never_choose(never_choose)
+    started = time.monotonic()
+    timeout = float(params.get("statement_timeout") or 30.0)
+    facts_result = _facts_in_background(params, timeout)
+    try:
+        snap = take_snapshot(params, timeout=timeout)
+    except GpConnectionError as exc:
+        snap = ClusterSnapshot(taken_at=datetime.datetime.now(datetime.timezone.utc),
+                               unreachable={COORDINATOR_CONTENT: str(exc)})
+    facts = facts_result(started + timeout + 1.0)
+    coordinator = next((s for s in snap.segments if s.content == COORDINATOR_CONTENT
+                        and s.role == "p"), None)
+    if coordinator is not None:
+        facts.fts_running = fts_process_running(coordinator.port, coordinator.datadir, proc)
+    result = analysis.analyse(snap, policy=policy, never_choose=never_choose)
+    findings = triage.classify(snap, result, facts, options)
+    return Diagnosis(snap, facts, result, findings, round(time.monotonic() - started, 3))

@@ -54,18 +54,29 @@ def verdict_of(findings):
     return "healthy"
 
 
-def _highest(findings):
+def highest_severity(findings):
+    """The most severe finding's severity, or None."""
     for severity in _SEVERITIES:
         if any(f["severity"] == severity for f in findings):
             return severity
     return None
 
 
+def severity_counts(findings):
+    """Severity -> number of findings, every severity present."""
+    return {s: sum(1 for f in findings if f["severity"] == s) for s in _SEVERITIES}
+
+
+def finding_lines(findings):
+    """``[severity] class: summary``, one line per finding."""
+    return ["[%s] %s: %s" % (f["severity"], f["class"], f["summary"]) for f in findings]
+
+
 def build_report(hang_info, cluster, actions=None, after=None):
     """The JSON report document (a dict) from a ``gp_hang_info`` result.
 
-    ``hang_info``: dict with ``findings``, ``graph``, ``snapshot``, ``facts``,
-    ``analysis`` (as ``gp_hang_info`` returns them). ``cluster``: label.
+    ``hang_info``: dict with ``findings``, ``snapshot``, ``facts``, ``analysis`` (as
+    ``gp_hang_info`` returns them); the graph is drawn from ``analysis``. ``cluster``: label.
     ``actions``: list of dicts (what was done). ``after``: optional later
     ``gp_hang_info`` result. Raises KeyError when ``hang_info`` lacks
     ``findings`` or ``snapshot``."""
@@ -78,10 +89,10 @@ def build_report(hang_info, cluster, actions=None, after=None):
         "taken_at": snapshot.get("taken_at"),
         "server": snapshot.get("server") or {},
         "verdict": verdict_of(findings),
-        "highest_severity": _highest(findings),
-        "counts": {s: sum(1 for f in findings if f["severity"] == s) for s in _SEVERITIES},
+        "highest_severity": highest_severity(findings),
+        "counts": severity_counts(findings),
         "findings": findings,
-        "graph": hang_info.get("graph") or {"nodes": [], "edges": []},
+        "graph": wait_for_graph(hang_info.get("analysis") or {}),
         "actions": list(actions or []),
         "after": None,
         "snapshot": snapshot,
@@ -113,12 +124,120 @@ def summary_lines(doc):
     lines = ["%s: %s (%s)" % (doc["cluster"], doc["verdict"].upper(),
                               ", ".join("%d %s" % (n, s) for s, n in doc["counts"].items() if n)
                               or "no findings")]
-    lines += ["[%s] %s: %s" % (f["severity"], f["class"], f["summary"]) for f in doc["findings"]]
+    lines += finding_lines(doc["findings"])
     if doc["actions"]:
         lines.append("done: " + "; ".join(_action_text(a) for a in doc["actions"]))
     if doc["after"] is not None:
         lines.append("after: %s" % doc["after"]["verdict"])
     return lines
+
+
+# -------------------------------------------------------------- wait-for graph
+
+
+def _where(content):
+    return "coordinator" if content == -1 else "seg %s" % content
+
+
+def _edge_node(edge, side):
+    """Node id of one end of an analysis graph edge: the distributed session (``s``),
+    the prepared transaction when no backend holds the lock (``p``), else the gxid."""
+    gxid, session = edge[side], edge["%s_sessionid" % side]
+    if side == "holder" and edge.get("holder_is_prepared"):
+        return "p%s" % gxid
+    return "s%s" % session if session and session > 0 else "g%s" % gxid
+
+
+def _info_node(info):
+    if info["kind"] == "session":
+        return "s%s" % info["sess_id"]
+    if info["kind"] == "prepared_xact":
+        return "p%s" % info["gxid"]
+    return "b%s_%s" % (info["content"], info["pid"])
+
+
+def _info_label(info):
+    if info.get("kind") == "prepared_xact":
+        return "prepared gxid %s\ncontent %s · %.0f s old%s" % (
+            info["gxid"], ", ".join(str(c) for c in info["contents"]), info.get("age_s") or 0.0,
+            "\nQD pid %s committing" % info["coordinator_pid"] if info.get("coordinator_pid") else "")
+    if info.get("kind") == "backend":
+        return "pid %s on %s\n%s" % (info["pid"], _where(info["content"]), info.get("state") or "")
+    lines = ["session %s" % info.get("sess_id"), " · ".join(
+        "%s %s" % (name, info[key]) for name, key in (("QD pid", "coordinator_pid"), ("gxid", "gxid"))
+        if info.get(key) is not None)]
+    if info.get("state"):
+        age = info.get("state_age_s")
+        lines.append("%s%s" % (info["state"], " %.0f s" % age if age is not None else ""))
+    return "\n".join(lines)
+
+
+def wait_for_graph(analysis):
+    """The wait-for graph to draw, from ``analysis.Analysis.as_dict()``.
+
+    Nodes are distributed sessions (``s<sess_id>``), prepared transactions
+    (``p<gxid>``), other backends (``b<content>_<pid>``); edges go waiter -> holder,
+    one per node and lock (``label``: segment, lock type and mode, relation),
+    from the deadlock cycles (``cycle`` true), the GDD reduction log, the edges left
+    out of the GDD graph, and the blocking trees (lock-queue waits included).
+    Returns {``nodes``: [{id, label, roles}], ``edges``: [{from, to, label, solid,
+    cycle}]}, in a stable order."""
+    nodes, edges = {}, {}
+
+    def node(node_id, label=None):
+        entry = nodes.setdefault(node_id, {"id": node_id, "label": None, "roles": []})
+        if label and not entry["label"]:
+            entry["label"] = label
+        return entry
+
+    def add_edge(src, dst, content, label, solid=True, cycle=False):
+        node(src)
+        node(dst)
+        key = (src, dst, content)
+        if key in edges:
+            edges[key]["cycle"] = edges[key]["cycle"] or cycle
+            return
+        edges[key] = {"from": src, "to": dst, "label": "%s: %s" % (_where(content), label),
+                      "solid": solid, "cycle": cycle}
+
+    def lock_text(locktype, mode, relation_name):
+        return "%s %s%s" % (locktype, mode, " on %s" % relation_name if relation_name else "")
+
+    for d in analysis.get("deadlocks", []):
+        for v in d["vertices"]:
+            node("s%s" % v["sess_id"], _info_label(dict(v, kind="session")))["roles"].append("cycle")
+        for e in d["edges"]:
+            add_edge(_edge_node(e, "waiter"), _edge_node(e, "holder"), e["content"],
+                     lock_text(e["locktype"], e["mode"], e.get("relation_name")),
+                     e["solid"], cycle=True)
+    for v in analysis.get("victims", []):
+        node("s%s" % v["sess_id"])["roles"].append("victim")
+    graph = analysis.get("graph") or {}
+    for item in list(graph.get("reduction", [])) + list(graph.get("dropped_edges", [])):
+        e = item["edge"]
+        add_edge(_edge_node(e, "waiter"), _edge_node(e, "holder"), e["content"],
+                 lock_text(e["locktype"], e["mode"], e.get("relation_name")), e["solid"])
+    for tree in analysis.get("blocking_trees", []):
+        infos = [tree["root"]] + list(tree["waiters"])
+        by_label = {i["label"]: _info_node(i) for i in infos}
+        for info in infos:
+            node(_info_node(info), _info_label(info))
+        node(_info_node(tree["root"]))["roles"].append("root")
+        for waiter in tree["waiters"]:
+            for w in waiter["waits"]:
+                text = lock_text(w["locktype"], w["mode"], w.get("relation_name"))
+                if w.get("kind") == "queued_behind":
+                    text += " (queued behind)"
+                add_edge(_info_node(waiter), by_label.get(w["blocked_by"], w["blocked_by"]),
+                         w["content"], text)
+    for entry in nodes.values():
+        if entry["id"].startswith("p"):
+            entry["roles"].append("prepared")
+        entry["roles"] = sorted(set(entry["roles"]))
+        entry["label"] = entry["label"] or (
+            "session %s" % entry["id"][1:] if entry["id"].startswith("s") else entry["id"])
+    return {"nodes": sorted(nodes.values(), key=lambda n: n["id"]),
+            "edges": sorted(edges.values(), key=lambda e: (e["from"], e["to"], e["label"]))}
 
 
 # ----------------------------------------------------------------- Mermaid
@@ -127,7 +246,7 @@ def summary_lines(doc):
 def _mermaid_text(text):
     # Mermaid labels are quoted; quotes and angle brackets become entity codes.
     return (str(text).replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
-            .replace("\n", " "))
+            .replace("\n", "<br/>"))
 
 
 _CLASS_DEFS = (
@@ -175,7 +294,7 @@ def render_mermaid(graph):
 # ---------------------------------------------------------------- Markdown
 
 
-def _cell(value):
+def _cell(value, limit=120):
     if value is None:
         return ""
     if isinstance(value, (list, tuple)):
@@ -183,7 +302,7 @@ def _cell(value):
     elif isinstance(value, dict):
         value = ", ".join("%s=%s" % (k, v) for k, v in value.items())
     text = str(value).replace("|", "\\|").replace("\n", " ")
-    return text if len(text) <= 120 else text[:117] + "..."
+    return text if limit is None or len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _table(rows):
@@ -205,7 +324,7 @@ def _evidence(evidence):
                                                        for v in value.values()):
             tables.append((key, [value]))
         else:
-            out.append("- %s: %s" % (key, _cell(value) if value not in (None, [], {}) else "-"))
+            out.append("- %s: %s" % (key, _cell(value, None) if value not in (None, [], {}) else "-"))
     for key, rows in tables:
         out += ["", "%s:" % key, ""] + _table(rows)
     return out

@@ -1,0 +1,244 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: gpops.greenplum contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: gp_hang_info
+short_description: Find out whether a Greenplum or Cloudberry cluster hangs, and why
+description:
+  - Runs the whole hang diagnosis once and classifies what it finds. One cluster-wide snapshot of
+    locks, wait-for edges, sessions, distributed and prepared transactions (with a per-node
+    utility-mode fallback when a segment does not answer), read at the same time as the settings,
+    the mirrors' replication state and, when resource queues are in use, their locks; then the
+    wait-for graph with Greenplum's global deadlock detector rules, the blocking trees, and the
+    classification.
+  - Read-only and bounded. Every session it opens has C(statement_timeout) and a short
+    C(lock_timeout), so it never waits on a lock itself; a node that does not answer within
+    O(statement_timeout) is reported as C(node_unreachable), never waited on. The whole run takes
+    about one O(statement_timeout) at most.
+  - A coordinator that cannot be reached is a C(node_unreachable) finding, not a task failure, so
+    a scheduled health job still publishes what it saw.
+  - Works on Greenplum 6 (C(waiting), C(waiting_reason)) and Greenplum 7 / Cloudberry
+    (C(wait_event_type), C(wait_event), C(backend_type)) catalogs.
+  - "Finding classes: C(global_deadlock); C(blocking_chain) (root blocker, its state and age,
+    waiters); C(syncrep_wait) (with the mirror's state); C(segment_down), C(mirror_not_in_sync),
+    C(node_unreachable); C(fts_not_running), C(fts_not_probing); C(orphaned_prepared_xact);
+    C(twophase_commit_retry); C(resource_queue_wait) (only when C(gp_resource_manager) is
+    C(queue)); C(long_idle_in_transaction) (holding locks); C(gdd_status) (info)."
+  - "Severity scale: C(critical) = work is stuck and will not recover by itself, or only through
+    a coordinator PANIC (global deadlock, SyncRep wait, node not answering, two-phase commit retry,
+    double fault); C(high) = stuck or exposed, needs a person soon (blocking chain whose longest
+    wait reached O(wait_threshold), segment down, orphaned prepared transaction, FTS not running or
+    not probing); C(medium) = degraded, or waits younger than O(wait_threshold); C(low) = harmless
+    now but will bite (idle in transaction holding locks nobody waits for yet); C(info) = facts
+    (the global deadlock detector's state)."
+  - One cause gives one finding. Sessions blocked by a SyncRep wait, a commit retry or an orphaned
+    prepared transaction are listed in that finding's evidence, not again as a blocking chain.
+  - FTS presence is read from this host's process table, so C(fts_not_running) can only be
+    reported when the module runs on the coordinator host.
+version_added: "0.1.0"
+author:
+  - gpops.greenplum contributors
+extends_documentation_fragment:
+  - gpops.greenplum.connection
+attributes:
+  check_mode:
+    support: full
+    description: The module never changes anything; it runs the same in check mode.
+  diff_mode:
+    support: none
+    description: Nothing is changed, so there is no diff.
+options:
+  policy:
+    description:
+      - How the victim of each global deadlock would be chosen (reported, never acted on here).
+      - C(youngest) is what Greenplum's detector does (the largest gxid of the cycle).
+    type: str
+    choices: [youngest, oldest, least_work]
+    default: youngest
+  never_choose:
+    description:
+      - JMESPath expression over each candidate session (keys such as C(usename),
+        C(application_name), C(sess_id)); sessions it matches are never proposed as victims.
+    type: str
+  wait_threshold:
+    description:
+      - Seconds. A blocking chain or resource-queue wait is C(high) once its longest wait reaches
+        this, C(medium) before.
+    type: float
+    default: 60
+  idle_in_transaction_age:
+    description:
+      - Seconds. Report coordinator sessions C(idle in transaction) for at least this long that
+        hold locks (C(long_idle_in_transaction)).
+    type: float
+    default: 300
+  prepared_xact_age:
+    description:
+      - Seconds. A prepared transaction on a segment whose distributed transaction the
+        coordinator no longer has is orphaned once this old (Greenplum's
+        C(gp_dtx_recovery_prepared_period) default is 120).
+    type: float
+    default: 120
+seealso:
+  - name: Greenplum global deadlock detector
+    description: How Greenplum itself detects and breaks global deadlocks.
+    link: https://docs.vmware.com/en/VMware-Greenplum/7/greenplum-database/admin_guide-dml.html#global-deadlock-detector
+  - name: pg_locks (Greenplum)
+    description: The lock view with Greenplum's C(gp_segment_id) and C(mppsessionid) columns.
+    link: https://docs.vmware.com/en/VMware-Greenplum/7/greenplum-database/ref_guide-system_catalogs-pg_locks.html
+  - name: gp_segment_configuration
+    description: Segment and mirror state as FTS records it.
+    link: https://docs.vmware.com/en/VMware-Greenplum/7/greenplum-database/ref_guide-system_catalogs-gp_segment_configuration.html
+  - name: Detecting a failed segment (FTS)
+    description: How FTS probes segments and marks mirrors down.
+    link: https://docs.vmware.com/en/VMware-Greenplum/7/greenplum-database/admin_guide-highavail-topics-g-detecting-a-failed-segment.html
+  - module: gpops.greenplum.gp_locks_info
+  - module: gpops.greenplum.gp_deadlock
+  - module: gpops.greenplum.gp_fts_probe
+  - module: gpops.greenplum.gp_report
+'''
+
+EXAMPLES = r'''
+- name: Diagnose (connection from the PG* environment variables)
+  gpops.greenplum.gp_hang_info:
+  register: hang
+
+- name: Say what hangs
+  ansible.builtin.debug:
+    msg: "{{ hang.findings | map(attribute='summary') | list }}"
+
+- name: Fail when anything critical is found
+  ansible.builtin.assert:
+    that: hang.findings | selectattr('severity', 'equalto', 'critical') | list | length == 0
+    fail_msg: "{{ hang.summary }}"
+
+- name: Stricter thresholds, bounded to 10 s per node
+  gpops.greenplum.gp_hang_info:
+    login_host: mdw
+    login_user: gpadmin
+    login_db: postgres
+    statement_timeout: 10
+    wait_threshold: 30
+    idle_in_transaction_age: 600
+    never_choose: "usename == 'etl'"
+  register: hang
+
+- name: Write the JSON and Markdown reports
+  gpops.greenplum.gp_report:
+    hang_info: "{{ hang }}"
+    dest: /var/log/gpops
+'''
+
+RETURN = r'''
+verdict:
+  description: C(hung) (a critical or high finding), C(degraded) (medium or low), or C(healthy).
+  returned: always
+  type: str
+  sample: hung
+highest_severity:
+  description: The most severe finding's severity, or null when there is none.
+  returned: always
+  type: str
+  sample: critical
+summary:
+  description: One line per finding, most severe first, for the play output.
+  returned: always
+  type: list
+  elements: str
+  sample:
+    - "[critical] global_deadlock: global deadlock between gxid 17, 18 across content 0, 1; ..."
+    - "[info] gdd_status: global deadlock detector off: global deadlocks stay until someone breaks them"
+findings:
+  description:
+    - What was found, most severe first; the C(gdd_status) info finding comes last.
+    - C(evidence) holds sessions, segments, locks and durations (seconds); C(remedy) says what to do
+      and which module, role or playbook of this collection does it, with the variables to set.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - class: global_deadlock
+      severity: critical
+      summary: "global deadlock between gxid 17, 18 across content 0, 1; victim: gxid 18 (session 11, QD pid 19885) (policy youngest); GDD is off: it stays until broken"
+      evidence:
+        deadlock: 1
+        gxids: [17, 18]
+        sessions: [{gxid: 17, sess_id: 10, coordinator_pid: 19883, state: active}]
+        edges: [{content: 0, waiter_gxid: 18, holder_gxid: 17, lock: transactionid ShareLock, relation: t01, kind: solid}]
+        victims: [{gxid: 18, sess_id: 11, coordinator_pid: 19885, reason: youngest distributed transaction of the cycle}]
+      remedy:
+        text: Cancel the victim's coordinator backend (what Greenplum's detector does), terminate it if it stays in the cycle.
+        module: gpops.greenplum.gp_deadlock
+        role: gpops.greenplum.gp_deadlock_resolve
+        playbook: gpops.greenplum.resolve_hang
+        variables: {gp_resolve_deadlocks: true, gp_deadlock_policy: youngest}
+counts:
+  description: Number of findings per severity.
+  returned: always
+  type: dict
+  sample: {critical: 1, high: 0, medium: 0, low: 0, info: 1}
+server:
+  description: What the coordinator says it is (empty when it could not be reached).
+  returned: always
+  type: dict
+  sample: {flavor: greenplum, major: 7, version: 7.0.0-beta.0+d766805, version_num: 70000}
+elapsed_s:
+  description: Seconds the diagnosis took.
+  returned: always
+  type: float
+  sample: 0.412
+analysis:
+  description: The analysis layer's result (deadlocks, victims, blocking trees, GDD reduction log, notes).
+  returned: always
+  type: dict
+  sample: {verdict: deadlock, summary: "1 global deadlock; victim: gxid 18", deadlocks: [], blocking_trees: [], notes: []}
+facts:
+  description: Settings, walsender state per content, FTS presence (null = unknown), resource-queue locks, and what could not be read.
+  returned: always
+  type: dict
+  sample: {settings: {gp_enable_global_deadlock_detector: "off"}, replication: {"0": streaming}, fts_running: null, resqueue_locks: [], errors: {}}
+snapshot:
+  description: The raw snapshot the diagnosis used (evidence for the report, saved before any action).
+  returned: always
+  type: dict
+  sample: {taken_at: "2026-11-21T05:41:25.704690+00:00", source: dispatch, unreachable: {}, segments: [], locks: [], edges: [], backends: []}
+'''
+
+from ansible_collections.gpops.greenplum.plugins.module_utils import diagnosis
+from ansible_collections.gpops.greenplum.plugins.module_utils.connection import NotGreenplumError
+from ansible_collections.gpops.greenplum.plugins.module_utils.module_base import gp_module
+from ansible_collections.gpops.greenplum.plugins.module_utils.triage import TriageOptions
+
+
+def main():
+    module = gp_module(dict(
+        policy=dict(type="str", default="youngest", choices=["youngest", "oldest", "least_work"]),
+        never_choose=dict(type="str"),
+        wait_threshold=dict(type="float", default=60.0),
+        idle_in_transaction_age=dict(type="float", default=300.0),
+        prepared_xact_age=dict(type="float", default=120.0),
+    ))
+    p = module.params
+    for name in ("wait_threshold", "idle_in_transaction_age", "prepared_xact_age"):
+        if p[name] < 0:
+            module.fail_json(msg="%s must be a number of seconds >= 0, got %s" % (name, p[name]))
+    options = TriageOptions(wait_threshold=p["wait_threshold"],
+                            idle_in_transaction_age=p["idle_in_transaction_age"],
+                            prepared_xact_age=p["prepared_xact_age"])
+    try:
+        result = diagnosis.diagnose(p, policy=p["policy"], never_choose=p["never_choose"],
+                                    options=options).as_dict()
+    except (ValueError, NotGreenplumError) as exc:
+        module.fail_json(msg=str(exc))
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == "__main__":
+    main()
