@@ -137,12 +137,10 @@ server:
 
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
 from ansible_collections.gpops.greenplum.plugins.module_utils import catalog, fts
 from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
-    HAS_PSYCOPG, PSYCOPG_IMPORT_ERROR, GpConnectionError, NotGreenplumError, connect,
-    connection_argument_spec, run_with_deadline, server_info, validate_connection_params)
+    GpConnectionError, NotGreenplumError, connect, run_with_deadline, server_info)
+from ansible_collections.gpops.greenplum.plugins.module_utils.module_base import gp_module
 
 
 def _change_line(change):
@@ -154,15 +152,8 @@ def _change_line(change):
 
 
 def main():
-    spec = connection_argument_spec()
-    spec.update(timeout=dict(type="float"))
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    if not HAS_PSYCOPG:
-        module.fail_json(msg=missing_required_lib("psycopg"), exception=PSYCOPG_IMPORT_ERROR)
+    module = gp_module(dict(timeout=dict(type="float")))
     p = module.params
-    bad = validate_connection_params(p)
-    if bad:
-        module.fail_json(msg=bad)
     if p["timeout"] is not None and p["timeout"] <= 0:
         module.fail_json(msg="timeout must be a number of seconds > 0, got %r" % p["timeout"])
 
@@ -211,8 +202,11 @@ def main():
             else "FTS probe did not finish: %s" % probe["error"])
     lines = [head] + [_change_line(c) for c in changes]
     if probe["completed"] and not changes:
-        lines.append("catalog unchanged (a mirror inside gp_fts_mark_mirror_down_grace_period = %d s "
-                     "is not marked down yet)" % settings["gp_fts_mark_mirror_down_grace_period"])
+        lines.append("catalog unchanged (a mirror is marked down only after "
+                     "gp_fts_mark_mirror_down_grace_period, %d s%s, from its disconnect)"
+                     % (settings["gp_fts_mark_mirror_down_grace_period"],
+                        "" if settings["source"]["gp_fts_mark_mirror_down_grace_period"] == "server"
+                        else " by default"))
     if not probe["completed"]:
         module.warn(head)
     result.update(changed=bool(changes), probed=True, probe=probe, fts_state=state,

@@ -197,7 +197,9 @@ executed_queries:
   sample: ["content 0 (dbid 2, sdw1:7002): ALTER SYSTEM SET synchronous_standby_names = ''",
            "content 0 (dbid 2, sdw1:7002): SELECT pg_reload_conf()"]
 actions:
-  description: Human lines, one per primary acted on or refused.
+  description:
+    - Human lines, one per primary switched (or, in check mode, to be switched), needing a
+      person, or refused where commits wait or where O(content)/O(dbid) named it.
   returned: always
   type: list
   elements: str
@@ -223,20 +225,18 @@ standby_walsender:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
 from ansible_collections.gpops.greenplum.plugins.module_utils import catalog, replication, syncrep
 from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
-    HAS_PSYCOPG, PSYCOPG_IMPORT_ERROR, GpConnectionError, NotGreenplumError, connect,
-    connection_argument_spec, describe_node, query, server_info, validate_connection_params)
+    GpConnectionError, NotGreenplumError, connect, describe_node, query, server_info)
+from ansible_collections.gpops.greenplum.plugins.module_utils.module_base import gp_module
 from ansible_collections.gpops.greenplum.plugins.module_utils.records import (
     COORDINATOR_CONTENT, Backend)
 
 
 def _validate(module):
     p = module.params
-    bad = validate_connection_params(p)
-    if bad is None and p["content"] == COORDINATOR_CONTENT:
+    bad = None
+    if p["content"] == COORDINATOR_CONTENT:
         bad = ("content: -1 is the coordinator, which ignores synchronous_standby_names; "
                "use standby_walsender for a stalled standby coordinator")
     if bad is None and p["content"] is not None and p["content"] < -1:
@@ -372,21 +372,17 @@ def _standby_walsender(module):
 
 
 def main():
-    spec = connection_argument_spec()
-    spec.update(
-        content=dict(type="int"), dbid=dict(type="int"),
-        state=dict(type="str", choices=list(syncrep.WANTED_STATES)),
-        force=dict(type="bool", default=False), only_waiting=dict(type="bool", default=False),
-        max_lag_bytes=dict(type="int", default=0),
-        method=dict(type="str", choices=list(replication.METHODS), default="auto"),
-        wait_timeout=dict(type="float", default=10.0),
-        standby_walsender=dict(type="str", choices=["check", "terminate"]),
-        stall_threshold=dict(type="float", default=10.0))
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True,
-                           mutually_exclusive=[["content", "dbid"]],
-                           required_one_of=[["state", "standby_walsender"]])
-    if not HAS_PSYCOPG:
-        module.fail_json(msg=missing_required_lib("psycopg"), exception=PSYCOPG_IMPORT_ERROR)
+    module = gp_module(
+        dict(content=dict(type="int"), dbid=dict(type="int"),
+             state=dict(type="str", choices=list(syncrep.WANTED_STATES)),
+             force=dict(type="bool", default=False), only_waiting=dict(type="bool", default=False),
+             max_lag_bytes=dict(type="int", default=0),
+             method=dict(type="str", choices=list(replication.METHODS), default="auto"),
+             wait_timeout=dict(type="float", default=10.0),
+             standby_walsender=dict(type="str", choices=["check", "terminate"]),
+             stall_threshold=dict(type="float", default=10.0)),
+        mutually_exclusive=[["content", "dbid"]],
+        required_one_of=[["state", "standby_walsender"]])
     _validate(module)
     p = module.params
     result = dict(changed=False, durability_risk=False, needs_person=[], executed_queries=[],
@@ -402,14 +398,19 @@ def main():
     failures = []
     if p["state"]:
         entries, unreachable = _plan(module, server, _targets(module, segments))
+        selected = p["content"] is not None or p["dbid"] is not None
         for entry in entries:
             if entry["verdict"] in (syncrep.SWITCH_OFF, syncrep.SWITCH_ON):
                 _act(module, server, entry, result["executed_queries"], failures)
             entry.pop("_primary", None)
             entry.pop("value")
-            if entry["verdict"] != syncrep.KEEP:
+            # A refusal matters where commits wait or where the operator named the primary;
+            # on every healthy primary of a cluster-wide run it is only noise.
+            noted = entry["verdict"] not in (syncrep.KEEP, syncrep.REFUSE) or (
+                entry["verdict"] == syncrep.REFUSE and (entry["syncrep_waiters"] or selected))
+            if noted:
                 result["actions"].append(_line(entry))
-            if entry["verdict"] != syncrep.KEEP or entry["syncrep_waiters"]:
+            if noted or entry["syncrep_waiters"]:
                 result["summary"].append(_line(entry))
         # Risk after the run: what the decisions left (check mode: would leave).
         risky = [e["content"] for e in entries if e["durability_risk"]]
