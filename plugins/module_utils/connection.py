@@ -143,15 +143,13 @@ class ServerInfo:
 
 
 # "(Greenplum Database 7.0.0 build commit:...)", "(Cloudberry Database 1.6.0 build dev)",
-# "(Apache Cloudberry 2.0.0-incubating build 1)", and the sandbox's own name.
+# "(Apache Cloudberry 2.0.0-incubating build 1)".
 _PRODUCT_RE = re.compile(r"\(([A-Za-z][A-Za-z ]*?) ([0-9][^ )]*)")
 _PG_RE = re.compile(r"PostgreSQL (\d+(?:\.\d+)?)")
 
 
 def _flavor_of(product):
     name = product.lower()
-    if "sandbox" in name:
-        return "sandbox"
     if "greenplum" in name:
         return "greenplum"
     if "cloudberry" in name:
@@ -181,8 +179,8 @@ def parse_server_version(version_string, gp_server_version=None, gp_server_versi
         if flavor:
             version = number
             break
-    if flavor is None and gp_server_version and "sandbox" in text.lower():
-        flavor = "sandbox"
+    if "sandbox" in (version or "").lower() or "sandbox" in (gp_server_version or "").lower():
+        flavor = "sandbox"  # tests/sandbox: "(Greenplum Database 7.0.0-sandbox build gpsandbox)"
     if flavor is None:
         raise NotGreenplumError(
             "the server is not Greenplum or Cloudberry (version(): %r)" % (text[:120],))

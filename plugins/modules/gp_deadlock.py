@@ -172,8 +172,9 @@ source:
   returned: when a snapshot was taken
   type: str
   sample: dispatch
-unreachable:
-  description: Content id (as a string) of each node that did not answer, and why.
+unreachable_nodes:
+  description: Content id (as a string) of each node that did not answer, and why. (Not
+    C(unreachable), a key Ansible reserves for hosts it cannot reach.)
   returned: when a snapshot was taken
   type: dict
   sample: {}
@@ -233,7 +234,7 @@ def main():
 
     snap, found = snapshot_and_analysis()
     result.update(deadlocks=found.deadlocks, victims=found.victims, unresolved=found.unresolved,
-                  source=snap.source, unreachable=snap.as_dict()["unreachable"], notes=found.notes,
+                  source=snap.source, unreachable_nodes=snap.as_dict()["unreachable"], notes=found.notes,
                   summary=[found.summary])
     if p["state"] == "detected" or not found.deadlocks:
         module.exit_json(**result)

@@ -22,7 +22,7 @@ description:
     between nodes), C(pg_blocking_pids()) is read for its waiting backends (lock-queue waiters
     have no C(gp_dist_wait_status()) edge) and C(pg_prepared_xacts) for its prepared transactions.
   - A node that does not answer within O(statement_timeout) is abandoned and named in
-    RV(unreachable); the module never hangs on it.
+    RV(unreachable_nodes); the module never hangs on it.
   - The analysis (global wait-for graph reduced with the rules of Greenplum's global deadlock
     detector, cycles, victims Greenplum would cancel, blocking trees) always covers the whole
     snapshot; the filters only narrow RV(locks), RV(edges) and RV(backends).
@@ -111,8 +111,9 @@ source:
   returned: success
   type: str
   sample: dispatch
-unreachable:
-  description: Content id (as a string) of each node that did not answer, and why. Their rows are
+unreachable_nodes:
+  description: Content id (as a string) of each node that did not answer, and why. (Not
+    C(unreachable), a key Ansible reserves for hosts it cannot reach.) Their rows are
     missing; a quiet result is then not a healthy one.
   returned: success
   type: dict
@@ -200,7 +201,7 @@ def main():
     whole = snapshot.as_dict()
     module.exit_json(
         changed=False, server=whole["server"], taken_at=whole["taken_at"], source=whole["source"],
-        unreachable=whole["unreachable"], prepared_xacts=whole["prepared_xacts"],
+        unreachable_nodes=whole["unreachable"], prepared_xacts=whole["prepared_xacts"],
         analysis=analyse(snapshot).as_dict(),
         **{name: [r.as_dict() for r in records] for name, records in picked.items()})
 

@@ -70,9 +70,12 @@ def test_plain_postgresql_is_refused(text):
 
 def test_sandbox_is_its_own_flavor():
     info = parse_server_version(
-        "PostgreSQL 15.8 (Greenplum Sandbox 7.0.0 build gpsandbox) on x86_64-pc-linux-gnu",
-        "7.0.0 build gpsandbox", "70000")
-    assert (info.flavor, info.major, info.utility_option) == ("sandbox", 7, "gp_role")
+        "PostgreSQL 15.20 (Greenplum Database 7.0.0-sandbox build gpsandbox) on x86_64-pc-linux-gnu,"
+        " compiled by gcc (Debian 12.2.0-14+deb12u1) 12.2.0, 64-bit",
+        "7.0.0-sandbox build gpsandbox", "70000")
+    assert (info.flavor, info.major, info.version, info.pg_version) == (
+        "sandbox", 7, "7.0.0-sandbox", "15.20")
+    assert (info.utility_option, info.has_gp_stat_activity) == ("gp_role", True)
 
 
 @pytest.mark.parametrize("version,option,stat_activity", [
