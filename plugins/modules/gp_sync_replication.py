@@ -209,8 +209,10 @@ summary:
   type: list
   elements: str
   sample: ["content 0 (dbid 2): 2 backend(s) waiting in SyncRep (longest 12.4 s); switch_off: mirror dbid 5 is proven not streaming: ..."]
-unreachable:
-  description: Contents whose primary did not answer, with the reason.
+unreachable_nodes:
+  description:
+    - Contents whose primary did not answer, with the reason (not C(unreachable), which
+      Ansible reads as an unreachable host).
   returned: always
   type: dict
 standby_walsender:
@@ -386,7 +388,7 @@ def main():
     _validate(module)
     p = module.params
     result = dict(changed=False, durability_risk=False, needs_person=[], executed_queries=[],
-                  actions=[], summary=[], unreachable={})
+                  actions=[], summary=[], unreachable_nodes={})
     try:
         conn = connect(p)
         server = server_info(conn)
@@ -415,7 +417,7 @@ def main():
         # Risk after the run: what the decisions left (check mode: would leave).
         risky = [e["content"] for e in entries if e["durability_risk"]]
         result.update(
-            primaries=entries, unreachable={str(k): v for k, v in unreachable.items()},
+            primaries=entries, unreachable_nodes={str(k): v for k, v in unreachable.items()},
             changed=any(e["verdict"] in (syncrep.SWITCH_OFF, syncrep.SWITCH_ON)
                         and e["after"] != e["before"] for e in entries),
             durability_risk=bool(risky),
