@@ -228,9 +228,12 @@ def _node_unreachable(index, facts, options):
                       "address": _node_label(member) if member else None, "reason": reason})
     return [Finding(
         "node_unreachable", "critical",
-        "%d node(s) did not answer within the timeout: %s; their locks and sessions are missing "
-        "from this diagnosis" % (len(nodes), ", ".join(
-            "content %s (%s)" % (n["content"], n["address"]) for n in nodes)),
+        "%d node(s) did not answer: %s; their locks and sessions are missing from this "
+        "diagnosis" % (len(nodes), "; ".join(
+            "%s%s: %s" % ("coordinator" if n["content"] == COORDINATOR_CONTENT
+                          else "content %s" % n["content"],
+                          " (%s)" % n["address"] if n["address"] else "", n["reason"][:160])
+            for n in nodes)),
         {"nodes": nodes, "source": snapshot.source},
         _remedy("Check the host and the postgres process of each node (a stopped or frozen "
                 "process accepts connections and answers nothing). If a primary is dead, an FTS "

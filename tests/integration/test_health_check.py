@@ -1,0 +1,68 @@
+"""playbooks/health_check.yml for real: read-only, publishes set_stats under one key,
+fails only at or above gp_fail_severity, refuses destructive variables.
+
+The refusal and unreachable-coordinator tests need no cluster; the others run on the
+sandbox (``sandbox`` fixture of tests/integration/conftest.py)."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+
+
+def run_health_check(extra_vars, env=None, tmp_path=None, timeout=300):
+    """Run the playbook on localhost; return (exit code, output, gpops_health stats or None)."""
+    inventory = os.path.join(str(tmp_path), "inventory")
+    with open(inventory, "w") as f:
+        f.write("[greenplum]\nlocalhost ansible_connection=local ansible_python_interpreter=%s\n"
+                % sys.executable)
+    run_env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".collections"),
+                   ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+                   ANSIBLE_SHOW_CUSTOM_STATS="1", ANSIBLE_LOCALHOST_WARNING="false")
+    for name in ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "PGOPTIONS"):
+        run_env.pop(name, None)
+    run_env.update(env or {})
+    proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", inventory, "-e", json.dumps(extra_vars),
+                           os.path.join(ROOT, "playbooks", "health_check.yml")],
+                          cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=timeout)
+    output = proc.stdout + proc.stderr
+    # The default callback prints per_host: false stats as "RUN: {json}" on one line.
+    found = re.search(r"^\s*RUN: (\{.*\})\s*$", proc.stdout, re.M)
+    stats = json.loads(found.group(1)).get("gpops_health") if found else None
+    return proc.returncode, output, stats
+
+
+@pytest.mark.parametrize("variable, value", [("gp_resolve_deadlocks", True),
+                                             ("gp_allow_sync_off", "yes"),
+                                             ("gp_deadlock_terminate", 1)])
+def test_refuses_destructive_variables(tmp_path, variable, value):
+    rc, output, stats = run_health_check({variable: value}, tmp_path=tmp_path)
+    assert rc != 0 and stats is None
+    assert "read-only" in output and variable in output
+    assert "Diagnose" not in output  # refused before connecting to anything
+
+
+def test_false_values_are_not_refused_and_unreachable_coordinator_is_a_finding(tmp_path):
+    # Nothing listens on port 1: the coordinator does not answer; the job still publishes.
+    env = {"PGHOST": "127.0.0.1", "PGPORT": "1", "PGCONNECT_TIMEOUT": "2"}
+    rc, output, stats = run_health_check(
+        {"gp_resolve_deadlocks": False, "gp_allow_sync_off": "false", "gp_fail_severity": "never"},
+        env=env, tmp_path=tmp_path)
+    assert rc == 0, output
+    cluster = stats["clusters"]["localhost"]
+    assert cluster["verdict"] == "hung" and cluster["classes"][0] == "node_unreachable"
+    assert cluster["highest_severity"] == "critical" and stats["failing"] == []
+
+    rc, output, stats = run_health_check({"gp_fail_severity": "critical"}, env=env, tmp_path=tmp_path)
+    assert rc != 0 and stats["failing"] == ["localhost"]
+    assert "gp_fail_severity=critical" in output
+
+
+def test_bad_fail_severity_is_refused(tmp_path):
+    rc, output, _stats = run_health_check({"gp_fail_severity": "urgent"}, tmp_path=tmp_path)
+    assert rc != 0 and "gp_fail_severity must be one of" in output
