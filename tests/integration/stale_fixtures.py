@@ -154,3 +154,63 @@ def wait_for(predicate, timeout=30.0, interval=0.2):
             return value
         time.sleep(interval)
     return None
+
+
+class Slony:
+    """A Slony-I cluster (Debian's slonik and slon) on two databases of one server.
+
+    ``setup()`` runs slonik ``init cluster``/``store node``/``store path``;
+    ``start_slon(node)`` starts slon for node 1 (db1) or 2 (db2) and returns the
+    watchdog ``Popen`` (its output in ``slon_output(proc)``); ``kill9(proc)``
+    kills the watchdog and its worker as a crash does.
+    """
+
+    CLUSTER = "gpops"
+
+    def __init__(self, server):
+        self.server = server
+        self.logs = {}
+
+    def setup(self):
+        for db in ("db1", "db2"):
+            self.server.psql("create database %s" % db)
+        script = "\n".join([
+            "cluster name = %s;" % self.CLUSTER,
+            "node 1 admin conninfo = '%s';" % self.server.conninfo("db1"),
+            "node 2 admin conninfo = '%s';" % self.server.conninfo("db2"),
+            "init cluster (id = 1, comment = 'node 1');",
+            "store node (id = 2, comment = 'node 2', event node = 1);",
+            "store path (server = 1, client = 2, conninfo = '%s');" % self.server.conninfo("db1"),
+            "store path (server = 2, client = 1, conninfo = '%s');" % self.server.conninfo("db2"),
+        ])
+        res = subprocess.run(["slonik"], input=script, capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stdout + res.stderr
+
+    def start_slon(self, node=1):
+        log = tempfile.NamedTemporaryFile("w+", prefix="slon-", suffix=".log", delete=False)
+        proc = subprocess.Popen(["slon", self.CLUSTER, self.server.conninfo("db%d" % node)],
+                                stdout=log, stderr=subprocess.STDOUT)
+        self.logs[proc.pid] = log.name
+        return proc
+
+    def slon_output(self, proc):
+        with open(self.logs[proc.pid]) as handle:
+            return handle.read()
+
+    @staticmethod
+    def children(pid):
+        try:
+            with open("/proc/%d/task/%d/children" % (pid, pid)) as handle:
+                return [int(p) for p in handle.read().split()]
+        except OSError:
+            return []
+
+    def kill9(self, proc):
+        for child in self.children(proc.pid):
+            os.kill(child, 9)
+        proc.kill()
+        proc.wait()
+
+    def cleanup(self):
+        for path in self.logs.values():
+            os.unlink(path)

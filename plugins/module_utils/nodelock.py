@@ -1,0 +1,270 @@
+# -*- coding: utf-8 -*-
+# Copyright: gpops.greenplum contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Stale Slony-I node locks (``sl_nodelock``), decided by backend identity.
+
+What Slony-I records (``slony1_base.sql``, ``slony1_funcs.sql``, Slony-I 2.2):
+- ``sl_nodelock(nl_nodeid int4, nl_conncnt serial, nl_backendpid int4)``,
+  primary key ``sl_nodelock-pkey`` (nl_nodeid, nl_conncnt). No timestamp.
+- slon's local listen thread runs ``select cleanupNodelock(); insert into
+  sl_nodelock values (<node>, 0, pg_backend_pid())``; every other slon
+  connection calls ``registerNodeConnection(<node>)`` (a fresh ``nl_conncnt``).
+- ``cleanupNodelock()`` deletes a row only when ``killBackend(pid, 'NULL')``,
+  i.e. ``kill(pid, 0)``, fails. A PID now used by any other process of the
+  server's OS user survives it, and slon then fails forever with
+  ``duplicate key value violates unique constraint "sl_nodelock-pkey"``.
+- Before registering, slon names its connection ``slon.<thread>`` with
+  ``store_application_name()`` (``application_name``, e.g. ``slon.local_listen``).
+
+The rule used here (DESIGN.md "stale node lock"): a row is ``live`` only if a
+backend with ``nl_backendpid`` is in ``pg_stat_activity`` of this database,
+is a client backend, runs as the Slony user, carries a slon
+``application_name``, and started no later than the row was written. The
+row's time is its inserting transaction's commit time
+(``pg_xact_commit_timestamp(xmin)``) when ``track_commit_timestamp`` is on;
+otherwise it is unknown and the evidence says so: identity then rests on the
+database, the user and the ``application_name`` that slon sets before it
+writes the row (a reused PID belongs to a session that did not). A row is
+``stale`` when one of these facts is proven false; an unknown fact (the row
+time, a ``backend_start`` hidden from a non-superuser) is stated in the
+evidence and never counts as proof. Only ``stale`` rows are ever deleted.
+
+Layers: :func:`find_clusters`/:func:`read_rows`/:func:`read_backends` read,
+:func:`judge_row` decides (pure), :func:`delete_stale` acts (one transaction,
+rows re-read ``FOR UPDATE`` and re-judged, so a slon starting meanwhile waits
+for us in its own ``cleanupNodelock()`` and is not hurt).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import dataclasses
+import datetime
+import re
+from typing import Any, Dict, List, Optional, Tuple
+
+try:
+    from psycopg import ClientCursor, sql
+except ImportError:  # pragma: no cover - modules report the missing library
+    ClientCursor = sql = None
+
+from ansible_collections.gpops.greenplum.plugins.module_utils.connection import query
+
+LIVE, STALE = "live", "stale"
+SLON_APPLICATION_NAME = r"^slon\."
+
+FIND_CLUSTERS_SQL = """
+SELECT n.nspname AS schema, pg_catalog.pg_get_userbyid(n.nspowner) AS owner
+FROM pg_catalog.pg_namespace n
+JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid
+WHERE c.relname = 'sl_nodelock' AND c.relkind IN ('r', 'p') AND n.nspname LIKE '\\_%%'
+  AND (%(schema)s::text IS NULL OR n.nspname = %(schema)s::text)
+ORDER BY n.nspname
+"""
+
+# CASE keeps pg_xact_commit_timestamp() from being called (it raises) when
+# track_commit_timestamp is off.
+_ROWS_SQL = """
+SELECT l.nl_nodeid, l.nl_conncnt, l.nl_backendpid, l.xmin::text AS row_xmin,
+       CASE WHEN pg_catalog.current_setting('track_commit_timestamp') = 'on'
+            THEN pg_catalog.pg_xact_commit_timestamp(l.xmin) END AS row_written
+FROM {table} l
+{where}
+ORDER BY l.nl_nodeid, l.nl_conncnt
+{lock}
+"""
+
+BACKENDS_SQL = """
+SELECT pid, datname, usename, application_name, backend_start, backend_type, state,
+       client_addr::text AS client_addr, client_port, datname = pg_catalog.current_database() AS same_database
+FROM pg_stat_activity
+WHERE pid = ANY(%(pids)s)
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class SlonyCluster:
+    """A Slony-I cluster schema (``_<cluster name>``) holding ``sl_nodelock``."""
+
+    schema: str
+    owner: str
+
+    @property
+    def name(self):
+        return self.schema[1:]
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeLock:
+    """One ``sl_nodelock`` row; ``row_written`` is its commit time or None (unknown)."""
+
+    nl_nodeid: int
+    nl_conncnt: int
+    nl_backendpid: int
+    row_xmin: str
+    row_written: Optional[datetime.datetime]
+
+    @property
+    def key(self):
+        return (self.nl_nodeid, self.nl_conncnt)
+
+
+def schema_of(cluster_name):
+    """Slony-I names a cluster's schema ``_`` + cluster name (slonik ``cluster name``)."""
+    return "_" + cluster_name
+
+
+def find_clusters(conn, cluster_name=None):
+    """Slony-I cluster schemas of the connected database (all, or the named one)."""
+    rows = query(conn, FIND_CLUSTERS_SQL, {"schema": schema_of(cluster_name) if cluster_name else None})
+    return [SlonyCluster(schema=r["schema"], owner=r["owner"]) for r in rows]
+
+
+def _rows_statement(cluster, key=None, lock=False):
+    where = sql.SQL("WHERE l.nl_nodeid = %(nodeid)s AND l.nl_conncnt = %(conncnt)s") if key else sql.SQL("")
+    return sql.SQL(_ROWS_SQL).format(
+        table=sql.Identifier(cluster.schema, "sl_nodelock"), where=where,
+        lock=sql.SQL("FOR UPDATE OF l") if lock else sql.SQL(""))
+
+
+def read_rows(conn, cluster, key=None, lock=False):
+    """The cluster's ``sl_nodelock`` rows (or the one with ``key`` = (nodeid, conncnt))."""
+    params = {"nodeid": key[0], "conncnt": key[1]} if key else None
+    return [NodeLock(**r) for r in query(conn, _rows_statement(cluster, key, lock), params)]
+
+
+def read_backends(conn, pids):
+    """``pg_stat_activity`` rows for ``pids``, keyed by pid (the server's own view, any database)."""
+    return {r["pid"]: r for r in query(conn, BACKENDS_SQL, {"pids": list(pids)})}
+
+
+def _check(name, passed, detail):
+    return {"check": name, "passed": passed, "detail": detail}
+
+
+def judge_row(row, backend, slony_user, application_name=SLON_APPLICATION_NAME):
+    # type: (NodeLock, Optional[Dict[str, Any]], str, Optional[str]) -> Tuple[str, List[Dict[str, Any]]]
+    """Decide one row; pure. Returns (verdict, evidence).
+
+    ``backend``: the ``pg_stat_activity`` row with pid ``row.nl_backendpid``
+    (as from :func:`read_backends`) or None; ``slony_user``: the role slon
+    connects as; ``application_name``: regex a slon connection's
+    ``application_name`` matches (None or empty: not checked).
+    ``evidence``: ``{check, passed, detail}``, ``passed`` False being proof
+    against the row's backend, None an unknown fact.
+    """
+    pid = row.nl_backendpid
+    if backend is None:
+        return STALE, [_check("backend_exists", False,
+                              "no backend with PID %d in pg_stat_activity (kill -0 may still find a process)" % pid)]
+    evidence = [_check("backend_exists", True, "PID %d is a backend (%s)" % (pid, backend.get("backend_type")))]
+    evidence.append(_check("same_database", bool(backend["same_database"]),
+                           "backend is connected to database %r" % backend["datname"]))
+    if backend.get("backend_type") is not None:
+        client = backend["backend_type"] == "client backend"
+        evidence.append(_check("client_backend", client, "backend type %r" % backend["backend_type"]))
+    evidence.append(_check("slony_user", backend["usename"] == slony_user,
+                           "backend runs as %r, the Slony user is %r" % (backend["usename"], slony_user)))
+    if application_name:
+        name = backend.get("application_name") or ""
+        evidence.append(_check("application_name", bool(re.search(application_name, name)),
+                               "application_name %r %s /%s/ (slon names its connections slon.<thread>)" % (
+                                   name, "matches" if re.search(application_name, name) else "does not match",
+                                   application_name)))
+    started = backend.get("backend_start")
+    if row.row_written is None:
+        evidence.append(_check("started_before_row", None,
+                               "row time unknown (track_commit_timestamp off or xmin %s too old); backend started %s"
+                               % (row.row_xmin, started)))
+    elif started is None:
+        evidence.append(_check("started_before_row", None, "backend_start not visible to this user"))
+    else:
+        before = started <= row.row_written
+        evidence.append(_check("started_before_row", before, "backend started %s, row written %s%s" % (
+            started.isoformat(), row.row_written.isoformat(), "" if before else ": the PID was reused")))
+    if any(c["passed"] is False for c in evidence):
+        return STALE, evidence
+    return LIVE, evidence
+
+
+def _backend_dict(backend):
+    if backend is None:
+        return None
+    out = {k: v for k, v in backend.items() if k != "same_database"}
+    if isinstance(out.get("backend_start"), datetime.datetime):
+        out["backend_start"] = out["backend_start"].isoformat()
+    return out
+
+
+def row_report(cluster, row, verdict, evidence, backend):
+    """The module's return value for one row."""
+    return {
+        "cluster": cluster.name, "schema": cluster.schema,
+        "nl_nodeid": row.nl_nodeid, "nl_conncnt": row.nl_conncnt, "nl_backendpid": row.nl_backendpid,
+        "row_xmin": row.row_xmin,
+        "row_written": row.row_written.isoformat() if row.row_written else None,
+        "verdict": verdict, "backend": _backend_dict(backend), "evidence": evidence,
+    }
+
+
+def assess(conn, clusters, slony_user=None, application_name=SLON_APPLICATION_NAME):
+    """Judge every row of ``clusters``. ``slony_user`` None means each schema's owner.
+
+    Returns a list of (cluster, row, verdict, evidence, backend).
+    """
+    out = []
+    for cluster in clusters:
+        rows = read_rows(conn, cluster)
+        backends = read_backends(conn, [r.nl_backendpid for r in rows]) if rows else {}
+        for row in rows:
+            backend = backends.get(row.nl_backendpid)
+            verdict, evidence = judge_row(row, backend, slony_user or cluster.owner, application_name)
+            out.append((cluster, row, verdict, evidence, backend))
+    return out
+
+
+def delete_statement(cluster):
+    """The one DELETE this module runs: a row named by its key and its PID."""
+    return sql.SQL("DELETE FROM {} WHERE nl_nodeid = %s AND nl_conncnt = %s AND nl_backendpid = %s").format(
+        sql.Identifier(cluster.schema, "sl_nodelock"))
+
+
+def render(conn, statement, params):
+    """A statement as the server receives it, for ``executed_queries``."""
+    return ClientCursor(conn).mogrify(statement, params)
+
+
+def delete_stale(conn, targets, slony_user=None, application_name=SLON_APPLICATION_NAME):
+    """Delete the rows in ``targets`` [(cluster, row)] that are still stale; one transaction.
+
+    ``conn`` is in autocommit mode (``conn.transaction()`` then opens the one
+    transaction and commits it, or rolls it back on error). Each row is re-read ``FOR UPDATE`` (the
+    connection's ``lock_timeout`` bounds the wait if a slon holds it), the
+    statistics snapshot is dropped (``pg_stat_clear_snapshot()``: within a
+    transaction ``pg_stat_activity`` is otherwise frozen at its first read),
+    the backend re-read and the row re-judged. Returns (deleted, skipped):
+    lists of (cluster, row, statement text) and (cluster, row, reason).
+    On any error the transaction is rolled back and the error raised.
+    """
+    deleted, skipped = [], []
+    with conn.transaction():
+        locked = [(cluster, read_rows(conn, cluster, key=row.key, lock=True), row) for cluster, row in targets]
+        query(conn, "SELECT pg_catalog.pg_stat_clear_snapshot()")
+        pids = [now[0].nl_backendpid for _cluster, now, _row in locked if now]
+        backends = read_backends(conn, pids) if pids else {}
+        for cluster, now, row in locked:
+            if not now or now[0].nl_backendpid != row.nl_backendpid:
+                skipped.append((cluster, row, "row changed or gone since it was judged"))
+                continue
+            verdict, _ = judge_row(now[0], backends.get(row.nl_backendpid), slony_user or cluster.owner,
+                                   application_name)
+            if verdict != STALE:
+                skipped.append((cluster, row, "verdict is now %s" % verdict))
+                continue
+            params = (row.nl_nodeid, row.nl_conncnt, row.nl_backendpid)
+            text = render(conn, delete_statement(cluster), params)
+            with conn.cursor() as cur:
+                cur.execute(delete_statement(cluster), params)
+            deleted.append((cluster, row, text))
+    return deleted, skipped

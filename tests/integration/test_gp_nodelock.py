@@ -1,0 +1,173 @@
+"""gp_nodelock with real Slony-I (Debian's slonik and slon) on a throwaway PostgreSQL 15.
+
+A slon killed with -9 leaves its sl_nodelock row; when the row's PID then belongs to
+another live process (an unrelated backend, or any process of the server's OS user),
+Slony's own kill -0 cleanup keeps it and slon cannot start. The module proves such a
+row stale by backend identity, removes it, and slon starts; a live slon's row stays.
+"""
+import subprocess
+
+import psycopg
+import pytest
+
+from stale_fixtures import OS_USER, Slony, pg_factory, run_module, wait_for  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.integration
+
+DUPLICATE = 'duplicate key value violates unique constraint "sl_nodelock-pkey"'
+ROW_SQL = "select nl_backendpid from _gpops.sl_nodelock where nl_nodeid = 1 and nl_conncnt = 0"
+
+
+@pytest.fixture
+def slony(pg_factory):
+    cluster = Slony(pg_factory())
+    cluster.setup()
+    started = []
+    cluster.started = started
+    yield cluster
+    for proc in started:
+        if proc.poll() is None:
+            cluster.kill9(proc)
+    cluster.cleanup()
+
+
+def _start(slony):
+    proc = slony.start_slon(1)
+    slony.started.append(proc)
+    return proc
+
+
+def _slon_backend(slony):
+    """Wait until slon for node 1 holds its lock row; return the row's PID."""
+    sql = ("select l.nl_backendpid from _gpops.sl_nodelock l join pg_stat_activity a on a.pid = l.nl_backendpid"
+           " where l.nl_nodeid = 1 and l.nl_conncnt = 0 and a.application_name = 'slon.local_listen'")
+    pid = wait_for(lambda: slony.server.psql(sql, "db1"))
+    assert pid, "slon did not register its node lock"
+    return int(pid)
+
+
+def _crash_slon(slony, proc, backend_pid):
+    slony.kill9(proc)
+    gone = "select count(*) from pg_stat_activity where pid = %d" % backend_pid
+    assert wait_for(lambda: slony.server.psql(gone, "db1") == "0"), "slon's backend did not exit"
+    assert slony.server.psql(ROW_SQL, "db1") == str(backend_pid), "kill -9 should leave the row"
+
+
+def _args(slony, **extra):
+    args = dict(slony.server.login("db1"), cluster_name="gpops")
+    args.update(extra)
+    return args
+
+
+def _slon_fails_with_duplicate_key(slony):
+    proc = _start(slony)
+    proc.wait(timeout=60)
+    assert DUPLICATE in slony.slon_output(proc)
+
+
+def _remove_and_restart(slony, pid_in_row):
+    preview = run_module("gp_nodelock", _args(slony, state="absent"), check=True, diff=True)
+    assert not preview.get("failed"), preview.get("msg")
+    assert preview["changed"] is True
+    [row] = preview["rows"]
+    assert row["verdict"] == "stale" and row["nl_backendpid"] == pid_in_row
+    assert preview["executed_queries"] == [
+        'DELETE FROM "_gpops"."sl_nodelock" WHERE nl_nodeid = 1 AND nl_conncnt = 0 AND nl_backendpid = %d'
+        % pid_in_row]
+    assert preview["diff"]["after"] == "\n"
+    assert slony.server.psql(ROW_SQL, "db1") == str(pid_in_row), "check mode deleted the row"
+
+    result = run_module("gp_nodelock", _args(slony, state="absent"))
+    assert result["changed"] is True
+    assert result["removed"] == [{"schema": "_gpops", "nl_nodeid": 1, "nl_conncnt": 0, "nl_backendpid": pid_in_row}]
+    assert result["executed_queries"] == preview["executed_queries"]
+    assert result["rows"][0]["removed"] is True and "deleted" in result["actions"][0]
+    assert slony.server.psql(ROW_SQL, "db1") == ""
+    again = run_module("gp_nodelock", _args(slony, state="absent"))
+    assert again["changed"] is False and again["rows"] == []
+
+    _start(slony)
+    assert _slon_backend(slony) != pid_in_row
+
+
+def test_live_slon_row_is_never_removed(slony):
+    proc = _start(slony)
+    backend = _slon_backend(slony)
+    for check in (True, False):
+        result = run_module("gp_nodelock", _args(slony, state="absent"), check=check)
+        assert result["changed"] is False and result["removed"] == []
+        [row] = result["rows"]
+        assert row["verdict"] == "live", row["evidence"]
+        assert row["backend"]["application_name"] == "slon.local_listen"
+        assert {c["check"]: c["passed"] for c in row["evidence"]}["started_before_row"] is None
+    assert slony.server.psql(ROW_SQL, "db1") == str(backend)
+    assert proc.poll() is None
+
+
+def test_row_naming_an_unrelated_backend_is_removed_and_slon_starts(slony):
+    _crash_slon(slony, _start(slony), _slon_backend(slony))
+    with psycopg.connect(slony.server.conninfo("db1") + " application_name=reporting", autocommit=True) as other:
+        reused = other.info.backend_pid
+        slony.server.psql("update _gpops.sl_nodelock set nl_backendpid = %d" % reused, "db1")
+        _slon_fails_with_duplicate_key(slony)
+
+        report = run_module("gp_nodelock", _args(slony))
+        [row] = report["rows"]
+        assert row["verdict"] == "stale" and row["backend"]["application_name"] == "reporting"
+        failed = {c["check"] for c in row["evidence"] if c["passed"] is False}
+        assert failed == {"application_name"}
+        _remove_and_restart(slony, reused)
+        assert other.execute("select 1").fetchone() == (1,), "the unrelated session was touched"
+
+
+def test_row_naming_an_unrelated_os_process_is_removed_and_slon_starts(slony):
+    _crash_slon(slony, _start(slony), _slon_backend(slony))
+    sleeper = subprocess.Popen(["sleep", "600"], user=OS_USER, group=OS_USER)
+    try:
+        slony.server.psql("update _gpops.sl_nodelock set nl_backendpid = %d" % sleeper.pid, "db1")
+        _slon_fails_with_duplicate_key(slony)  # Slony's kill -0 finds the sleep
+        _remove_and_restart(slony, sleeper.pid)
+        assert sleeper.poll() is None
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_discovers_every_cluster_and_rejects_a_missing_one(slony):
+    _start(slony)
+    _slon_backend(slony)
+    found = run_module("gp_nodelock", slony.server.login("db1"))
+    assert found["clusters"] == [{"cluster": "gpops", "schema": "_gpops", "owner": "postgres"}]
+    assert [r["verdict"] for r in found["rows"]] == ["live"]
+
+    missing = run_module("gp_nodelock", _args(slony, cluster_name="nope", state="absent"))
+    assert missing["failed"] and "_nope" in missing["msg"] and "nothing removed" in missing["msg"]
+    assert missing["removed"] == []
+    none = run_module("gp_nodelock", dict(slony.server.login("postgres"), state="absent"))
+    assert none["failed"] and "no Slony-I cluster schema" in none["msg"]
+
+
+def test_wrong_slony_user_or_unreachable_server(slony):
+    _start(slony)
+    backend = _slon_backend(slony)
+    result = run_module("gp_nodelock", _args(slony, slony_user="slony"))
+    assert result["rows"][0]["verdict"] == "stale"  # reported only: state present
+    assert slony.server.psql(ROW_SQL, "db1") == str(backend)
+    down = run_module("gp_nodelock", dict(_args(slony), login_port=1, connect_timeout=2))
+    assert down["failed"] and "cannot reach" in down["msg"]
+
+
+def test_commit_timestamps_give_the_row_time(pg_factory):
+    cluster = Slony(pg_factory(settings=["track_commit_timestamp = on"]))
+    cluster.setup()
+    proc = cluster.start_slon(1)
+    try:
+        cluster.started = [proc]
+        _slon_backend(cluster)
+        [row] = run_module("gp_nodelock", _args(cluster))["rows"]
+        assert row["row_written"] is not None
+        checks = {c["check"]: c["passed"] for c in row["evidence"]}
+        assert checks["started_before_row"] is True and row["verdict"] == "live"
+    finally:
+        cluster.kill9(proc)
+        cluster.cleanup()
