@@ -1,0 +1,64 @@
+"""/proc/locks parsing and the holder/waiter/self-deadlock analysis (module_utils/lockfile.py)."""
+from ansible_collections.gpops.greenplum.plugins.module_utils import lockfile
+
+KEY = (0xfe, 0, 2146533)
+# As kernel 6.x prints it: a flock held by 100 and requested again by 100 (self-deadlock),
+# a POSIX lock of 200 with 300 waiting (normal), an OFD lock (PID -1) and a lease.
+PROC_LOCKS = """\
+1: FLOCK  ADVISORY  WRITE 100 fe:00:2146533 0 EOF
+1: -> FLOCK  ADVISORY  WRITE 100 fe:00:2146533 0 EOF
+2: POSIX  ADVISORY  WRITE 200 fe:00:77 0 EOF
+2: -> POSIX  ADVISORY  WRITE 300 fe:00:77 0 9
+3: OFDLCK ADVISORY  READ  -1 fe:00:88 0 EOF
+3:  -> OFDLCK ADVISORY  WRITE -1 fe:00:88 0 EOF
+4: LEASE  ACTIVE    READ  400 00:2e:99 0 EOF
+5: FLOCK  ADVISORY  READ  500 fe:00:66 0 EOF
+5: -> FLOCK  ADVISORY  READ  500 fe:00:66 0 EOF
+garbage line
+"""
+
+
+def test_parse_proc_locks():
+    locks = lockfile.parse_proc_locks(PROC_LOCKS)
+    assert len(locks) == 9
+    first, waiter = locks[0], locks[1]
+    assert (first.lock_id, first.type, first.access, first.pid, first.blocked) == (1, "FLOCK", "WRITE", 100, False)
+    assert waiter.blocked and waiter.file_key == KEY and waiter.end is None
+    assert locks[3].end == 9 and locks[3].pid == 300
+    assert locks[5].blocked and locks[5].pid == -1
+    assert locks[6].file_key == (0, 0x2e, 99)
+
+
+def test_self_deadlock_on_flock():
+    result = lockfile.analyse(lockfile.parse_proc_locks(PROC_LOCKS), [], KEY)
+    assert [h["pid"] for h in result["holders"]] == [100]
+    assert result["waiters"][0]["pid"] == 100 and result["waiters"][0]["blocked_by"] == [100]
+    [dead] = result["self_deadlocks"]
+    assert dead["pid"] == 100 and dead["holding"][0]["lock_id"] == 1
+
+
+def test_normal_holder_and_waiter_is_not_a_self_deadlock():
+    result = lockfile.analyse(lockfile.parse_proc_locks(PROC_LOCKS), [], (0xfe, 0, 77))
+    assert [h["pid"] for h in result["holders"]] == [200]
+    assert [(w["pid"], w["blocked_by"]) for w in result["waiters"]] == [(300, [200])]
+    assert result["self_deadlocks"] == []
+
+
+def test_ofd_locks_are_attributed_through_fdinfo():
+    locks = lockfile.parse_proc_locks(PROC_LOCKS)
+    held = lockfile.parse_lock_line("3: OFDLCK ADVISORY  READ  -1 fe:00:88 0 EOF")
+    fd_locks = [lockfile.FdLock(pid=700, fd=5, path="/x", lock=held)]
+    result = lockfile.analyse(locks, fd_locks, (0xfe, 0, 88))
+    assert result["holders"] == [{"pid": 700, "lock": held.as_dict(), "fds": [5]}]
+    assert result["waiters"][0]["blocked_by"] == [700]
+    assert result["self_deadlocks"] == []  # the waiter's PID (-1) is unknown: no claim
+
+
+def test_shared_locks_do_not_conflict():
+    result = lockfile.analyse(lockfile.parse_proc_locks(PROC_LOCKS), [], (0xfe, 0, 66))
+    assert result["self_deadlocks"] == []
+
+
+def test_contended_files():
+    keys = lockfile.contended_files(lockfile.parse_proc_locks(PROC_LOCKS))
+    assert keys == sorted([KEY, (0xfe, 0, 77), (0xfe, 0, 88), (0xfe, 0, 66)])
