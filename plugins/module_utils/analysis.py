@@ -18,6 +18,7 @@ __metaclass__ = type
 import collections
 
 from ansible_collections.gpops.greenplum.plugins.module_utils import blocking, victims, waitgraph
+from ansible_collections.gpops.greenplum.plugins.module_utils.records import gc_paused
 
 VERDICTS = ("deadlock", "blocking", "none")
 
@@ -74,6 +75,11 @@ def analyse(snapshot, policy="youngest", never_choose=None):
     """
     victims.check_policy(policy)
     matcher = victims.compile_never_choose(never_choose)
+    with gc_paused():  # indexing a million rows allocates much and creates no cycles
+        return _analyse(snapshot, policy, matcher)
+
+
+def _analyse(snapshot, policy, matcher):
     index = waitgraph.SnapshotIndex(snapshot)
     edges, dropped = waitgraph.global_edges(index)
     graph = waitgraph.WaitForGraph([e.key() for e in edges]).reduce()
