@@ -302,6 +302,8 @@ static int	nreaders = 0;
 static int	current_gxid = 0;
 static bool in_gpsim = false;	/* our own SPI queries are never dispatched */
 static QueryDesc *dispatched_query = NULL;
+/* a QE's last statement: shown while it runs the dtx protocol (see below) */
+static char qe_last_query[1024] = "";
 static uint64 dispatched_rows = 0;
 
 typedef enum WaitMode
@@ -935,6 +937,8 @@ gpsim_executor_start(QueryDesc *queryDesc, int eflags)
 		prev_executor_start(queryDesc, eflags);
 	else
 		standard_ExecutorStart(queryDesc, eflags);
+	if (gp_role == GP_ROLE_EXECUTE && debug_query_string)
+		strlcpy(qe_last_query, debug_query_string, sizeof(qe_last_query));
 
 	if (is_dispatcher() && !(eflags & EXEC_FLAG_EXPLAIN_ONLY))
 	{
@@ -979,6 +983,22 @@ gpsim_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 {
 	List	   *targets = NIL;
 	const char *sql = NULL;
+
+	/*
+	 * A QE committing for its QD runs GP's dtx protocol, not a query: GP shows
+	 * it 'idle in transaction' with the last statement (e.g. while it waits in
+	 * SyncRep), so report that instead of COMMIT / PREPARE TRANSACTION.
+	 */
+	if (gp_role == GP_ROLE_EXECUTE && IsA(pstmt->utilityStmt, TransactionStmt) && qe_last_query[0])
+	{
+		TransactionStmtKind kind = ((TransactionStmt *) pstmt->utilityStmt)->kind;
+
+		if (kind == TRANS_STMT_COMMIT || kind == TRANS_STMT_PREPARE ||
+			kind == TRANS_STMT_COMMIT_PREPARED)
+			pgstat_report_activity(STATE_IDLEINTRANSACTION, qe_last_query);
+	}
+	else if (gp_role == GP_ROLE_EXECUTE && IsA(pstmt->utilityStmt, LockStmt) && debug_query_string)
+		strlcpy(qe_last_query, debug_query_string, sizeof(qe_last_query));
 
 	/* LOCK on a distributed table: the gxid first (GP shows it while the LOCK
 	 * waits on the coordinator), then the coordinator's lock, then segments */

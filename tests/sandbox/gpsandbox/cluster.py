@@ -97,9 +97,10 @@ class Sandbox:
     ``fts`` controls the FTS process (``pause()``, ``resume()``, ``status()``).
     """
 
-    def __init__(self, base_dir="/tmp/gpsandbox", base_port=7000):
+    def __init__(self, base_dir="/tmp/gpsandbox", base_port=7000, pg_bin=None):
         self.base_dir = os.path.abspath(base_dir)
         self.base_port = int(base_port)
+        self.pg_bin = pg_bin or PG_BIN
         self.fts = fts_mod.FtsControl(self)
 
     @classmethod
@@ -274,10 +275,10 @@ class Sandbox:
                 return self.status()
             self.stop()
         for b in ("postgres", "initdb", "pg_ctl", "pg_basebackup"):
-            if not os.access(os.path.join(PG_BIN, b), os.X_OK):
+            if not os.access(os.path.join(self.pg_bin, b), os.X_OK):
                 raise SandboxError("PostgreSQL 15 server program %s not found in %s: install "
                                    "postgresql-15 (scripts/setup.sh) or set GPSANDBOX_PG_BIN"
-                                   % (b, PG_BIN))
+                                   % (b, self.pg_bin))
         nodes = self._layout(segments, mirrors)
         for n in nodes:
             if not _port_free(n["port"]):
@@ -306,13 +307,13 @@ class Sandbox:
         state = dict(base_dir=self.base_dir, base_port=self.base_port, segments=segments,
                      mirrors=bool(mirrors), replication_conf=replication_conf,
                      os_user=self._user() or pwd.getpwuid(os.geteuid()).pw_name,
-                     pg_bin=PG_BIN, module=module, nodes=nodes, fts=settings,
+                     pg_bin=self.pg_bin, module=module, nodes=nodes, fts=settings,
                      created_at=time.time())
         self._write_state(state)
 
         # one initdb, copied to the coordinator and every primary
         tmpl = self._path("template")
-        self._run([os.path.join(PG_BIN, "initdb"), "-D", tmpl, "-U", DB_USER, "-A", "trust",
+        self._run([os.path.join(self.pg_bin, "initdb"), "-D", tmpl, "-U", DB_USER, "-A", "trust",
                    "-E", "UTF8", "--locale=C.UTF-8", "-N"])
         with open(os.path.join(tmpl, "postgresql.conf"), "a") as f:
             f.write(SERVER_CONF.format(host=HOST, sockdir=self.base_dir, module=module))
@@ -346,7 +347,7 @@ class Sandbox:
         src = os.path.join(EXT_DIR, "gpsim.c")
         built = os.path.join(EXT_DIR, "gpsim.so")
         if not os.path.exists(built) or os.path.getmtime(built) < os.path.getmtime(src):
-            proc = subprocess.run(["make", "-s", "-C", EXT_DIR, "PG_CONFIG=%s" % os.path.join(PG_BIN, "pg_config")],
+            proc = subprocess.run(["make", "-s", "-C", EXT_DIR, "PG_CONFIG=%s" % os.path.join(self.pg_bin, "pg_config")],
                                   capture_output=True, text=True)
             if proc.returncode != 0 or not os.path.exists(built):
                 raise SandboxError("building the gpsim extension failed (needs "
@@ -373,7 +374,7 @@ class Sandbox:
         return self._path("logs", node["name"] + ".log")
 
     def _start_server(self, node):
-        self._run([os.path.join(PG_BIN, "pg_ctl"), "-D", node["datadir"], "-l", self._log(node),
+        self._run([os.path.join(self.pg_bin, "pg_ctl"), "-D", node["datadir"], "-l", self._log(node),
                    "-w", "-t", "60", "start"])
 
     def _install_sql(self, node):
@@ -389,7 +390,7 @@ class Sandbox:
     def _make_mirror(self, primary, mirror):
         with self._connect_port(primary["port"]) as conn:
             conn.execute("SELECT pg_create_physical_replication_slot(%s)", (SLOT,))
-        self._run([os.path.join(PG_BIN, "pg_basebackup"), "-h", HOST, "-p", str(primary["port"]),
+        self._run([os.path.join(self.pg_bin, "pg_basebackup"), "-h", HOST, "-p", str(primary["port"]),
                    "-U", DB_USER, "-D", mirror["datadir"], "-X", "stream", "-c", "fast",
                    "-S", SLOT, "--no-sync"])
         self._write_node_conf(mirror, primary)
@@ -450,7 +451,7 @@ class Sandbox:
             pid = self._postmaster_pid(d)
             if pid and self._frozen(pid):
                 self._signal_tree(pid, signal.SIGCONT)
-        self._parallel(lambda d: self._run([os.path.join(PG_BIN, "pg_ctl"), "-D", d, "-m",
+        self._parallel(lambda d: self._run([os.path.join(self.pg_bin, "pg_ctl"), "-D", d, "-m",
                                             "immediate", "-w", "stop"], check=False), live)
         self._kill_strays()
         if os.path.isdir(self.base_dir):
@@ -587,7 +588,7 @@ class Sandbox:
         pid = self._postmaster_pid(node["datadir"])
         if pid and self._frozen(pid):
             self._signal_tree(pid, signal.SIGCONT)
-        self._run([os.path.join(PG_BIN, "pg_ctl"), "-D", node["datadir"], "-m", mode, "-w", "stop"],
+        self._run([os.path.join(self.pg_bin, "pg_ctl"), "-D", node["datadir"], "-m", mode, "-w", "stop"],
                   check=False)
         return node
 
@@ -619,7 +620,9 @@ class Sandbox:
     def create_table(self, name, columns, distkey, rows=(), dbname=None):
         """(Re)create a distributed table: catalog entry on the coordinator, rows on
         the segment that owns them (gpsim.segment_for(distkey, N) = distkey mod N).
-        columns: SQL column list, e.g. 'id int, val int'; rows: tuples."""
+        columns: SQL column list, e.g. 'id int, val int'; rows: tuples. Segment
+        lock rows name the table by the coordinator's oid (gpsim.relation_map),
+        as on Greenplum, where a table has the same oid on every node."""
         st = self.state()
         nseg = st["segments"]
         ident = pgsql.Identifier(name)
@@ -630,12 +633,16 @@ class Sandbox:
             conn.execute("DELETE FROM gpsim.gp_distribution_policy WHERE localoid = to_regclass(%s)",
                          (name,))
             conn.execute(ddl)
-            conn.execute("INSERT INTO gpsim.gp_distribution_policy VALUES (%s::regclass, %s, %s)",
-                         (name, distkey, nseg))
+            oid = conn.execute("INSERT INTO gpsim.gp_distribution_policy VALUES "
+                               "(%s::regclass, %s, %s) RETURNING localoid",
+                               (name, distkey, nseg)).fetchone()[0]
         for c in range(nseg):
             mine = [r for r in rows if r[key_pos] % nseg == c]
             with self.connect(c, utility=True) as conn:
+                conn.execute("DELETE FROM gpsim.relation_map WHERE localoid = to_regclass(%s)",
+                             (name,))
                 conn.execute(ddl)
+                conn.execute("INSERT INTO gpsim.relation_map VALUES (%s::regclass, %s)", (name, oid))
                 conn.execute(pgsql.SQL(
                     "CREATE TRIGGER keep_local_rows BEFORE INSERT ON {t} FOR EACH ROW "
                     "EXECUTE FUNCTION gpsim.keep_local_rows({k}, {n})").format(
@@ -645,6 +652,21 @@ class Sandbox:
                         with cur.copy(pgsql.SQL("COPY {t} FROM STDIN").format(t=ident)) as cp:
                             for r in mine:
                                 cp.write_row(r)
+
+    def create_role(self, name, password=None, superuser=False):
+        """Create a login role on the coordinator and every primary (Greenplum roles
+        are cluster-wide; QEs connect as the session's user) with the sandbox's
+        search_path, so that it sees the gpsim catalog."""
+        ident = pgsql.Identifier(name)
+        stmts = [pgsql.SQL("DROP ROLE IF EXISTS {r}").format(r=ident),
+                 pgsql.SQL("CREATE ROLE {r} LOGIN {su} PASSWORD {p}").format(
+                     r=ident, su=pgsql.SQL("SUPERUSER" if superuser else "NOSUPERUSER"),
+                     p=pgsql.Literal(password)),
+                 pgsql.SQL("ALTER ROLE {r} SET search_path = " + SEARCH_PATH).format(r=ident)]
+        for c in [-1] + list(range(self.state()["segments"])):
+            with self.connect(c, utility=True) as conn:
+                for stmt in stmts:
+                    conn.execute(stmt)
 
     def segment_for(self, value):
         """The content that owns distribution key value (value mod segments)."""

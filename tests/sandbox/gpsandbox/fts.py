@@ -137,7 +137,7 @@ class Prober:
         self.base_dir = base_dir
         with open(os.path.join(base_dir, "sandbox.json")) as f:
             state = json.load(f)
-        self.sb = Sandbox(base_dir, state["base_port"])
+        self.sb = Sandbox(base_dir, state["base_port"], state["pg_bin"])
         self.cfg = state["fts"]
         self.replication_conf = state["replication_conf"]
         self.coordinator = None

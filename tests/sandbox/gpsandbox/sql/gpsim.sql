@@ -40,6 +40,12 @@ CREATE TABLE gpsim.gp_distribution_policy (
     distkey text NOT NULL,
     numsegments int4 NOT NULL
 );
+-- on a segment: the coordinator's oid of each distributed table (a Greenplum
+-- table has one oid on every node; pg_locks shows the coordinator's)
+CREATE TABLE gpsim.relation_map (
+    localoid oid PRIMARY KEY,
+    coordinator_oid oid NOT NULL
+);
 -- FTS handshake for gp_request_fts_probe_scan(): sequences change outside
 -- transactions, so the FTS process sees a request at once
 CREATE SEQUENCE gpsim.fts_probe_request MINVALUE 0 START 0;
@@ -132,7 +138,7 @@ WITH l AS (
 )
 SELECT CASE WHEN l.dx THEN 'distributed xid' ELSE l.locktype END AS locktype,
        CASE WHEN l.dx THEN NULL ELSE l.database END AS database,
-       l.relation, l.page, l.tuple, l.virtualxid,
+       COALESCE(m.coordinator_oid, l.relation) AS relation, l.page, l.tuple, l.virtualxid,
        CASE WHEN l.dx THEN l.objid::text::xid ELSE l.transactionid END AS transactionid,
        CASE WHEN l.dx THEN NULL ELSE l.classid END AS classid,
        CASE WHEN l.dx THEN NULL ELSE l.objid END AS objid,
@@ -143,7 +149,8 @@ SELECT CASE WHEN l.dx THEN 'distributed xid' ELSE l.locktype END AS locktype,
        current_setting('gp_contentid')::int4 AS gp_segment_id
 FROM l
 LEFT JOIN gpsim.backend_sessions() s ON s.pid = l.pid
-LEFT JOIN prepared p ON l.pid IS NULL AND p.virtualtransaction = l.virtualtransaction;
+LEFT JOIN prepared p ON l.pid IS NULL AND p.virtualtransaction = l.virtualtransaction
+LEFT JOIN gpsim.relation_map m ON m.localoid = l.relation;
 
 CREATE VIEW gpsim.pg_stat_activity AS
 SELECT a.datid, a.datname, a.pid, COALESCE(s.sess_id, -1) AS sess_id, a.usesysid, a.usename,
