@@ -214,3 +214,40 @@ class Slony:
     def cleanup(self):
         for path in self.logs.values():
             os.unlink(path)
+
+
+def run_role(role, role_vars, save=None, check=False):
+    """Run role ``gpops.greenplum.<role>`` on localhost with ``ansible-playbook``.
+
+    Returns (recap, output, saved): ``recap`` the PLAY RECAP counters
+    (``ok``, ``changed``, ``failed``, ...), ``output`` stdout+stderr, and
+    ``saved`` the value of the variable named ``save`` after the role (or None).
+    """
+    with tempfile.TemporaryDirectory(prefix="gpops-role-") as tmp:
+        out = os.path.join(tmp, "saved.json")
+        tasks = [{"name": "role", "ansible.builtin.include_role": {"name": "gpops.greenplum." + role},
+                  "vars": role_vars}]
+        if save:
+            tasks.append({"name": "save", "ansible.builtin.copy": {"content": "{{ %s | to_json }}" % save,
+                                                                     "dest": out}, "check_mode": False})
+        playbook = os.path.join(tmp, "play.yml")
+        with open(playbook, "w") as handle:
+            json.dump([{"hosts": "all", "gather_facts": False, "tasks": tasks}], handle)
+        inventory = os.path.join(tmp, "inventory")
+        with open(inventory, "w") as handle:
+            handle.write("localhost ansible_connection=local ansible_python_interpreter=%s\n" % sys.executable)
+        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".collections"), ANSIBLE_NOCOLOR="1",
+                   ANSIBLE_LOCALHOST_WARNING="false")
+        argv = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory, playbook]
+        res = subprocess.run(argv + (["--check"] if check else []), cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=300)
+        output = res.stdout + res.stderr
+        recap = {}
+        for line in output.splitlines():
+            if line.startswith("localhost") and "ok=" in line:
+                recap = {k: int(v) for k, v in (part.split("=") for part in line.split(":", 1)[1].split())}
+        saved = None
+        if save and os.path.exists(out):
+            with open(out) as handle:
+                saved = json.load(handle)
+        return recap, output, saved

@@ -1,0 +1,149 @@
+"""Role gp_signal_audit and module gp_signal_audit_info.
+
+Live where the kernel lets this machine audit (auditctl -s works; most containers do
+not, and then the live test is skipped with that reason): the role loads the rules, a
+signal sent to a PostgreSQL backend is reported with its sender, a second run changes
+nothing, state absent removes the rules. Everywhere: the rule text the role writes, and
+the report parsed from audit records the test writes.
+"""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+
+import jinja2
+import pytest
+
+from stale_fixtures import OS_USER, ROOT, pg_factory, pg_server, run_module, run_role, wait_for  # noqa: F401
+
+pytestmark = pytest.mark.integration
+
+ROLE = os.path.join(ROOT, "roles", "gp_signal_audit")
+KEY = "gpops_signals_test"
+
+
+def _render(**overrides):
+    import yaml
+    values = {}
+    for part in ("defaults", "vars"):
+        with open(os.path.join(ROLE, part, "main.yml")) as handle:
+            values.update(yaml.safe_load(handle))
+    values.update(overrides, ansible_managed="managed")
+    with open(os.path.join(ROLE, "templates", "gpops-signals.rules.j2")) as handle:
+        return jinja2.Template(handle.read(), trim_blocks=True, keep_trailing_newline=True).render(values)
+
+
+def test_rule_text():
+    rules = [line for line in _render().splitlines() if not line.startswith("#")]
+    assert rules[:2] == [
+        "-a always,exit -F arch=b64 -S kill -S tkill -S rt_sigqueueinfo -S pidfd_send_signal -F a1=10 "
+        "-k gpops_signals",
+        "-a always,exit -F arch=b64 -S tgkill -S rt_tgsigqueueinfo -F a2=10 -k gpops_signals"]
+    numbers = sorted({int(re.search(r"-F a[12]=(\d+)", line).group(1)) for line in rules})
+    assert numbers == [3, 9, 10, 12, 15]  # SIGQUIT, SIGKILL, SIGUSR1, SIGUSR2, SIGTERM
+    assert len(rules) == 10
+    excluded = _render(gp_signal_audit_exclude_exe="/usr/local/gpdb/bin/postgres",
+                       gp_signal_audit_signals=["SIGUSR2"])
+    assert [line for line in excluded.splitlines() if not line.startswith("#")] == [
+        "-a always,exit -F arch=b64 -S kill -S tkill -S rt_sigqueueinfo -S pidfd_send_signal -F a1=12 "
+        "-F exe!=/usr/local/gpdb/bin/postgres -k gpops_signals",
+        "-a always,exit -F arch=b64 -S tgkill -S rt_tgsigqueueinfo -F a2=12 "
+        "-F exe!=/usr/local/gpdb/bin/postgres -k gpops_signals"]
+
+
+def test_report_from_written_audit_records(tmp_path):
+    log = tmp_path / "audit.log"
+    log.write_text(
+        'type=SYSCALL msg=audit(1795244400.250:17): arch=c000003e syscall=62 success=yes exit=0 a0=1f90 a1=c '
+        'a2=0 a3=7f items=0 ppid=4000 pid=4001 auid=1000 uid=1000 gid=1000 euid=1000 suid=1000 fsuid=1000 '
+        'egid=1000 sgid=1000 fsgid=1000 tty=pts0 ses=3 comm="kill" exe="/usr/bin/kill" key="%s"\n'
+        'type=OBJ_PID msg=audit(1795244400.250:17): opid=8080 oauid=-1 ouid=1000 oses=-1 ocomm="postgres"\n'
+        'type=PROCTITLE msg=audit(1795244400.250:17): proctitle=2F7573722F62696E2F6B696C6C002D555352320038303830\n'
+        % KEY)
+    result = run_module("gp_signal_audit_info", {"key": KEY, "log_paths": [str(log)]})
+    [sent] = result["signals"]
+    assert (sent["signal"], sent["target_pid"], sent["sender"]["cmdline"]) == ("SIGUSR2", 8080,
+                                                                               "/usr/bin/kill -USR2 8080")
+    assert result["summary"] == [{"exe": "/usr/bin/kill", "user": 1000, "signal": "SIGUSR2", "count": 1}]
+    later = run_module("gp_signal_audit_info", {"key": KEY, "log_paths": [str(log)],
+                                                "since": "2026-11-21T07:40:01"})
+    assert later["signals"] == []
+    bad = run_module("gp_signal_audit_info", {"log_paths": [str(tmp_path / "none.log")]})
+    assert bad["failed"] and "log_paths" in bad["msg"]
+    bad = run_module("gp_signal_audit_info", {"log_paths": [str(log)], "since": "yesterday"})
+    assert bad["failed"] and "since" in bad["msg"]
+
+
+def _audit_status():
+    if os.getuid() != 0 or not shutil.which("auditctl"):
+        return None, "needs root and auditctl (Debian package auditd)"
+    res = subprocess.run(["auditctl", "-s"], capture_output=True, text=True)
+    if res.returncode != 0:
+        return None, "the kernel does not let this machine audit: %s" % (res.stderr or res.stdout).strip()
+    return dict(line.split(" ", 1) for line in res.stdout.splitlines() if " " in line), None
+
+
+@pytest.fixture
+def auditd():
+    """A running auditd with auditing enabled (started here if needed, stopped after)."""
+    status, reason = _audit_status()
+    if status is None:
+        pytest.skip(reason)
+    enabled = status.get("enabled")
+    if enabled == "0":
+        subprocess.run(["auditctl", "-e", "1"], check=True, capture_output=True)
+    started = None
+    if status.get("pid", "0") == "0":
+        started = subprocess.Popen(["auditd", "-n"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not wait_for(lambda: _audit_status()[0].get("pid", "0") != "0", timeout=10):
+            started.kill()
+            pytest.skip("auditd did not start on this machine")
+    yield
+    if started is not None:
+        started.send_signal(signal.SIGTERM)
+        started.wait(timeout=30)
+    if enabled == "0":
+        subprocess.run(["auditctl", "-e", "0"], capture_output=True)
+
+
+def test_live_signal_to_a_backend_is_reported(auditd, pg_server, tmp_path):
+    rules_file = str(tmp_path / "gpops-signals.rules")
+    role_vars = {"gp_signal_audit_key": KEY, "gp_signal_audit_rules_file": rules_file,
+                 "gp_signal_audit_install_package": False, "gp_signal_audit_signals": ["SIGUSR2", "SIGTERM"]}
+    try:
+        recap, out, _ = run_role("gp_signal_audit", role_vars)
+        assert recap.get("failed") == 0 and recap.get("changed", 0) >= 2, out
+        loaded = subprocess.run(["auditctl", "-l", "-k", KEY], capture_output=True, text=True).stdout
+        assert len([line for line in loaded.splitlines() if KEY in line]) == 4
+        written = [line for line in open(rules_file).read().splitlines() if not line.startswith("#")]
+        assert written == [line for line in _render(**role_vars).splitlines() if not line.startswith("#")]
+        recap, out, _ = run_role("gp_signal_audit", role_vars)
+        assert recap.get("changed") == 0, out
+
+        since = time.time() - 1
+        backend = int(pg_server.psql("select pid from pg_stat_activity where backend_type = 'autovacuum launcher'"))
+        # A backend ignores SIGUSR2 harmlessly; the sender is what the audit must show.
+        subprocess.run(["runuser", "-u", OS_USER, "--", "/usr/bin/kill", "-USR2", str(backend)], check=True)
+
+        def reported():
+            recap, out, saved = run_role("gp_signal_audit", dict(role_vars, gp_signal_audit_report=True,
+                                                                 gp_signal_audit_since=str(since)),
+                                         save="gp_signal_audit_result")
+            return [s for s in (saved or {}).get("signals", []) if s["target_pid"] == backend]
+        found = wait_for(reported, timeout=30, interval=1)
+        assert found, "the signal was not reported"
+        sent = found[0]
+        assert sent["signal"] == "SIGUSR2" and sent["syscall"] == "kill"
+        assert sent["sender"]["exe"] == "/usr/bin/kill" and sent["sender"]["user"] == OS_USER
+        assert sent["sender"]["cmdline"] == "/usr/bin/kill -USR2 %d" % backend
+        assert sent["targets"][0]["comm"] == "postgres"
+    finally:
+        recap, out, _ = run_role("gp_signal_audit", dict(role_vars, gp_signal_audit_state="absent"))
+    assert recap.get("failed") == 0, out
+    assert not os.path.exists(rules_file)
+    loaded = subprocess.run(["auditctl", "-l", "-k", KEY], capture_output=True, text=True).stdout
+    assert KEY not in loaded
+    recap, out, _ = run_role("gp_signal_audit", dict(role_vars, gp_signal_audit_state="absent"))
+    assert recap.get("changed") == 0, out
