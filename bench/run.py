@@ -231,7 +231,7 @@ def measure(rows, segments):
                                       for cls, columns, rows_ in inputs)
     snapshot = ClusterSnapshot(taken_at=cluster.now, locks=locks, backends=backends, edges=edges,
                                dist_xacts=dxacts)
-    built = time.perf_counter()
+    built, cpu_built = time.perf_counter(), time.process_time()
     result = analyse(snapshot)
     done, cpu_done = time.perf_counter(), time.process_time()
     json.dumps(result.as_dict())
@@ -240,7 +240,8 @@ def measure(rows, segments):
     return {"rows": len(cluster.locks), "segments": segments, "backends": len(cluster.activity),
             "edges": len(cluster.edges), "records_s": round(built - started, 3), "dicts_s": round(dicts_s, 3),
             "analyse_s": round(done - built, 3), "total_s": round(done - started, 3),
-            "cpu_s": round(cpu_done - cpu_started, 3),
+            "cpu_s": round(cpu_done - cpu_started, 3), "records_cpu_s": round(cpu_built - cpu_started, 3),
+            "analyse_cpu_s": round(cpu_done - cpu_built, 3), "load": round(os.getloadavg()[0], 1),
             "input_rss_mib": round(input_rss / 1024.0, 1),
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
             "deadlocks": len(result.deadlocks), "victims": len(result.victims),
@@ -252,14 +253,15 @@ def segments_for(rows):
 
 
 def table(results):
-    lines = ["| lock rows | segments | backends | records (s) | analyse() (s) | total (s) | us/row "
-             "| peak RSS (MiB) | of which input rows (MiB) | deadlocks / victims / trees | correct |",
+    lines = ["| lock rows | segments | backends | wall: records + analyse() (s) | CPU: records / analyse() / "
+             "total (s) | CPU us per lock row | peak RSS (MiB) | of which input rows (MiB) | load avg "
+             "| deadlocks / victims / trees | correct |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for r in results:
-        lines.append("| {rows:,} | {segments:,} | {backends:,} | {records_s:.2f} | {analyse_s:.2f} | {total_s:.2f} "
-                     "| {per_row:.2f} | {peak_rss_mib:,.0f} | {input_rss_mib:,.0f} | {deadlocks} / {victims} / "
-                     "{trees} | {ok} |".format(per_row=r["total_s"] / r["rows"] * 1e6,
-                                               ok="yes" if r["correct"] else "NO", **r))
+        lines.append("| {rows:,} | {segments:,} | {backends:,} | {records_s:.2f} + {analyse_s:.2f} = {total_s:.2f} "
+                     "| {records_cpu_s:.2f} / {analyse_cpu_s:.2f} / {cpu_s:.2f} | {per_row:.2f} "
+                     "| {peak_rss_mib:,.0f} | {input_rss_mib:,.0f} | {load} | {deadlocks} / {victims} / {trees} "
+                     "| {ok} |".format(per_row=r["cpu_s"] / r["rows"] * 1e6, ok="yes" if r["correct"] else "NO", **r))
     return "\n".join(lines)
 
 

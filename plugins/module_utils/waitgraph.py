@@ -264,7 +264,8 @@ class SnapshotIndex:
                 waiting.append(r)
             elif r.pid is None:
                 self.prepared_rows[(r.content, r.virtualtransaction)].append(r)
-            elif r.locktype == "distributed xid" and r.content == COORDINATOR_CONTENT and r.transactionid:
+            elif (r.locktype == "distributed xid" and r.content == COORDINATOR_CONTENT
+                  and r.transactionid and r.transactionid.isdigit()):
                 gxid_qd[int(r.transactionid)] = r
         self.waiting, self.gxid_qd = waiting, gxid_qd
         self.by_tag = collections.defaultdict(list)

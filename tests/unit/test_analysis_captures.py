@@ -116,7 +116,9 @@ def test_quiet_verdict_with_missing_nodes_does_not_claim_health():
 def test_dotted_edge_is_no_deadlock_and_c_is_the_root(name, source):
     result = run(name, source)
     assert result.verdict == "blocking" and result.deadlocks == [] and result.victims == []
-    assert [r["rule"] for r in result.graph["reduction"]] == [1, 3, 1]
+    assert [(r["rule"], r["edge"]["content"], r["edge"]["waiter"], r["edge"]["holder"], r["edge"]["kind"])
+            for r in result.graph["reduction"]] == [
+        (1, 1, 24, 22, "solid"), (3, 1, 23, 24, "dotted"), (1, 0, 24, 23, "solid")]
     tree = only_tree(result)
     assert (tree["root"]["sess_id"], tree["root"]["coordinator_pid"]) == (18, 20050)  # session C
     assert tree["root"]["state"] == "idle in transaction"
