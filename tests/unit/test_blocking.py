@@ -2,6 +2,9 @@
 transactions, wait times."""
 import itertools
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from ansible_collections.gpops.greenplum.plugins.module_utils.analysis import analyse
 from ansible_collections.gpops.greenplum.plugins.module_utils.blocking import _MODES, modes_conflict
 from ansible_collections.gpops.greenplum.plugins.module_utils.records import ClusterSnapshot
@@ -130,3 +133,43 @@ def test_nothing_waits_means_no_tree():
     snap = ClusterSnapshot(taken_at=TAKEN_AT, locks=[relation_lock(-1, 101, 1, "AccessShareLock")])
     result = analyse(snap)
     assert (result.verdict, result.blocking_trees) == ("none", [])
+
+
+# --------------------------------------------------------- random lock queues
+
+def simulate_queue(requests):
+    """PostgreSQL's rule for a new request on one lock: granted when it conflicts
+    with no granted mode and no request already waiting, else it queues.
+    Returns ``[(session, mode, granted)]`` in arrival order."""
+    state = []
+    for session, mode in requests:
+        blocked = any(modes_conflict(mode, m) for _s, m, granted in state if granted) or any(
+            modes_conflict(mode, m) for _s, m, granted in state if not granted)
+        state.append((session, mode, not blocked))
+    return state
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(_MODES), min_size=1, max_size=7))
+def test_inferred_blockers_are_what_pg_blocking_pids_reports(modes):
+    """Each waiter is blocked by the conflicting holders and the conflicting
+    requests queued ahead of it, and the tree's depth follows from that."""
+    state = simulate_queue(list(enumerate(modes, 1)))
+    snap = ClusterSnapshot(taken_at=TAKEN_AT)
+    for session, mode, granted in state:
+        snap.backends.append(backend(-1, 100 + session, session, state_change=at(100 - session)))
+        snap.locks.append(relation_lock(-1, 100 + session, session, mode, granted))
+    result = analyse(snap)
+    got = {}
+    for tree in result.blocking_trees:
+        for w in tree["waiters"]:
+            got[w["sess_id"]] = {(x["kind"], int(x["blocked_by"].split()[1])) for x in w["waits"]}
+    expected = {}
+    for k, (session, mode, granted) in enumerate(state):
+        if granted:
+            continue
+        expected[session] = {("holds", s) for s, m, g in state if g and modes_conflict(mode, m)} | {
+            ("queued_behind", s) for s, m, g in state[:k] if not g and modes_conflict(mode, m)}
+    # Only waiters that reach a root are in a tree; in one queue every waiter does.
+    assert got == {s: b for s, b in expected.items() if b}
+    assert result.verdict == ("blocking" if expected else "none")
