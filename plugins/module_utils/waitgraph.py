@@ -210,6 +210,19 @@ def _ts_seconds(later, earlier):
     return round((later - earlier).total_seconds(), 3)
 
 
+def _better_qd(candidate, current):
+    """Whether ``candidate`` is more likely the QD of its session than ``current``: a
+    session can have other backends on the coordinator (entry-db QEs share its
+    sess_id); the QD is a client backend and started first."""
+    if current is None:
+        return True
+    if candidate.is_client_backend != current.is_client_backend:
+        return candidate.is_client_backend
+    if candidate.backend_start is None or current.backend_start is None:
+        return False
+    return candidate.backend_start < current.backend_start
+
+
 class SnapshotIndex:
     """What the analysis needs from one ``ClusterSnapshot``, indexed in two passes
     over its lock rows (the second only when something waits).
@@ -250,7 +263,7 @@ class SnapshotIndex:
             self.backend[(b.content, b.pid)] = b
             if b.content == COORDINATOR_CONTENT:
                 self.qd_by_pid[b.pid] = b
-                if b.sess_id and b.sess_id > 0 and (b.sess_id not in self.qd_by_session or b.is_client_backend):
+                if b.sess_id and b.sess_id > 0 and _better_qd(b, self.qd_by_session.get(b.sess_id)):
                     self.qd_by_session[b.sess_id] = b
             # GP7: wait_event 'SyncRep'; GP6: waiting_reason 'replication' (GREENPLUM.md §12).
             if b.wait_event == "SyncRep" or b.waiting_reason == "replication":

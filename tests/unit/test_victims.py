@@ -140,3 +140,16 @@ def test_bad_never_choose_names_the_parameter(expression, message):
 
 def test_empty_never_choose_is_no_filter():
     assert compile_never_choose(None) is None and compile_never_choose("") is None
+
+
+def test_qd_is_told_apart_from_an_entry_db_reader_of_the_same_session():
+    # Without the distributed xid lock row, the session id names two coordinator
+    # backends; the QD is the one that started first.
+    snap = triangle()
+    snap.locks = [r for r in snap.locks if not (r.locktype == "distributed xid" and r.transactionid == "3")]
+    snap.backends.append(backend(-1, 45003, session_of(3), backend_start="2026-11-21T05:59:59+00:00"))
+    snap.backends = [b if b.pid != qd_pid(3) else backend(-1, qd_pid(3), session_of(3),
+                                                          backend_start="2026-11-21T05:00:00+00:00")
+                     for b in snap.backends]
+    (victim,) = analyse(snap).victims
+    assert (victim["gxid"], victim["coordinator_pid"]) == (3, qd_pid(3))
