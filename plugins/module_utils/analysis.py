@@ -131,13 +131,7 @@ def _analyse(snapshot, policy, matcher):
 
 
 def _vertex_label(info):
-    parts = ["session %s" % info["sess_id"],
-             "coordinator pid %s" % info["coordinator_pid"] if info["found"] else "no coordinator backend found"]
-    if info.get("usename"):
-        parts.append("user %s" % info["usename"])
-    if info.get("application_name"):
-        parts.append("application %s" % info["application_name"])
-    return "gxid %s (%s)" % (info["gxid"], ", ".join(parts))
+    return "gxid %s (%s)" % (info["gxid"], ", ".join(["session %s" % info["sess_id"]] + blocking.session_parts(info)))
 
 
 def _wait_text(edge):

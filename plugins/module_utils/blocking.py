@@ -28,6 +28,8 @@ __metaclass__ = type
 
 import collections
 
+from ansible_collections.gpops.greenplum.plugins.module_utils.waitgraph import seconds_between
+
 # PostgreSQL's LockConflicts[] (src/backend/storage/lmgr/lock.c): mode -> modes it conflicts with.
 _MODES = ("AccessShareLock", "RowShareLock", "RowExclusiveLock", "ShareUpdateExclusiveLock",
           "ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock")
@@ -190,7 +192,7 @@ def _prepared_info(index, key):
         "contents": sorted({p.content for p in rows}) or ([key[1]] if len(key) == 3 else []),
         "transactions": {str(p.content): p.transaction for p in rows},
         "prepared_at": prepared_at.isoformat() if prepared_at else None,
-        "age_s": round((index.taken_at - prepared_at).total_seconds(), 3) if prepared_at else None,
+        "age_s": seconds_between(index.taken_at, prepared_at),
         "owner": rows[0].owner if rows else None, "database": rows[0].database if rows else None,
         # A coordinator backend still on this gxid: the two-phase commit is in progress
         # (e.g. "Retry Commit Prepared"); none: in doubt, dtx recovery's business (§8).
@@ -202,24 +204,25 @@ def _prepared_info(index, key):
     return info
 
 
+def session_parts(info):
+    """How a session is named in text: its QD pid, user and application."""
+    parts = ["coordinator pid %s" % info["coordinator_pid"] if info["coordinator_pid"]
+             else "no coordinator backend found"]
+    if info.get("usename"):
+        parts.append("user %s" % info["usename"])
+    if info.get("application_name"):
+        parts.append("application %s" % info["application_name"])
+    return parts
+
+
 def node_label(info):
     """Short human name of a node, from its info dict."""
     if info["kind"] == "session":
-        parts = ["coordinator pid %s" % info["coordinator_pid"] if info["coordinator_pid"]
-                 else "no coordinator backend found"]
-        if info.get("usename"):
-            parts.append("user %s" % info["usename"])
-        if info.get("application_name"):
-            parts.append("application %s" % info["application_name"])
-        return "session %s (%s)" % (info["sess_id"], ", ".join(parts))
+        return "session %s (%s)" % (info["sess_id"], ", ".join(session_parts(info)))
     if info["kind"] == "prepared_xact":
         where = ", ".join("content %s transaction %s" % (c, t) for c, t in sorted(info["transactions"].items()))
         return "prepared transaction gxid %s (%s)" % (info["gxid"], where or "content %s" % info["contents"])
     return "backend pid %s on content %s (no distributed session)" % (info["pid"], info["content"])
-
-
-def _seconds(later, earlier):
-    return None if later is None or earlier is None else round((later - earlier).total_seconds(), 3)
 
 
 def blocking_trees(index, edges):
@@ -266,7 +269,7 @@ def blocking_trees(index, edges):
             entry["depth"] = depth[key]
             entry["waits"] = []
             for e in waits_for[key]:
-                waited = _seconds(index.taken_at, e.since)
+                waited = seconds_between(index.taken_at, e.since)
                 if waited is not None:
                     longest = waited if longest is None else max(longest, waited)
                 entry["waits"].append({

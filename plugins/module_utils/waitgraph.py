@@ -203,7 +203,7 @@ def strongly_connected_components(vertices, successors):
 
 # --------------------------------------------------------------------------- snapshot side
 
-def _ts_seconds(later, earlier):
+def seconds_between(later, earlier):
     """Seconds from ``earlier`` to ``later`` (None when either is unknown)."""
     if later is None or earlier is None:
         return None
@@ -388,8 +388,8 @@ class SnapshotIndex:
         for name in ("xact_start", "query_start", "state_change"):
             value = getattr(qd, name) if qd else None
             info[name] = value.isoformat() if value is not None else None
-        info["xact_age_s"] = _ts_seconds(self.taken_at, qd.xact_start) if qd else None
-        info["state_age_s"] = _ts_seconds(self.taken_at, qd.state_change) if qd else None
+        info["xact_age_s"] = seconds_between(self.taken_at, qd.xact_start) if qd else None
+        info["state_age_s"] = seconds_between(self.taken_at, qd.state_change) if qd else None
         return info
 
 
