@@ -31,19 +31,25 @@ for k, v in Sandbox.from_env().coordinator_env().items():
 
 run_playbook() {
   ANSIBLE_CONFIG="$top/ansible.cfg" "$top/.venv/bin/ansible-playbook" \
-    -i localhost, -c local -e gp_hosts=localhost \
+    -i localhost, -c local -e gp_hosts=localhost -e gp_report_dir="$top/reports" \
     -e ansible_python_interpreter="$py" "$@" playbooks/resolve_hang.yml
 }
+sessions() {
+  psql -X -q -c "SELECT application_name AS session, pid, state, wait_event_type, wait_event, query
+                   FROM pg_stat_activity WHERE application_name LIKE 'scenario%' ORDER BY 1"
+}
 
+echo "== The two sessions, each waiting for the other on a different segment"
+sessions
 echo "== ansible-playbook playbooks/resolve_hang.yml"
-start=$(date +%s.%N)
+start=$(date +%s)
 run_playbook
-end=$(date +%s.%N)
-printf '== resolve_hang.yml took %.1f s (Greenplum'"'"'s own detector: off by default, every 120 s when on)\n' \
-  "$(echo "$end - $start" | bc -l 2>/dev/null || "$py" -c "print($end-$start)")"
+echo "== resolve_hang.yml took $(( $(date +%s) - start )) s (Greenplum's own detector: off by default; every 120 s when on)"
 
-echo "== What the deadlocked sessions saw"
-sandbox release --report
+echo "== The two sessions now: the survivor's UPDATE went through, the victim's was cancelled"
+sessions
+echo "== Reports (JSON with the raw snapshot, Markdown with the wait-for graph): $top/reports"
+ls -1 "$top/reports" | tail -n 4
 
 echo "== Second run: nothing left to do (changed=0)"
 run_playbook
