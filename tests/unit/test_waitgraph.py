@@ -2,6 +2,7 @@
 
 Worked examples are the ones of docs/wait-for-graph.md; random graphs are checked
 against brute force (hypothesis)."""
+import dataclasses
 import itertools
 
 import pytest
@@ -239,3 +240,26 @@ def test_removing_the_victims_leaves_an_empty_reduced_graph(edges, policy):
 def test_bad_policy_is_rejected_before_anything_else():
     with pytest.raises(ValueError, match="^policy: unknown victim policy 'largest'"):
         analyse(snapshot_from_graph([]), policy="largest")
+
+
+def holder_prepared(snap, content, holder):
+    """Make the edges to ``holder`` on ``content`` point at a prepared transaction (holder_lpid 0)."""
+    snap.edges = [dataclasses.replace(e, holder_pid=0) if (e.content, e.holder_gxid) == (content, holder) else e
+                  for e in snap.edges]
+    return snap
+
+
+def test_wait_for_a_prepared_transaction_is_an_edge_but_never_a_deadlock():
+    result = analyse(holder_prepared(snapshot_from_graph([(0, 7, 9, SOLID)]), 0, 9))
+    assert result.graph["edges"] == 1 and result.graph["dropped_edges"] == []
+    assert [r["rule"] for r in result.graph["reduction"]] == [RULE_OUT_DEGREE]
+    assert (result.deadlocks, result.victims) == ([], [])
+    assert result.graph["reduction"][0]["edge"]["holder_is_prepared"]
+
+
+def test_prepared_vertex_is_never_the_victim():
+    # Not a state Greenplum reaches (a prepared transaction waits for nothing), but
+    # should a snapshot show it, the prepared vertex is not chosen.
+    result = analyse(holder_prepared(snapshot_from_graph([(0, 1, 2, SOLID), (1, 2, 1, SOLID)]), 0, 2))
+    (victim,) = result.victims
+    assert victim["gxid"] == 1 and "gxid 2 (prepared transaction" in victim["reason"]
