@@ -13,6 +13,12 @@ a column missing from a row (GP6 has no ``wait_event``, GP7 has no ``waiting``)
 becomes ``None``. Timestamps are timezone-aware ``datetime`` objects; ISO
 strings (as in captures) are parsed. Durations are float seconds.
 
+Bulk: a snapshot of a big cluster holds a million lock rows. Build whole result
+sets with ``Record.from_rows(rows)`` (the garbage collector paused, see
+``gc_paused``); ``from_row`` itself constructs positionally and reads the standard
+columns in one lookup. Records are hashable and read-only by convention (see
+``_RECORD`` for why they are not ``frozen``). bench/results.md has the figures.
+
 Sources for column names and meanings:
 - ``pg_locks``: Greenplum ``src/backend/utils/adt/lockfuncs.c`` (18 columns; the
   GPDB ones are ``mppsessionid``, ``mppiswriter``, ``gp_segment_id`` = content).
