@@ -3,10 +3,11 @@ role gp_mirror_failure, bench/mirror_failure.py), over a real sandbox cluster:
 
 - ``Commit``: a distributed INSERT on the coordinator whose row lands on one
   content, run in a thread, so that a commit waiting in SyncRep can be watched.
-- ``mirror_lost(sb, content)``: FTS paused, that content's mirror stopped; on exit
-  the mirror is started again and FTS brings the pair back (u/s, '*').
-- ``fts_probe_interval(sb, seconds)``: run the sandbox FTS with another probe
-  interval (a long one: FTS acts only when asked, as in the GP7 captures).
+- ``mirror_lost(sb, content)``: FTS paused, that content's mirror stopped (yields the
+  monotonic time of the stop); on exit the mirror is started again and FTS brings
+  the pair back (u/s, '*').
+- ``fts_settings(sb, **settings)``: run the sandbox FTS with other settings (a long
+  probe interval: FTS acts only when asked, as in the GP7 captures).
 - ``run_play(tasks_or_roles, env)``: run a play on localhost through
   ``ansible-playbook`` and return the facts it saved.
 - ``standby_coordinator(sb)``: a standby coordinator made with pg_basebackup.
@@ -132,25 +133,30 @@ def mirror_lost(sb, content=0):
     sb.fts.pause()
     sb.stop_node(content, role="m")
     try:
-        yield
+        yield time.monotonic()
     finally:
         sb.start_node(content, role="m")
         sb.fts.resume()
-        assert wait_for(lambda: healthy(sb, content), 90, 0.5), \
-            "content %d did not come back to streaming, u/s and '*'" % content
+
+        def back():
+            # Ask for a cycle: FTS may run with a long probe interval.
+            sb.query(-1, "SELECT gp_request_fts_probe_scan()", timeout=30)
+            return healthy(sb, content)
+        assert wait_for(back, 90, 0.5), "content %d did not come back to streaming, u/s and '*'" % content
 
 
 @contextlib.contextmanager
-def fts_probe_interval(sb, seconds):
-    """Run the sandbox FTS with ``probe_interval`` = seconds; restore afterwards."""
-    before = sb.state()["fts"]["probe_interval"]
+def fts_settings(sb, **settings):
+    """Run the sandbox FTS with other settings (e.g. ``probe_interval=3600``: FTS acts
+    only when asked, as in the GP7 captures); restore them afterwards."""
+    before = {k: sb.state()["fts"][k] for k in settings}
     sb.fts.stop()
-    sb.fts.start({"probe_interval": seconds})
+    sb.fts.start(settings)
     try:
         yield
     finally:
         sb.fts.stop()
-        sb.fts.start({"probe_interval": before})
+        sb.fts.start(before)
 
 
 def run_play(play_body, env=None, check=False, save="gp_mirror_failure_result", timeout=600):
