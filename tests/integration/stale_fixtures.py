@@ -32,10 +32,16 @@ def as_os_user(argv, **kwargs):
     return subprocess.run(argv, **kwargs)
 
 
+_TAKEN = set()  # ports of servers made here, even while they are stopped
+
+
 def _free_port():
     for port in PORTS:
+        if port in _TAKEN:
+            continue
         with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) != 0 and not os.path.exists("/tmp/.s.PGSQL.%d" % port):
+            if sock.connect_ex(("127.0.0.1", port)) != 0:
+                _TAKEN.add(port)
                 return port
     raise RuntimeError("no free port in 7250-7299")
 
@@ -115,6 +121,7 @@ def pg_factory():
         if server.running():
             server.stop("immediate")
         shutil.rmtree(server.base, ignore_errors=True)
+        _TAKEN.discard(server.port)
 
 
 @pytest.fixture
@@ -229,7 +236,8 @@ def run_role(role, role_vars, save=None, check=False):
                   "vars": role_vars}]
         if save:
             tasks.append({"name": "save", "ansible.builtin.copy": {"content": "{{ %s | to_json }}" % save,
-                                                                     "dest": out}, "check_mode": False})
+                                                                     "dest": out}, "check_mode": False,
+                          "changed_when": False})
         playbook = os.path.join(tmp, "play.yml")
         with open(playbook, "w") as handle:
             json.dump([{"hosts": "all", "gather_facts": False, "tasks": tasks}], handle)
