@@ -33,7 +33,7 @@ options:
   login_password:
     description:
       - Password of O(login_user).
-      - Defaults to C(PGPASSWORD); libpq also reads C(~/.pgpass).
+      - When not given, libpq reads C(PGPASSWORD), then C(~/.pgpass).
     type: str
   login_db:
     description:

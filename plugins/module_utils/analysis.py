@@ -118,9 +118,16 @@ def _analyse(snapshot, policy, matcher):
     for d in deadlocks:
         d["resolution"] = "needs_person" if any(u["deadlock"] == d["id"] for u in unresolved) else "victim"
 
-    trees = blocking.blocking_trees(index, blocking.block_edges(index, edges + [e for _, e in dropped]))
+    block_edges = blocking.block_edges(index, edges + [e for _, e in dropped])
+    trees = blocking.blocking_trees(index, block_edges)
     verdict = "deadlock" if deadlocks else ("blocking" if trees else "none")
     notes = _notes(snapshot, index, dropped, unresolved)
+    unrooted = blocking.waiting_without_root(block_edges)
+    if unrooted:
+        labels = sorted(blocking.node_label(blocking.node_info(index, key)) for key in unrooted)
+        notes.append("%d waiting session%s reach no root blocker (they wait on a cycle or behind one%s): %s" % (
+            len(labels), "" if len(labels) == 1 else "s", ", see deadlocks" if deadlocks else "",
+            "; ".join(labels[:10]) + ("; ..." if len(labels) > 10 else "")))
     graph_info = {
         "vertices": len({v for e in edges for v in (e.waiter, e.holder)}), "edges": len(edges),
         "dropped_edges": [{"reason": why, "edge": e.as_dict()} for why, e in dropped],

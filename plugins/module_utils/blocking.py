@@ -286,6 +286,24 @@ def blocking_trees(index, edges):
     return trees
 
 
+def waiting_without_root(edges):
+    """Node keys that wait but reach no root blocker: they wait on a cycle (a
+    deadlock, or sessions waiting for each other) or behind one."""
+    waits_for = collections.defaultdict(list)
+    blocked = collections.defaultdict(list)
+    for e in edges:
+        waits_for[e.waiter].append(e.blocker)
+        blocked[e.blocker].append(e.waiter)
+    reached = set()
+    queue = collections.deque(k for k in blocked if k not in waits_for)
+    while queue:
+        for waiter in blocked.get(queue.popleft(), ()):
+            if waiter not in reached:
+                reached.add(waiter)
+                queue.append(waiter)
+    return [k for k in waits_for if k not in reached]
+
+
 def explain_tree(tree):
     """One paragraph about a blocking tree, generated from the tree itself."""
     root = tree["root"]

@@ -68,7 +68,10 @@ def connection_argument_spec():
         login_host=dict(type="str", fallback=(env_fallback, ["PGHOST"])),
         login_port=dict(type="int", fallback=(env_fallback, ["PGPORT"])),
         login_user=dict(type="str", fallback=(env_fallback, ["PGUSER"])),
-        login_password=dict(type="str", no_log=True, fallback=(env_fallback, ["PGPASSWORD"])),
+        # No fallback: libpq reads PGPASSWORD (and ~/.pgpass) itself. An Ansible fallback
+        # would make the password a no_log value and mask any equal string in results
+        # (a user named like their password shows as VALUE_SPECIFIED_IN_NO_LOG_PARAMETER).
+        login_password=dict(type="str", no_log=True),
         login_db=dict(type="str", fallback=(env_fallback, ["PGDATABASE"])),
         connect_timeout=dict(type="int", default=5),
         statement_timeout=dict(type="float", default=30.0),

@@ -14,8 +14,8 @@ Public API:
   (default: the ``statement_timeout`` option). Raises ``GpConnectionError`` when the
   coordinator cannot be reached or read, ``NotGreenplumError`` for a non-Greenplum
   server. Any other node that does not answer is named in ``snapshot.unreachable``.
-- ``snapshot_from_rows(segments, dispatched=None, nodes=None, unreachable=None,
-  server=None, taken_at=None) -> ClusterSnapshot``: the same building code over
+- ``snapshot_from_rows(segments, dispatched=None, nodes=None, relations=None,
+  unreachable=None, server=None, taken_at=None) -> ClusterSnapshot``: the same building code over
   catalog rows (a live collection or a captured fixture).
 - ``filter_records(snapshot, waiting_only=False, relation=None, session=None,
   content=None) -> dict``: the ``locks``, ``edges`` and ``backends`` a user asked for.
@@ -30,12 +30,14 @@ How it collects (GREENPLUM.md §1, §2, §6, §7):
 2. When dispatch failed or timed out: the same facts from every node (coordinator
    and primaries) in utility mode, in parallel (``run_on_nodes``), each node bounded
    by the remaining budget; ``source`` becomes ``utility``.
-3. In both cases, per node in utility mode and in parallel: relation names
-   (``schema.name``) for the OIDs locked on that node, looked up in that node's
-   catalog (OIDs differ between nodes), ``pg_blocking_pids(pid)`` for its waiting
-   backends (lock-queue waiters have no ``gp_dist_wait_status()`` edge), and its
-   ``pg_prepared_xacts``; on Greenplum 6 also its ``pg_stat_activity`` (no
-   ``gp_stat_activity`` there).
+3. In both cases, per node in utility mode and in parallel: ``pg_blocking_pids(pid)``
+   for its waiting backends (lock-queue waiters have no ``gp_dist_wait_status()``
+   edge), and its ``pg_prepared_xacts``; on Greenplum 6 also its
+   ``pg_stat_activity`` (no ``gp_stat_activity`` there).
+4. Relation names (``schema.name``) of every OID locked anywhere, from the
+   coordinator's catalog: Greenplum gives a table one OID on every node (the GP7
+   captures show the coordinator's OID in segment rows; so does the sandbox, whose
+   nodes have separate catalogs).
 
 Only read-only statements run, each connection has ``lock_timeout`` set, and catalog
 objects are named unqualified (Greenplum users and the sandbox rely on the role's
@@ -99,25 +101,33 @@ def _relation_keys(lock_rows):
     return keys
 
 
-def _lookup_relations(params, server, conn, keys, host, port, statement_timeout):
-    """``{(database oid, relation oid): 'schema.name'}`` on one node. Relation OIDs are
-    per database, so a lock in another database is looked up there (one more
-    utility-mode connection to that database on this node)."""
+def _lookup_relations(params, server, keys, statement_timeout):
+    """``{(database oid, relation oid): 'schema.name'}`` from the coordinator's catalog.
+
+    Greenplum gives a table the same OID on the coordinator and every segment (it
+    dispatches the OIDs it assigns; the GP7 captures show one OID on every node), and
+    segment rows of the sandbox name tables by the coordinator's OID too, so the
+    coordinator's catalog names them all. Relation OIDs are per database: a lock in
+    another database is looked up there (one more connection). A relation the
+    coordinator does not know (e.g. made on one segment in utility mode) keeps only
+    its OID.
+    """
     names = {}
-    databases = query(conn, DATABASES_SQL)
-    current = next(int(d["oid"]) for d in databases if d["current"])
-    datnames = {int(d["oid"]): d["datname"] for d in databases}
-    for database, oids in sorted(keys.items()):
-        if database in (0, current):  # 0: shared catalogs, visible from any database
-            rows = query(conn, RELATIONS_SQL, (sorted(oids),))
-        elif database in datnames:
-            with connect(params, host=host, port=port, dbname=datnames[database], utility=True,
-                         server=server, statement_timeout=statement_timeout) as other:
-                rows = query(other, RELATIONS_SQL, (sorted(oids),))
-        else:
-            continue
-        names.update({(database, int(r["oid"])): "%s.%s" % (r["nspname"], r["relname"])
-                      for r in rows})
+    with connect(params, server=server, statement_timeout=statement_timeout) as conn:
+        databases = query(conn, DATABASES_SQL)
+        current = next(int(d["oid"]) for d in databases if d["current"])
+        datnames = {int(d["oid"]): d["datname"] for d in databases}
+        for database, oids in sorted(keys.items()):
+            if database in (0, current):  # 0: shared catalogs, visible from any database
+                rows = query(conn, RELATIONS_SQL, (sorted(oids),))
+            elif database in datnames:
+                with connect(params, dbname=datnames[database], server=server,
+                             statement_timeout=statement_timeout) as other:
+                    rows = query(other, RELATIONS_SQL, (sorted(oids),))
+            else:
+                continue
+            names.update({(database, int(r["oid"])): "%s.%s" % (r["nspname"], r["relname"])
+                          for r in rows})
     return names
 
 
@@ -126,7 +136,7 @@ def _collect_node(params, server, node, wants, dispatched_locks, statement_timeo
 
     ``wants``: the ``LOCAL_SQL`` items to read here; ``dispatched_locks``: this node's
     ``pg_locks`` rows from the dispatched query (when ``locks`` is not read here), for
-    the relation and ``pg_blocking_pids`` lookups. Returns the node's row dict (see
+    the ``pg_blocking_pids`` lookup. Returns the node's row dict (see
     ``snapshot_from_rows``).
     """
     # The coordinator is reached the way the user reached it; segments by catalog address.
@@ -136,12 +146,7 @@ def _collect_node(params, server, node, wants, dispatched_locks, statement_timeo
                  statement_timeout=statement_timeout) as conn:
         for item in wants:
             out[item] = query(conn, LOCAL_SQL[item])
-        lock_rows = out.get("locks", dispatched_locks or [])
-        keys = _relation_keys(lock_rows)
-        if keys:
-            out["relations"] = _lookup_relations(params, server, conn, keys, host, port,
-                                                 statement_timeout)
-        waiting = _waiting_pids(lock_rows)
+        waiting = _waiting_pids(out.get("locks", dispatched_locks or []))
         if waiting:
             out["blocking_pids"] = {int(r["pid"]): r["blocking_pids"] or []
                                     for r in query(conn, BLOCKING_PIDS_SQL, (waiting,))}
@@ -188,14 +193,23 @@ def take_snapshot(params, server=None, include=INCLUDE_ALL, timeout=None):
     if local_items or dispatched_locks:
         nodes_rows, unreachable = run_on_nodes(nodes, collect, max(0.0, deadline - time.monotonic()))
         if dispatched is not None:
-            unreachable = {c: "utility-mode lookups (relation names, pg_blocking_pids, prepared"
-                              " transactions) failed: %s" % r for c, r in unreachable.items()}
+            unreachable = {c: "utility-mode lookups (pg_blocking_pids, prepared transactions)"
+                              " failed: %s" % r for c, r in unreachable.items()}
+    keys = _relation_keys((dispatched or {}).get("locks", []) + [
+        r for n in nodes_rows.values() for r in n.get("locks", [])])
+    relations = {}
+    if keys:  # names are a courtesy: without them the records keep the OIDs
+        ok, found = run_with_deadline(lambda: _lookup_relations(
+            params, server, keys, max(1.0, deadline - time.monotonic())),
+            max(0.0, deadline - time.monotonic()))
+        relations = found if ok else {}
     return snapshot_from_rows(segments, dispatched=dispatched, nodes=nodes_rows,
-                              unreachable=unreachable, server=server.as_dict(), taken_at=taken_at)
+                              relations=relations, unreachable=unreachable,
+                              server=server.as_dict(), taken_at=taken_at)
 
 
-def snapshot_from_rows(segments, dispatched=None, nodes=None, unreachable=None, server=None,
-                       taken_at=None):
+def snapshot_from_rows(segments, dispatched=None, nodes=None, relations=None, unreachable=None,
+                       server=None, taken_at=None):
     """Build a ``ClusterSnapshot`` from catalog rows (dicts keyed by column name).
 
     ``segments``: ``gp_segment_configuration`` rows or ``SegmentConfig`` records.
@@ -203,9 +217,10 @@ def snapshot_from_rows(segments, dispatched=None, nodes=None, unreachable=None, 
     ``edges``, ``activity``, ``dist_xacts``; each row carries its ``gp_segment_id`` /
     ``segid``), or None when dispatch failed (``source`` is then ``utility``).
     ``nodes``: ``{content: {item: rows}}`` read on that node in utility mode (``locks``,
-    ``edges``, ``activity``, ``dist_xacts``, ``prepared_xacts``), plus ``relations``
-    ``{(database oid, relation oid): 'schema.name'}`` and ``blocking_pids`` ``{pid:
-    [pid, ...]}`` of that node. Dispatched rows win over node rows for the same item.
+    ``edges``, ``activity``, ``dist_xacts``, ``prepared_xacts``), plus ``blocking_pids``
+    ``{pid: [pid, ...]}`` of that node. Dispatched rows win over node rows for the same
+    item. ``relations``: ``{(database oid, relation oid): 'schema.name'}`` (the
+    coordinator's catalog: one OID per table on every node).
     ``unreachable``: ``{content: reason}``; ``server``: ``ServerInfo.as_dict()``;
     ``taken_at``: a datetime (default now, UTC).
     """
@@ -219,13 +234,12 @@ def snapshot_from_rows(segments, dispatched=None, nodes=None, unreachable=None, 
             return [(None, r) for r in dispatched[item]]
         return [(c, r) for c, n in sorted(nodes.items()) for r in n.get(item, [])]
 
-    relations = {c: n["relations"] for c, n in nodes.items() if n.get("relations")}
+    relations = relations or {}
     locks = []
     for content, row in rows("locks"):
         name = None
-        if relations and row.get("relation") is not None:  # names of the node holding the lock
-            node = content if content is not None else int(row["gp_segment_id"])
-            name = relations.get(node, {}).get((int(row.get("database") or 0), int(row["relation"])))
+        if relations and row.get("relation") is not None:
+            name = relations.get((int(row.get("database") or 0), int(row["relation"])))
         locks.append(LockRecord.from_row(row, content=content, relation_name=name))
     backends = []
     for content, row in rows("activity"):

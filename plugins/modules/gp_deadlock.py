@@ -218,7 +218,7 @@ def main():
         module.fail_json(msg="cancel_grace must be a number of seconds >= 0, got %s" % p["cancel_grace"],
                          **result)
     try:
-        never_choose = compile_never_choose(p["never_choose"])
+        compile_never_choose(p["never_choose"])  # bad input fails before any connection
     except ValueError as exc:
         module.fail_json(msg=str(exc), **result)
 
@@ -230,7 +230,7 @@ def main():
             snap = take_snapshot(p)
         except (GpConnectionError, NotGreenplumError) as exc:
             fail(str(exc) + ("; nothing was cancelled or terminated" if result["actions"] else ""))
-        return snap, analyse(snap, policy=p["policy"], never_choose=never_choose)
+        return snap, analyse(snap, policy=p["policy"], never_choose=p["never_choose"])
 
     snap, found = snapshot_and_analysis()
     result.update(deadlocks=found.deadlocks, victims=found.victims, unresolved=found.unresolved,

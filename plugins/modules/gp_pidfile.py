@@ -16,12 +16,12 @@ description:
     (C(.s.PGSQL.<port>.lock)), reads the PID it names and decides whether that process
     is really the one the file belongs to, instead of trusting C(kill -0), which a
     reused PID fools.
-  - Identity is checked from C(/proc/PID): the command (C(comm), executable, command
+  - Identity is checked from C(/proc/PID), with the command (C(comm), executable, command
     line), the owner uid, the start time against the file's time, and for PostgreSQL
     files the working directory (a server runs in its data directory) and the listening
     port.
   - Follows PostgreSQL's own rules (C(CreateLockFile) in
-    C(src/backend/utils/init/miscinit.c)) a PID equal to this tool's own or its parent's,
+    C(src/backend/utils/init/miscinit.c)), by which a PID equal to this tool's own or its parent's,
     or a process of another user than the file's owner, is not a competing server; a
     C(postmaster.pid) whose System V shared memory segment is still attached
     (C(/proc/sysvipc/shm), as C(PGSharedMemoryIsInUse)) is live even when its PID is gone.

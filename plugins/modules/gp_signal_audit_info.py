@@ -14,7 +14,7 @@ short_description: Who sent signals to PostgreSQL/Greenplum processes, from the 
 description:
   - Reads the audit log (auditd's C(audit.log) or C(ausearch --raw) output saved to a file)
     and reports every signal recorded under the audit key of the role
-    C(gpops.greenplum.gp_signal_audit) whose target is a PostgreSQL process: the time, the
+    C(gpops.greenplum.gp_signal_audit) whose target is a PostgreSQL process, with the time, the
     signal, the system call, the sender (PID, parent PID, command, executable, command line,
     user and login user) and the target (PID, user, command).
   - For incidents such as a backend that PANICs after a SIGUSR2 nobody admits sending, or

@@ -1,7 +1,11 @@
 """gp_sync_replication on the sandbox: a mirror killed with FTS paused, the commit
 waiting in SyncRep, detection, check mode, off (commit returns, second run
-unchanged), on once the mirror streams, refusals, and a stalled standby
-coordinator's walsender."""
+unchanged), on once the mirror streams, refusals, a stalled standby
+coordinator's walsender, and the Greenplum 6 path (gp_replication.conf)."""
+import os
+import shutil
+import tempfile
+
 import pytest
 
 from ansible_collections.gpops.greenplum.plugins.module_utils import snapshot, syncrep
@@ -9,6 +13,7 @@ from mirror_helpers import (
     Commit, coordinator_commit, ensure_table, mirror_dbid, mirror_lost, module_args,
     standby_coordinator, streaming, sync_setting, syncrep_waiter_pids, wait_for)
 from playbook import run_task
+from stale_fixtures import run_module
 
 pytestmark = pytest.mark.integration
 CONTENT = 0
@@ -146,3 +151,45 @@ def test_stalled_standby_walsender_is_detected_and_ended(sb):
         again = sync(sb, standby_walsender="terminate", stall_threshold=1)
         assert again["changed"] is False and again["standby_walsender"]["stalled"] is False
 
+
+
+@pytest.fixture(scope="module")
+def gp6_sandbox(sandbox):
+    """A second, small sandbox whose primaries keep synchronous_standby_names in
+    Greenplum 6's gp_replication.conf (the sandbox's gp6 mode)."""
+    from gpsandbox import Sandbox
+    base = tempfile.mkdtemp(prefix="gpe-gp6-")
+    os.chmod(base, 0o755)
+    sb6 = Sandbox(base, sandbox.base_port + 60)
+    sb6.start(segments=1, mirrors=True, replication_conf="gp6")
+    try:
+        ensure_table(sb6)
+        yield sb6
+    finally:
+        sb6.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_gp6_gp_replication_conf(gp6_sandbox):
+    sb = gp6_sandbox
+    conf = os.path.join(sb.datadir(CONTENT), "gp_replication.conf")
+    with mirror_lost(sb, CONTENT):
+        commit = Commit(sb, CONTENT).start_waiting()
+        done = run_module("gp_sync_replication", dict(module_args(sb), state="off", content=CONTENT))
+        assert not done.get("failed"), done.get("msg")
+        e = entry(done)
+        assert done["changed"] is True and e["method"] == "gp_replication_conf"
+        assert e["before"]["sourcefile"] == conf and e["after"]["setting"] == ""
+        assert done["executed_queries"][0].endswith("write synchronous_standby_names = '' to %s" % conf)
+        with open(conf) as f:
+            assert "synchronous_standby_names = ''" in f.read()
+        assert wait_for(lambda: commit.done, 30) and commit.error is None
+        assert run_module("gp_sync_replication", dict(module_args(sb), state="off", content=CONTENT))["changed"] is False
+
+        sb.start_node(CONTENT, role="m")
+        assert wait_for(lambda: streaming(sb, CONTENT), 60)
+        on = wait_for(lambda: (lambda r: r if r["changed"] else None)(
+            run_module("gp_sync_replication", dict(module_args(sb), state="on", content=CONTENT))), 30, 1)
+        assert on and entry(on)["after"]["setting"] == "*"
+        with open(conf) as f:
+            assert "synchronous_standby_names = '*'" in f.read()

@@ -287,3 +287,19 @@ def test_dispatched_views_fail_bounded_on_a_frozen_primary(sandbox, clean_cluste
             assert time.monotonic() - t0 < 10
         for c in (-1, 0, 2):
             assert sandbox.query(c, "SELECT count(*) FROM pg_stat_activity", utility=True)[0][0] > 0
+
+
+def test_a_session_survives_a_segment_restart(sandbox, clean_cluster):
+    """Cached QE connections to a restarted primary are renewed at their next use."""
+    sandbox.create_table("gpsb_restart", "id int, val int", "id", rows=[(1, 1), (2, 2), (3, 3)])
+    with sandbox.connect() as conn:
+        assert conn.execute("UPDATE gpsb_restart SET val = val + 1").rowcount == 3
+        assert len(rows(conn, "SELECT * FROM pg_locks WHERE gp_segment_id = 1")) > 0
+        sandbox.fts.pause()
+        try:
+            sandbox.stop_node(1, "p", mode="fast")
+            sandbox.start_node(1, "p")
+        finally:
+            sandbox.fts.resume()
+        assert len(rows(conn, "SELECT * FROM pg_locks WHERE gp_segment_id = 1")) > 0
+        assert conn.execute("UPDATE gpsb_restart SET val = val + 1").rowcount == 3

@@ -219,3 +219,10 @@ def test_syncrep_wait_is_no_deadlock_and_nothing_is_chosen(name, source):
 def test_bad_never_choose_names_the_parameter():
     with pytest.raises(ValueError, match="^never_choose: invalid JMESPath expression"):
         run("global_deadlock_2seg", never_choose="usename ==")
+
+
+def test_sessions_of_a_deadlock_are_named_as_waiting_without_a_root():
+    result = run("global_deadlock_2seg")
+    (note,) = [n for n in result.notes if "reach no root blocker" in n]
+    assert note.startswith("2 waiting sessions reach no root blocker") and "see deadlocks" in note
+    assert "session 10 (coordinator pid 19883" in note and "session 11 (coordinator pid 19885" in note

@@ -99,7 +99,7 @@ def test_argument_spec_matches_the_contract():
     assert spec["statement_timeout"] == dict(type="float", default=30.0)
     envs = {name: spec[name]["fallback"][1] for name in spec if "fallback" in spec[name]}
     assert envs == {"login_host": ["PGHOST"], "login_port": ["PGPORT"], "login_user": ["PGUSER"],
-                    "login_password": ["PGPASSWORD"], "login_db": ["PGDATABASE"]}
+                    "login_db": ["PGDATABASE"]}  # PGPASSWORD: read by libpq itself
 
 
 @pytest.mark.parametrize("params,word", [

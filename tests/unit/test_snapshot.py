@@ -45,7 +45,7 @@ def test_dispatched_snapshot_of_a_global_deadlock(deadlock):
     q = deadlock
     relations = {(13991, r["oid"]): "public." + r["relname"] for r in q["relations"]}
     s = snap.snapshot_from_rows(q["gp_segment_configuration"], dispatched=dispatched(q),
-                                nodes={-1: {"relations": relations}})
+                                relations=relations)
     assert s.source == "dispatch" and s.unreachable == {}
     assert len(s.locks) == len(q["pg_locks"]) and len(s.backends) == len(q["gp_stat_activity"])
     assert {lock.content for lock in s.locks} == {-1, 0, 1, 2}
@@ -58,9 +58,10 @@ def test_dispatched_snapshot_of_a_global_deadlock(deadlock):
     qds = {b.pid: b.sess_id for b in s.backends if b.content == -1 and b.sess_id in (10, 11)}
     assert qds == {19883: 10, 19885: 11}
     assert {x.gxid: x.gp_session_id for x in s.dist_xacts if x.gxid} == {17: 10, 18: 11}
-    # Names resolve only on the node whose catalog was read (OIDs differ between nodes).
+    # One OID per table on every node: the coordinator's catalog names the segments' rows.
     on_t01 = {lock.content: lock.relation_name for lock in s.locks if lock.relation == 16398}
-    assert on_t01 == {-1: "public.t01", 0: None, 1: None}
+    assert on_t01 == {-1: "public.t01", 0: "public.t01", 1: "public.t01"}
+    assert all(lock.relation_name is None for lock in s.locks if lock.relation not in (None, 16398))
     json.dumps(s.as_dict())
 
 
@@ -68,10 +69,10 @@ def test_utility_snapshot_takes_rows_per_node_and_keeps_unreachable(deadlock):
     q = deadlock
     nodes = {c: {"locks": q["utility_content%d.pg_locks" % c],
                  "edges": q["utility_content%d.gp_dist_wait_status" % c],
-                 "activity": q["utility_content%d.pg_stat_activity" % c],
-                 "relations": {(13991, 16398): "public.t01"}}
+                 "activity": q["utility_content%d.pg_stat_activity" % c]}
              for c in (0, 1)}
     s = snap.snapshot_from_rows(q["gp_segment_configuration"], dispatched=None, nodes=nodes,
+                                relations={(13991, 16398): "public.t01"},
                                 unreachable={2: "timeout: no answer within 5.0 s"})
     assert s.source == "utility"
     assert s.unreachable == {2: "timeout: no answer within 5.0 s"}
@@ -117,9 +118,8 @@ def test_relation_keys_and_waiting_pids_read_rows_by_name():
 @pytest.fixture(scope="module")
 def deadlock_snapshot(deadlock):
     q = deadlock
-    nodes = {c: {"relations": {(13991, 16398): "public.t01"}} for c in (-1, 0, 1)}
     return snap.snapshot_from_rows(q["gp_segment_configuration"], dispatched=dispatched(q),
-                                   nodes=nodes)
+                                   relations={(13991, 16398): "public.t01"})
 
 
 def test_filter_waiting_only(deadlock_snapshot):

@@ -282,6 +282,7 @@ typedef struct SegConn
 	bool		prepared;		/* PREPARE TRANSACTION done */
 	bool		busy;			/* results pending */
 	int			sent_gxid;
+	bool		fresh;			/* connected for this use */
 	bool		has_error;
 	char		sqlstate[6];
 	char		errmsg[1024];
@@ -428,6 +429,7 @@ get_conn(SegConn *pool, int *npool, const SegTarget *t)
 		PQfinish(c->conn);
 		c->conn = NULL;
 	}
+	c->fresh = (c->conn == NULL);
 	if (c->conn == NULL)
 	{
 		c->port = t->port;
@@ -665,11 +667,64 @@ all_primaries(void)
 	return lookup_targets(list_make1_oid(InvalidOid), "");
 }
 
+/* Start (or join the gxid of) the remote transaction on a writer QE. */
+static void
+begin_remote(SegConn *c)
+{
+	char		prefix[160] = "";
+
+	if (!c->in_xact)
+		strlcat(prefix, "BEGIN ISOLATION LEVEL READ COMMITTED;", sizeof(prefix));
+	if (current_gxid != 0 && c->sent_gxid != current_gxid)
+	{
+		char		set[64];
+
+		snprintf(set, sizeof(set), "SET LOCAL gpsim.gxid = %d;", current_gxid);
+		strlcat(prefix, set, sizeof(prefix));
+	}
+	c->in_xact = true;
+	c->sent_gxid = current_gxid;
+	if (prefix[0])
+		send_query(c, prefix);
+}
+
+/*
+ * A cached connection whose server went away since its last use (a restarted
+ * segment, a terminated QE) fails at its first use: reconnect those that had no
+ * remote transaction yet and send again, once, as GP recreates a lost gang.
+ * Returns true when something was sent again.
+ */
+static bool
+renew_stale(SegConn **cs, int n, List *targets, SegConn *pool, int *npool,
+			bool was_in_xact[], const char *sql)
+{
+	bool		renewed = false;
+
+	for (int i = 0; i < n; i++)
+	{
+		if (!cs[i]->has_error || cs[i]->fresh || was_in_xact[i])
+			continue;
+		/* connection failure, or the server ended the session (57P0x) */
+		if (strncmp(cs[i]->sqlstate, "08", 2) != 0 && strncmp(cs[i]->sqlstate, "57P", 3) != 0 &&
+			PQstatus(cs[i]->conn) != CONNECTION_BAD)
+			continue;
+		drop_conn(cs[i]);
+		cs[i] = get_conn(pool, npool, list_nth(targets, i));
+		if (sql)
+			send_query(cs[i], sql);
+		else
+			begin_remote(cs[i]);
+		renewed = true;
+	}
+	return renewed;
+}
+
 /* Send sql to each target's writer QE inside the distributed transaction. */
 static uint64
 dispatch(List *targets, const char *sql, bool need_gxid)
 {
 	SegConn    *cs[MAX_SEGS];
+	bool		was_in_xact[MAX_SEGS];
 	int			n = 0;
 	uint64		total = 0;
 	ListCell   *lc;
@@ -677,28 +732,16 @@ dispatch(List *targets, const char *sql, bool need_gxid)
 	if (need_gxid || IsTransactionBlock())
 		ensure_gxid();
 	foreach(lc, targets)
-		cs[n++] = get_conn(writers, &nwriters, lfirst(lc));
-
-	for (int i = 0; i < n; i++)
 	{
-		SegConn    *c = cs[i];
-		char		prefix[160] = "";
-
-		if (!c->in_xact)
-			strlcat(prefix, "BEGIN ISOLATION LEVEL READ COMMITTED;", sizeof(prefix));
-		if (current_gxid != 0 && c->sent_gxid != current_gxid)
-		{
-			char		set[64];
-
-			snprintf(set, sizeof(set), "SET LOCAL gpsim.gxid = %d;", current_gxid);
-			strlcat(prefix, set, sizeof(prefix));
-		}
-		c->in_xact = true;
-		c->sent_gxid = current_gxid;
-		if (prefix[0])
-			send_query(c, prefix);
+		cs[n] = get_conn(writers, &nwriters, lfirst(lc));
+		was_in_xact[n] = cs[n]->in_xact;
+		n++;
 	}
+	for (int i = 0; i < n; i++)
+		begin_remote(cs[i]);
 	wait_conns(cs, n, WAIT_NORMAL, -1, NULL, NULL);
+	if (renew_stale(cs, n, targets, writers, &nwriters, was_in_xact, NULL))
+		wait_conns(cs, n, WAIT_NORMAL, -1, NULL, NULL);
 	raise_first_error(cs, n);
 
 	for (int i = 0; i < n; i++)
@@ -1103,7 +1146,9 @@ gpsim_gather(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	char	   *sql = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	SegConn    *cs[MAX_SEGS];
+	bool		was_in_xact[MAX_SEGS];
 	int			n = 0;
+	bool		ok;
 	List	   *targets;
 	ListCell   *lc;
 
@@ -1112,9 +1157,15 @@ gpsim_gather(PG_FUNCTION_ARGS)
 		PG_RETURN_VOID();
 	targets = all_primaries();
 	foreach(lc, targets)
+	{
+		was_in_xact[n] = false;
 		cs[n++] = get_conn(readers, &nreaders, lfirst(lc));
+	}
 	send_all(cs, n, sql);
-	if (!wait_conns(cs, n, WAIT_NORMAL, gather_timeout_s * 1000, rsinfo->setResult, rsinfo->setDesc))
+	ok = wait_conns(cs, n, WAIT_NORMAL, gather_timeout_s * 1000, rsinfo->setResult, rsinfo->setDesc);
+	if (ok && renew_stale(cs, n, targets, readers, &nreaders, was_in_xact, sql))
+		ok = wait_conns(cs, n, WAIT_NORMAL, gather_timeout_s * 1000, rsinfo->setResult, rsinfo->setDesc);
+	if (!ok)
 	{
 		for (int i = 0; i < n; i++)
 			if (cs[i]->busy)

@@ -27,6 +27,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import psycopg
@@ -34,6 +35,27 @@ import psycopg
 HOST = "127.0.0.1"
 HISTORY = "FTS: update role, status, and mode for dbid %d with contentid %d to %s, %s, and %s"
 OBSERVE_EVERY = 0.5
+
+
+def _bounded(fn, timeout):
+    """fn() in a daemon thread; TimeoutError when it has not returned after timeout
+    seconds (a SIGSTOPped node never answers, not even a cancel request)."""
+    box = {}
+
+    def run():
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # handed to the caller
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise TimeoutError("no answer within %.1f s" % timeout)
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 class FtsControl:
@@ -184,16 +206,11 @@ class Prober:
         now = time.time()
         for p, _ in pairs:
             c = p["content"]
-            state = None
             try:
-                conn = self.observers.get(p["port"])
-                if conn is None or conn.closed:
-                    conn = self.observers[p["port"]] = self._connect(p["port"], 1)
-                    conn.execute("SET statement_timeout = 1000")
-                row = conn.execute("SELECT state FROM pg_catalog.pg_stat_replication WHERE "
-                                   "application_name = 'gp_walreceiver' ORDER BY backend_start "
-                                   "DESC LIMIT 1").fetchone()
-                state = row[0] if row else None
+                state = _bounded(lambda: self._observe_one(p["port"]), 2.5)
+            except TimeoutError:
+                self.observers.pop(p["port"], None)  # abandoned to its blocked thread
+                continue
             except psycopg.Error:
                 self._drop_observer(p["port"])
                 continue
@@ -203,6 +220,15 @@ class Prober:
             elif self.disconnected_at.get(c) is None:
                 self.disconnected_at[c] = self.last_streaming.get(c, now)
 
+    def _observe_one(self, port):
+        conn = self.observers.get(port)
+        if conn is None or conn.closed:
+            conn = self.observers[port] = self._connect(port, 1)
+        row = conn.execute("SELECT state FROM pg_catalog.pg_stat_replication WHERE "
+                           "application_name = 'gp_walreceiver' ORDER BY backend_start "
+                           "DESC LIMIT 1").fetchone()
+        return row[0] if row else None
+
     def _drop_observer(self, port):
         conn = self.observers.pop(port, None)
         if conn is not None:
@@ -211,17 +237,19 @@ class Prober:
     # --------------------------------------------------------------- probing
     def probe(self, primary):
         """One probe of a primary: dict(state, syncrep, start) or None (no answer)."""
+        def once():
+            with self._connect(primary["port"], self.cfg["probe_timeout"]) as conn:
+                row = conn.execute(
+                    "SELECT (SELECT state FROM pg_catalog.pg_stat_replication WHERE "
+                    "application_name = 'gp_walreceiver' ORDER BY backend_start DESC LIMIT 1), "
+                    "current_setting('synchronous_standby_names'), "
+                    "extract(epoch FROM pg_postmaster_start_time())").fetchone()
+            return dict(state=row[0], syncrep=row[1] != "", start=float(row[2]))
+
         for attempt in range(int(self.cfg["probe_retries"]) + 1):
             try:
-                with self._connect(primary["port"], self.cfg["probe_timeout"]) as conn:
-                    conn.execute("SET statement_timeout = %d" % int(self.cfg["probe_timeout"] * 1000))
-                    row = conn.execute(
-                        "SELECT (SELECT state FROM pg_catalog.pg_stat_replication WHERE "
-                        "application_name = 'gp_walreceiver' ORDER BY backend_start DESC LIMIT 1), "
-                        "current_setting('synchronous_standby_names'), "
-                        "extract(epoch FROM pg_postmaster_start_time())").fetchone()
-                return dict(state=row[0], syncrep=row[1] != "", start=float(row[2]))
-            except psycopg.Error as exc:
+                return _bounded(once, self.cfg["probe_timeout"])
+            except (psycopg.Error, TimeoutError) as exc:
                 self.log.info("probe of content %d (port %d) failed, attempt %d: %s",
                               primary["content"], primary["port"], attempt + 1, str(exc).strip())
                 time.sleep(self.cfg["retry_interval"])
