@@ -257,8 +257,8 @@ def delete_stale(conn, targets, slony_user=None, application_name=SLON_APPLICATI
             if not now or now[0].nl_backendpid != row.nl_backendpid:
                 skipped.append((cluster, row, "row changed or gone since it was judged"))
                 continue
-            verdict, _ = judge_row(now[0], backends.get(row.nl_backendpid), slony_user or cluster.owner,
-                                   application_name)
+            verdict = judge_row(now[0], backends.get(row.nl_backendpid), slony_user or cluster.owner,
+                                application_name)[0]
             if verdict != STALE:
                 skipped.append((cluster, row, "verdict is now %s" % verdict))
                 continue

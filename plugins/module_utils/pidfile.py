@@ -346,7 +346,7 @@ def remove_if_stale(path, judged_obs, expected_command=None, expected_uid=None, 
     starting meanwhile) or that is no longer stale is left alone.
     """
     again = observe(path, expected_command, expected_uid, proc)
-    verdict, _ = judge(again)
+    verdict = judge(again)[0]
     if verdict != STALE:
         return False, "verdict is now %s" % verdict
     if again.file != judged_obs.file or again.text != judged_obs.text:

@@ -22,7 +22,7 @@ description:
     lock. Such a wait never ends; every other process that needs the file waits behind it.
   - Read-only.
 version_added: 0.1.0
-author: gpops.greenplum developers
+author: gpops.greenplum contributors (@gpops)
 options:
   paths:
     description:
@@ -41,6 +41,7 @@ attributes:
     description: Read-only; runs the same in check mode.
   diff_mode:
     support: none
+    description: Nothing changes, so there is no diff.
 notes:
   - Run as root to see every process's descriptors; otherwise locks held through another
     user's descriptors are attributed by the PID in C(/proc/locks) only.

@@ -30,7 +30,7 @@ description:
     meanwhile waits and is not hurt.
   - A missing Slony-I schema fails the module; nothing is removed.
 version_added: 0.1.0
-author: gpops.greenplum developers
+author: gpops.greenplum contributors (@gpops)
 extends_documentation_fragment:
   - gpops.greenplum.connection
 options:
@@ -60,8 +60,10 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Computes the same verdicts and the DELETE statements it would run (C(executed_queries)), and runs none.
   diff_mode:
     support: full
+    description: The sl_nodelock rows before and after.
 seealso:
   - name: Slony-I sl_nodelock
     description: The table and the functions that write and clean it.

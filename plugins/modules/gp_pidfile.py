@@ -30,7 +30,7 @@ description:
   - A path that is not a pid file, or an unreadable file or C(/proc), fails the module
     before anything is removed.
 version_added: 0.1.0
-author: gpops.greenplum developers
+author: gpops.greenplum contributors (@gpops)
 options:
   paths:
     description:
@@ -73,8 +73,10 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Computes the same verdicts and the files it would remove, and removes nothing.
   diff_mode:
     support: full
+    description: Before and after lists of the files present.
 notes:
   - Run it as root or as the owner of the processes; otherwise the working directory of
     another user's process is unknown and is reported as such (never taken as proof).

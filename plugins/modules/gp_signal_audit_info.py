@@ -21,7 +21,7 @@ description:
     backends that die without a log line explaining why.
   - Read-only.
 version_added: 0.1.0
-author: gpops.greenplum developers
+author: gpops.greenplum contributors (@gpops)
 options:
   key:
     description: The audit key the rules were loaded with.
@@ -52,6 +52,7 @@ attributes:
     description: Read-only; runs the same in check mode.
   diff_mode:
     support: none
+    description: Nothing changes, so there is no diff.
 seealso:
   - name: auditctl(8)
     description: Audit rules, fields and keys.
