@@ -55,7 +55,7 @@ def scene(pg_factory, tmp_path):
 
 
 def test_report_then_remove(scene):
-    recap, out, facts = run_role("gp_stale_locks", scene["vars"], save="gp_stale_locks")
+    recap, out, facts = run_role("gp_stale_locks", scene["vars"], save="gp_stale_locks_result")
     assert recap.get("failed") == 0 and recap.get("changed") == 0, out
     assert [f["verdict"] for f in facts["pidfiles"]] == ["stale", "stale"]
     assert [r["verdict"] for r in facts["nodelocks"]] == ["stale"]
@@ -64,7 +64,7 @@ def test_report_then_remove(scene):
     assert os.path.exists(os.path.join(scene["blocked"].datadir, "postmaster.pid"))
 
     removing = dict(scene["vars"], gp_stale_locks_remove=True)
-    recap, out, facts = run_role("gp_stale_locks", removing, save="gp_stale_locks")
+    recap, out, facts = run_role("gp_stale_locks", removing, save="gp_stale_locks_result")
     assert recap.get("failed") == 0 and recap.get("changed") == 3, out
     assert sorted(facts["removed_files"]) == sorted([os.path.join(scene["blocked"].datadir, "postmaster.pid"),
                                                      scene["pidfile"]])
