@@ -44,6 +44,8 @@ def test_role_probes_first_and_trades_durability_only_when_allowed(clean_cluster
         assert proc.returncode == 0, proc.stdout[-3000:]
         assert allowed["switched_off"] == [CONTENT] and allowed["durability_risk"] is True
         assert any("DURABILITY TRADED" in line for line in allowed["summary"])
+        assert allowed["actions"][0].startswith("FTS probe requested (timeout)")
+        assert any(a.startswith("content %d " % CONTENT) and "switch_off" in a for a in allowed["actions"])
         assert any("ALTER SYSTEM SET synchronous_standby_names = ''" in q for q in allowed["executed_queries"])
         assert wait_for(lambda: commit.done, 30) and commit.error is None
         assert sync_setting(sb, CONTENT) == ""
