@@ -44,7 +44,7 @@ description:
     reported when the module runs on the coordinator host.
 version_added: "0.1.0"
 author:
-  - gpops.greenplum contributors
+  - gpops.greenplum contributors (@gpops)
 extends_documentation_fragment:
   - gpops.greenplum.connection
 attributes:
@@ -166,7 +166,9 @@ findings:
   sample:
     - class: global_deadlock
       severity: critical
-      summary: "global deadlock between gxid 17, 18 across content 0, 1; victim: gxid 18 (session 11, QD pid 19885) (policy youngest); GDD is off: it stays until broken"
+      summary: >-
+        global deadlock between gxid 17, 18 across content 0, 1; victim: gxid 18 (session 11,
+        QD pid 19885) (policy youngest); GDD is off: it stays until broken
       evidence:
         deadlock: 1
         gxids: [17, 18]

@@ -14,12 +14,12 @@ short_description: Write a hang report (JSON and Markdown) from a gp_hang_info r
 description:
   - Writes two files under O(dest) on the managed node, named after the cluster and the time of
     the snapshot (C(gp-hang-<cluster>-<YYYYmmddTHHMMSS>.json) and C(.md)).
-  - The JSON report has a stable, versioned schema (C(schema_version)): the findings, the wait-for
-    graph, what was done (O(actions)), what was left (O(after)) and the raw snapshot, facts and
-    analysis that the diagnosis used, as evidence.
-  - The Markdown report is for people, rendered from the JSON report only: what hung, why (with
-    evidence), the wait-for graph as a Mermaid C(flowchart LR) with deadlock cycles, root blockers
-    and victims marked, what was done and what is left.
+  - The JSON report has a stable, versioned schema (C(schema_version)). It holds the findings, the
+    wait-for graph, what was done (O(actions)), what was left (O(after)) and, as evidence, the raw
+    snapshot, facts and analysis that the diagnosis used.
+  - The Markdown report is for people, rendered from the JSON report only. It says what hung, why
+    (with evidence), shows the wait-for graph as a Mermaid C(flowchart LR) with deadlock cycles,
+    root blockers and victims marked, and says what was done and what is left.
   - Call it right after M(gpops.greenplum.gp_hang_info), before any action, so that the snapshot
     is saved first; call it again after the actions with O(actions) and O(after) to complete the
     same files.
@@ -27,7 +27,7 @@ description:
     nothing.
 version_added: "0.1.0"
 author:
-  - gpops.greenplum contributors
+  - gpops.greenplum contributors (@gpops)
 attributes:
   check_mode:
     support: full
