@@ -1,5 +1,5 @@
 # Entry points for a fresh machine. Each target installs what it needs first.
-.PHONY: setup demo test unit integration sandbox-start sandbox-stop bench
+.PHONY: setup demo test unit integration sandbox-start sandbox-stop bench quality
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -27,3 +27,6 @@ sandbox-stop: setup
 
 bench: setup
 	@$(PY) bench/run.py
+
+quality: setup
+	@bash scripts/quality.sh
