@@ -9,8 +9,10 @@ import pytest
 from ansible_collections.gpops.greenplum.plugins.module_utils import snapshot as snap
 from ansible_collections.gpops.greenplum.plugins.module_utils.records import rows_as_dicts
 
-from conftest import SHARED_FIXTURES
-
+# As tests/conftest.py (not imported: with tests/integration collected too, the module
+# name ``conftest`` may be the other one).
+SHARED_FIXTURES = os.environ.get("GPOPS_FIXTURES", os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "fixtures", "gp7"))
 needs_captures = pytest.mark.skipif(not os.path.isdir(SHARED_FIXTURES),
                                     reason="no captures in " + SHARED_FIXTURES)
 pytestmark = needs_captures
