@@ -61,9 +61,12 @@ gate "antsibull-changelog lint"
 
 gate "execution environment (ansible-builder create)"
 if [ -n "$tarball" ]; then
+  # The definition takes the tarball from build/ (docs/execution-environment.md); only for this
+  # step, so that build/ never ends up in a later collection build.
   mkdir -p build && cp "$tarball" build/
   "$bin/ansible-builder" create -f meta/execution-environment.yml --context "$work/ee" >"$work/ee.log" 2>&1 \
     || { cat "$work/ee.log"; fail "ansible-builder create"; }
+  rm -f "build/$(basename "$tarball")" && rmdir build 2>/dev/null
   tail -1 "$work/ee.log"
 fi
 packages() { grep -vE '^\s*(#|$|-r)' "$1" | sort; }

@@ -61,7 +61,7 @@ options:
     default: []
   after:
     description:
-      - The result of a second M(gpops.greenplum.gp_hang_info) run after the actions: what is left.
+      - The result of a second M(gpops.greenplum.gp_hang_info) run after the actions, which says what is left.
     type: dict
 seealso:
   - module: gpops.greenplum.gp_hang_info
