@@ -2,9 +2,13 @@
 found, check mode leaves it alone, state=resolved cancels the youngest transaction's
 coordinator backend, the survivor's UPDATE completes and commits, and a second run
 changes nothing. Bad input and a blocking chain without a cycle kill nothing."""
+import datetime
+
 import pytest
 from gpsandbox import scenarios
 
+from ansible_collections.gpops.greenplum.plugins.module_utils import actions
+from ansible_collections.gpops.greenplum.plugins.module_utils.connection import connect
 from playbook import run_tasks
 
 pytestmark = pytest.mark.integration
@@ -77,6 +81,26 @@ def test_detect_check_then_resolve_then_nothing_left(clean_cluster, deadlock):
     assert not again.get("failed"), again.get("msg")
     assert again["changed"] is False
     assert (again["deadlocks"], again["victims"], again["actions"]) == ([], [], [])
+
+
+def test_a_changed_identity_is_never_signalled(clean_cluster, deadlock):
+    b = deadlock.sessions["B"]
+    params = dict(login_host="127.0.0.1", login_port=clean_cluster.base_port, login_user="gpadmin",
+                  login_password="gpadmin", login_db="postgres", statement_timeout=10.0)
+    started = clean_cluster.query(-1, "SELECT backend_start FROM pg_catalog.pg_stat_activity "
+                                      "WHERE pid = %s", (b["coordinator_pid"],), utility=True)[0][0]
+    with connect(params) as conn:
+        records = [
+            actions.cancel_backend(conn, b["coordinator_pid"], "x", started - datetime.timedelta(seconds=1),
+                                   b["gp_session_id"]),
+            actions.terminate_backend(conn, b["coordinator_pid"], "x", started, b["gp_session_id"] + 1),
+            actions.cancel_backend(conn, 2 ** 22 + 7, "x", started, b["gp_session_id"]),
+        ]
+    assert [r.result for r in records] == ["skipped"] * 3
+    assert records[0].reason.startswith("pid now belongs to another backend")
+    assert records[1].reason.startswith("pid now belongs to another backend")
+    assert records[2].reason == "backend no longer exists"
+    assert still_waiting(deadlock, ["A", "B"])
 
 
 def test_bad_input_fails_and_cancels_nothing(clean_cluster, deadlock):

@@ -8,7 +8,10 @@ from stale_fixtures import PG_BIN, as_os_user, pg_factory  # noqa: F401 (fixture
 
 pytestmark = pytest.mark.integration
 
-READ_ONLY_MODULES = ("gp_segment_info", "gp_locks_info")
+# Every module that connects, with the arguments it is run with (gp_deadlock as it
+# acts: nothing may be cancelled on these error paths).
+CONNECTING_MODULES = (("gp_segment_info", {}), ("gp_locks_info", {}),
+                      ("gp_deadlock", {"state": "resolved"}))
 PASSWORD = "s3cret-gpops"
 
 
@@ -51,11 +54,12 @@ def test_connection_failures_are_failed_tasks_naming_the_cause(plain_postgres):
     login = dict(plain_postgres.login(), login_password=PASSWORD, connect_timeout=3)
     where = "cannot reach coordinator (127.0.0.1:%d)" % plain_postgres.port
     cases = []
-    for module in READ_ONLY_MODULES:
+    for module, args in CONNECTING_MODULES:
         cases += [
-            ((module, login), "not Greenplum"),
-            ((module, dict(login, login_password="wrong")), where + ": authentication failed"),
-            ((module, dict(login_host="127.0.0.1", login_port=1, connect_timeout=2)),
+            ((module, dict(args, **login)), "not Greenplum"),
+            ((module, dict(args, **dict(login, login_password="wrong"))),
+             where + ": authentication failed"),
+            ((module, dict(args, login_host="127.0.0.1", login_port=1, connect_timeout=2)),
              "cannot reach coordinator (127.0.0.1:1): connection refused"),
         ]
     cases += [
@@ -68,5 +72,6 @@ def test_connection_failures_are_failed_tasks_naming_the_cause(plain_postgres):
         assert result.get("failed") is True, (task, result)
         assert expected in result["msg"], (task, result["msg"])
         assert "wrong" not in result["msg"]  # the password never shows
+        assert result.get("actions", []) == [] and result.get("changed") is False
     not_greenplum = results[0]["msg"]
     assert "PostgreSQL 15" in not_greenplum
