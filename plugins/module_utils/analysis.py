@@ -125,8 +125,9 @@ def _analyse(snapshot, policy, matcher):
     unrooted = blocking.waiting_without_root(block_edges)
     if unrooted:
         labels = sorted(blocking.node_label(blocking.node_info(index, key)) for key in unrooted)
-        notes.append("%d waiting session%s reach no root blocker (they wait on a cycle or behind one%s): %s" % (
-            len(labels), "" if len(labels) == 1 else "s", ", see deadlocks" if deadlocks else "",
+        notes.append("%d waiting session%s no root blocker (%s on a cycle or behind one%s): %s" % (
+            len(labels), " reaches" if len(labels) == 1 else "s reach", "it waits" if len(labels) == 1 else "they wait",
+            ", see deadlocks" if deadlocks else "",
             "; ".join(labels[:10]) + ("; ..." if len(labels) > 10 else "")))
     graph_info = {
         "vertices": len({v for e in edges for v in (e.waiter, e.holder)}), "edges": len(edges),
