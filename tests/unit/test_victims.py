@@ -1,10 +1,14 @@
 """Victim choice: policies, protections, the never_choose filter, bad input."""
+import json
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ansible_collections.gpops.greenplum.plugins.module_utils.analysis import analyse
 from ansible_collections.gpops.greenplum.plugins.module_utils.victims import (
     candidate, check_policy, compile_never_choose)
-from ansible_collections.gpops.greenplum.plugins.module_utils.waitgraph import SnapshotIndex
+from ansible_collections.gpops.greenplum.plugins.module_utils.waitgraph import SnapshotIndex, WaitForGraph
 
 from captures import snapshot_from_capture
 from synthetic import backend, lock, prepared_xact, qd_pid, session_of, snapshot_from_graph
@@ -153,3 +157,25 @@ def test_qd_is_told_apart_from_an_entry_db_reader_of_the_same_session():
                      for b in snap.backends]
     (victim,) = analyse(snap).victims
     assert (victim["gxid"], victim["coordinator_pid"]) == (3, qd_pid(3))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(1, 5), st.integers(1, 5), st.booleans()), max_size=12),
+       st.sets(st.integers(1, 5)), st.sampled_from(["youngest", "oldest", "least_work"]))
+def test_protected_transactions_are_never_victims_and_every_cycle_is_accounted_for(edges, protected, policy):
+    expression = "contains(`%s`, gxid)" % json.dumps(sorted(protected))
+    result = analyse(snapshot_from_graph(edges), policy=policy, never_choose=expression)
+    assert not {v["gxid"] for v in result.victims} & protected
+    graph = WaitForGraph(edges).reduce()
+    for victim in result.victims:
+        graph.remove_vertex(victim["gxid"])
+    for unresolved in result.unresolved:
+        assert set(unresolved["gxids"]) <= protected and unresolved["needs_person"]
+        for gxid in unresolved["gxids"]:
+            graph.remove_vertex(gxid)
+    assert graph.reduce().is_empty()
+    for d in result.deadlocks:
+        if any(u["deadlock"] == d["id"] for u in result.unresolved):
+            assert d["resolution"] == "needs_person"
+        else:
+            assert d["resolution"] == "victim" and any(v["deadlock"] == d["id"] for v in result.victims)
