@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from stale_fixtures import OS_USER, ROOT, Slony, pg_factory, run_role, wait_for  # noqa: F401 (fixtures)
+from test_gp_nodelock import _crash_slon
 from test_gp_pidfile import _stop_leaving_pidfile
 
 pytestmark = pytest.mark.integration
@@ -39,8 +40,9 @@ def scene(pg_factory, tmp_path):
     slon = slony.start_slon(1)
     procs.append(slon)
     row = "select nl_backendpid from _gpops.sl_nodelock where nl_conncnt = 0"
-    assert wait_for(lambda: slony.server.psql(row, "db1"))
-    slony.kill9(slon)
+    backend = wait_for(lambda: slony.server.psql(row, "db1"))
+    assert backend
+    _crash_slon(slony, slon, int(backend))  # its backend gone, its row left
 
     yield {"blocked": blocked, "pidfile": str(daemon_pid), "lock": str(lock), "slony": slony,
            "vars": {"gp_stale_locks_data_directories": [blocked.datadir],
