@@ -134,6 +134,7 @@ actions:
   returned: always
   type: list
   elements: str
+  sample: ["deleted _replication.sl_nodelock row node 1 conn 0 (PID 31337): application_name 'psql' does not match /^slon\\./"]
 """
 
 from ansible_collections.gpops.greenplum.plugins.module_utils import nodelock

@@ -142,6 +142,7 @@ removed:
   returned: always
   type: list
   elements: str
+  sample: [/data/primary/gpseg0/postmaster.pid]
 actions:
   description: What was done, one sentence per file.
   returned: always
