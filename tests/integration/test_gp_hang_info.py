@@ -1,0 +1,106 @@
+"""gp_hang_info through Ansible on the sandbox: each injected hang is reported as the
+right finding, and only it (besides the gdd_status info finding), at the right
+severity; read-only (changed false, check mode alike); a frozen segment costs at most
+the time budget and is named."""
+import time
+
+import pytest
+from gpsandbox import scenarios
+
+from playbook import run_tasks
+
+pytestmark = pytest.mark.integration
+
+
+def problems(result):
+    assert not result.get("failed"), result.get("msg")
+    assert result["changed"] is False
+    assert result["findings"][-1]["class"] == "gdd_status"
+    return {f["class"]: f["severity"] for f in result["findings"] if f["severity"] != "info"}
+
+
+def finding(result, cls):
+    (match,) = [f for f in result["findings"] if f["class"] == cls]
+    return match
+
+
+def diagnose(sb, *args_list, check=False):
+    return run_tasks([("gp_hang_info", args, check) for args in args_list], env=sb.coordinator_env())
+
+
+def test_healthy_cluster_has_no_finding_and_check_mode_is_the_same(clean_cluster):
+    real, checked = run_tasks([("gp_hang_info", {}), ("gp_hang_info", {}, True)],
+                              env=clean_cluster.coordinator_env())
+    assert problems(real) == {} and problems(checked) == {}
+    assert real["verdict"] == "healthy" and real["highest_severity"] == "info"
+    assert real["snapshot"]["source"] == "dispatch" and real["snapshot"]["unreachable"] == {}
+
+
+def test_global_deadlock(clean_cluster):
+    with scenarios.global_deadlock(clean_cluster) as dl:
+        (result,) = diagnose(clean_cluster, {})
+        assert problems(result) == {"global_deadlock": "critical"}
+        f = finding(result, "global_deadlock")
+        b = dl.sessions["B"]
+        assert [v["gxid"] for v in f["evidence"]["victims"]] == [b["gxid"]]
+        assert f["evidence"]["victims"][0]["coordinator_pid"] == b["coordinator_pid"]
+        assert f["remedy"]["module"] == "gpops.greenplum.gp_deadlock"
+
+
+def test_blocking_chain_and_its_threshold(clean_cluster):
+    with scenarios.blocking_chain(clean_cluster, waiters=3) as chain:
+        default, strict = diagnose(clean_cluster, {}, {"wait_threshold": 0})
+        assert problems(default) == {"blocking_chain": "medium"}
+        assert problems(strict) == {"blocking_chain": "high"}
+        root = finding(default, "blocking_chain")["evidence"]["root"]
+        assert root["coordinator_pid"] == chain.sessions["holder"]["coordinator_pid"]
+        assert root["state"].startswith("idle in transaction")
+        assert finding(default, "blocking_chain")["evidence"]["waiter_count"] == 3
+
+
+def test_lock_queue_counts_waiters_behind_the_queued_lock(clean_cluster):
+    with scenarios.lock_queue(clean_cluster, waiters=2) as queue:
+        (result,) = diagnose(clean_cluster, {})
+        assert problems(result) == {"blocking_chain": "medium"}
+        evidence = finding(result, "blocking_chain")["evidence"]
+        assert evidence["root"]["coordinator_pid"] == queue.sessions["holder"]["coordinator_pid"]
+        assert evidence["waiter_count"] == 3
+
+
+def test_mirror_down_syncrep_wait(clean_cluster):
+    with scenarios.mirror_down_syncrep(clean_cluster, content=0):
+        (result,) = diagnose(clean_cluster, {})
+        assert problems(result) == {"syncrep_wait": "critical"}
+        evidence = finding(result, "syncrep_wait")["evidence"]
+        assert evidence["content"] == 0 and evidence["waiting_count"] >= 2
+        assert evidence["mirror"]["status"] == "u" and evidence["fts_has_acted"] is False
+
+
+def test_frozen_segment_is_named_within_the_budget(clean_cluster):
+    with scenarios.frozen_segment(clean_cluster, content=1):
+        started = time.monotonic()
+        (result,) = diagnose(clean_cluster, {"statement_timeout": 8})
+        elapsed = time.monotonic() - started
+        assert problems(result) == {"node_unreachable": "critical"}
+        nodes = finding(result, "node_unreachable")["evidence"]["nodes"]
+        assert [n["content"] for n in nodes] == [1]
+        assert result["elapsed_s"] < 8 * 2 + 5  # one statement_timeout, and some slack
+        assert elapsed < 120  # ansible-playbook start included
+
+
+def test_prepared_xact_in_doubt_then_orphaned(clean_cluster):
+    with scenarios.prepared_xact(clean_cluster, content=0) as px:
+        young, orphan = diagnose(clean_cluster, {}, {"prepared_xact_age": 0})
+        assert problems(young) == {"blocking_chain": "medium"}
+        assert finding(young, "blocking_chain")["evidence"]["root"]["kind"] == "prepared_xact"
+        assert problems(orphan) == {"orphaned_prepared_xact": "high"}
+        evidence = finding(orphan, "orphaned_prepared_xact")["evidence"]
+        assert [p["gid"] for p in evidence["prepared"]] == [px.gid]
+        assert evidence["blocked"][0]["waiter_count"] == 1
+
+
+def test_bad_input_names_the_option(clean_cluster):
+    bad_age, bad_filter = diagnose(clean_cluster, {"wait_threshold": -1},
+                                   {"never_choose": "usename =="})
+    assert bad_age["failed"] and "wait_threshold" in bad_age["msg"]
+    assert bad_filter["failed"] and "never_choose" in bad_filter["msg"]
