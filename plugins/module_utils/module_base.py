@@ -30,4 +30,3 @@ def gp_module(argument_spec, **kwargs):
     if bad:
         module.fail_json(msg=bad)
     return module
-

@@ -34,7 +34,7 @@ description:
     uncertain (it had to be read per node and some nodes did not answer).
 version_added: "0.1.0"
 author:
-  - gpops.greenplum contributors
+  - gpops.greenplum contributors (@gpops)
 extends_documentation_fragment:
   - gpops.greenplum.connection
 attributes:
@@ -43,6 +43,7 @@ attributes:
     description: Reports the same deadlocks, victims and planned actions, and signals nothing.
   diff_mode:
     support: none
+    description: Nothing is changed that a diff could show; actions are returned instead.
 options:
   state:
     description:

@@ -29,7 +29,7 @@ description:
   - Read-only; only read-only statements run, each session with a short C(lock_timeout).
 version_added: "0.1.0"
 author:
-  - gpops.greenplum contributors
+  - gpops.greenplum contributors (@gpops)
 extends_documentation_fragment:
   - gpops.greenplum.connection
 attributes:
@@ -38,6 +38,7 @@ attributes:
     description: The module never changes anything; it runs the same in check mode.
   diff_mode:
     support: none
+    description: The module changes nothing.
 options:
   waiting_only:
     description:

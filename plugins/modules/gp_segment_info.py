@@ -18,7 +18,7 @@ description:
   - Read-only. Nothing is dispatched to the segments.
 version_added: "0.1.0"
 author:
-  - gpops.greenplum contributors
+  - gpops.greenplum contributors (@gpops)
 extends_documentation_fragment:
   - gpops.greenplum.connection
 attributes:
@@ -27,6 +27,7 @@ attributes:
     description: The module never changes anything; it runs the same in check mode.
   diff_mode:
     support: none
+    description: The module changes nothing.
 options: {}
 seealso:
   - name: gp_segment_configuration
