@@ -67,3 +67,31 @@ def test_false_values_are_not_refused_and_unreachable_coordinator_is_a_finding(t
 def test_bad_fail_severity_is_refused(tmp_path):
     rc, output, _stats = run_health_check({"gp_fail_severity": "urgent"}, tmp_path=tmp_path)
     assert rc != 0 and "gp_fail_severity must be one of" in output
+
+
+@pytest.mark.integration
+def test_healthy_cluster_passes_and_publishes(clean_cluster, tmp_path):
+    reports = tmp_path / "reports"
+    rc, output, stats = run_health_check({"gp_report_dir": str(reports)},
+                                         env=clean_cluster.coordinator_env(), tmp_path=tmp_path)
+    assert rc == 0, output
+    cluster = stats["clusters"]["localhost"]
+    assert cluster["verdict"] == "healthy" and cluster["failing"] is False and stats["failing"] == []
+    assert cluster["classes"] == ["gdd_status"]
+    assert cluster["report"].startswith(str(reports)) and os.path.exists(cluster["report"])
+    assert "localhost: HEALTHY" in output
+
+
+@pytest.mark.integration
+def test_fails_only_at_or_above_the_threshold(clean_cluster, tmp_path):
+    from gpsandbox import scenarios
+    with scenarios.blocking_chain(clean_cluster, waiters=2):
+        env = clean_cluster.coordinator_env()
+        rc, output, stats = run_health_check({}, env=env, tmp_path=tmp_path)  # medium < high
+        assert rc == 0, output
+        assert stats["clusters"]["localhost"]["classes"] == ["blocking_chain", "gdd_status"]
+        assert stats["clusters"]["localhost"]["highest_severity"] == "medium"
+        rc, output, stats = run_health_check({"gp_fail_severity": "medium"}, env=env,
+                                             tmp_path=tmp_path)
+        assert rc != 0 and stats["failing"] == ["localhost"]
+        assert "blocking_chain" in output
