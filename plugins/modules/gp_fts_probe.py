@@ -28,8 +28,8 @@ description:
   - Returns C(gp_segment_configuration) before and after, the differences per dbid (role,
     status, mode) and the new C(gp_configuration_history) rows. RV(changed) is true only
     when the catalog changed.
-  - A cluster without mirrors is reported as such and not probed (FTS skips probing it:
-    "skipping FTS probes due to no mirrors").
+  - A cluster without mirrors is reported as such and not probed (FTS skips probing it,
+    its log says C(skipping FTS probes due to no mirrors)).
 version_added: 0.1.0
 author: gpops.greenplum developers
 extends_documentation_fragment:

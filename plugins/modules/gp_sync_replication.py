@@ -152,7 +152,7 @@ primaries:
     reachable: {description: Whether the primary answered in utility mode., type: bool}
     unreachable_reason: {description: Why it did not, or null., type: str}
     before: {description: "C(synchronous_standby_names) before, with C(source) and C(sourcefile).", type: dict}
-    after: {description: Same after (equal to RV(primaries[].before) when nothing was done)., type: dict}
+    after: {description: "Same after (equal to C(before) when nothing was done).", type: dict}
     replication:
       description: The mirror's walsender on the primary, C(state) (null when none), C(sync_state), C(pid), C(flush_lag_bytes), C(replay_lag_bytes), C(lag_bytes).
       type: dict
