@@ -2,7 +2,8 @@
 # Quality gates of the collection, each as a fresh user would run it:
 #   1. ansible-galaxy collection build: the tarball holds no tests, sandbox, bench or scripts;
 #   2. ansible-test sanity over the collection as shipped (the tarball's content, unpacked
-#      under ansible_collections/gpops/greenplum, with tests/sanity/ignore-*.txt), --local;
+#      under ansible_collections/gpops/greenplum, with tests/sanity/ignore-*.txt and
+#      tests/config.yml), --local: tests/, bench/ and the sandbox are not shipped, so not checked;
 #   3. ansible-lint --profile production (.ansible-lint);
 #   4. every module's DOCUMENTATION / EXAMPLES / RETURN promises (scripts/check_module_docs.py);
 #   5. antsibull-changelog lint of changelogs/;
@@ -35,7 +36,7 @@ fi
 gate "ansible-test sanity (the collection as shipped)"
 if [ -n "$tarball" ]; then
   coll="$work/ansible_collections/gpops/greenplum"
-  mkdir -p "$coll/tests" && tar -xzf "$tarball" -C "$coll" && cp -r tests/sanity "$coll/tests/"
+  mkdir -p "$coll/tests" && tar -xzf "$tarball" -C "$coll" && cp -r tests/sanity tests/config.yml "$coll/tests/"
   # ansible-test bootstraps pip into its sanity venvs with a script it downloads from its own
   # server; machines that reach only the package registries get it from scripts/.
   pip_version=$(sed -n "s/^ *pip='\([0-9.]*\)',\$/\1/p" \
