@@ -109,6 +109,8 @@ after:
   returned: always
   type: list
   elements: dict
+  sample: [{dbid: 5, content: 0, role: m, preferred_role: m, mode: n, status: d, port: 7005,
+            hostname: sdw1, address: sdw1, datadir: /data/mirror/gpseg0}]
 changes:
   description: Per dbid, the fields that changed (C([old, new])).
   returned: always
@@ -133,6 +135,8 @@ server:
   description: Flavor and version of the coordinator.
   returned: always
   type: dict
+  sample: {flavor: greenplum, major: 7, version: 7.0.0, version_num: 70000, pg_version: "12.12",
+           version_string: "PostgreSQL 12.12 (Greenplum Database 7.0.0 build commit:0a7a3566) ..."}
 """
 
 import traceback

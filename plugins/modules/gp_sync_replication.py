@@ -146,24 +146,44 @@ primaries:
   type: list
   elements: dict
   contains:
-    content: {description: Content id., type: int}
-    dbid: {description: Dbid of the acting primary., type: int}
-    mirror: {description: "The mirror in the catalog (dbid, role, status, mode, hostname, port), or null.", type: dict}
-    reachable: {description: Whether the primary answered in utility mode., type: bool}
-    unreachable_reason: {description: Why it did not, or null., type: str}
-    before: {description: "C(synchronous_standby_names) before, with C(source) and C(sourcefile).", type: dict}
-    after: {description: "Same after (equal to C(before) when nothing was done).", type: dict}
+    content: {description: Content id., type: int, sample: 0}
+    dbid: {description: Dbid of the acting primary., type: int, sample: 2}
+    mirror:
+      description: "The mirror in the catalog (dbid, role, status, mode, hostname, port), or null."
+      type: dict
+      sample: {dbid: 5, role: m, status: u, mode: s, hostname: sdw1, port: 7005}
+    reachable: {description: Whether the primary answered in utility mode., type: bool, sample: true}
+    unreachable_reason: {description: "Why it did not, or null.", type: str, sample: "timeout: no answer within 30.0 s"}
+    before:
+      description: "C(synchronous_standby_names) before, with C(source) and C(sourcefile)."
+      type: dict
+      sample: {setting: "*", source: configuration file, sourcefile: /data/primary/gpseg0/postgresql.auto.conf}
+    after:
+      description: "Same after (equal to C(before) when nothing was done)."
+      type: dict
+      sample: {setting: "", source: configuration file, sourcefile: /data/primary/gpseg0/postgresql.auto.conf}
     replication:
       description: The mirror's walsender on the primary, C(state) (null when none), C(sync_state), C(pid), C(flush_lag_bytes), C(replay_lag_bytes), C(lag_bytes).
       type: dict
+      sample: {state: null, sync_state: null, pid: null, flush_lag_bytes: null, replay_lag_bytes: null, lag_bytes: null}
     syncrep_waiters:
       description: Backends waiting in C(SyncRep) on this primary before acting (pid, sess_id, waiting_seconds, state, query, ...).
       type: list
-    waiters_after: {description: Pids still waiting after the switch., type: list}
-    verdict: {description: "C(switch_off), C(switch_on), C(keep), C(refuse) or C(needs_person).", type: str}
-    reason: {description: Why, naming the evidence., type: str}
-    durability_risk: {description: Commits on this primary are acknowledged without its mirror having them., type: bool}
-    method: {description: "C(alter_system) or C(gp_replication_conf) when acting.", type: str}
+      sample: [{pid: 21211, sess_id: 80, waiting_seconds: 12.4, state: idle in transaction, query: "INSERT INTO t01 VALUES (2, -1)"}]
+    waiters_after: {description: Pids still waiting after the switch., type: list, sample: []}
+    verdict:
+      description: "C(switch_off), C(switch_on), C(keep), C(refuse) or C(needs_person)."
+      type: str
+      sample: switch_off
+    reason:
+      description: Why, naming the evidence.
+      type: str
+      sample: "mirror dbid 5 is proven not streaming: its walsender state is absent (catalog status u, mode s)"
+    durability_risk:
+      description: Commits on this primary are acknowledged without its mirror having them.
+      type: bool
+      sample: true
+    method: {description: "C(alter_system) or C(gp_replication_conf) when acting.", type: str, sample: alter_system}
   sample:
     - content: 0
       dbid: 2
@@ -203,6 +223,7 @@ actions:
   returned: always
   type: list
   elements: str
+  sample: ["content 0 (dbid 2): 2 backend(s) waiting in SyncRep (longest 12.4 s); switch_off: mirror dbid 5 is proven not streaming: ..."]
 summary:
   description: One line per primary with backends waiting in SyncRep or a decision other than C(keep).
   returned: always
@@ -215,6 +236,7 @@ unreachable_nodes:
       Ansible reads as an unreachable host).
   returned: always
   type: dict
+  sample: {"1": "timeout: no answer within 30.0 s"}
 standby_walsender:
   description:
     - With O(standby_walsender), the two samples (C(first), C(second)), C(elapsed) seconds,
