@@ -80,7 +80,7 @@ RELATIONS_SQL = (
     " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY(%s)")
 DATABASES_SQL = "SELECT oid, datname, datname = current_database() AS current FROM pg_database"
 BLOCKING_PIDS_SQL = "SELECT pid, pg_blocking_pids(pid) AS blocking_pids FROM unnest(%s::int[]) AS pid"
-# Only in dispatch mode (coordinator only).
+# Coordinator-only facts (distributed transactions are the QD's).
 COORDINATOR_ONLY = ("dist_xacts",)
 
 
@@ -159,6 +159,21 @@ def _dispatch(conn, items):
     return out
 
 
+def plan_items(server, include, dispatched_ok=True):
+    """Which items are read where: ``(dispatched, {is_coordinator: local items})``.
+
+    Dispatched on the coordinator: the ``include`` items of ``DISPATCHED_SQL``, but not
+    ``activity`` on Greenplum 6 (no ``gp_stat_activity``: every node's own
+    ``pg_stat_activity`` instead). Per node in utility mode: what dispatch did not
+    give (everything when it failed, ``prepared_xacts`` always), ``dist_xacts`` only on
+    the coordinator.
+    """
+    dispatched = [i for i in DISPATCHED_SQL if i in include
+                  and (i != "activity" or server.has_gp_stat_activity)]
+    local = [i for i in LOCAL_SQL if i in include and not (dispatched_ok and i in dispatched)]
+    return dispatched, {True: local, False: [i for i in local if i not in COORDINATOR_ONLY]}
+
+
 def take_snapshot(params, server=None, include=INCLUDE_ALL, timeout=None):
     """Collect one ``ClusterSnapshot`` (see the module docstring for how). Bounded by
     ``timeout`` seconds in all: a node that does not answer in time is abandoned and
@@ -168,29 +183,24 @@ def take_snapshot(params, server=None, include=INCLUDE_ALL, timeout=None):
     deadline = time.monotonic() + timeout
     taken_at = _utc_now()
     conn, server, segments = catalog.open_coordinator(params, server, timeout)
-    # Greenplum 6 has no gp_stat_activity: activity comes from every node instead.
-    dispatched_items = [i for i in DISPATCHED_SQL if i in include
-                        and (i != "activity" or server.has_gp_stat_activity)]
+    dispatched_items = plan_items(server, include)[0]
     remaining = deadline - time.monotonic()
     ok, dispatched = run_with_deadline(lambda: _dispatch(conn, dispatched_items), remaining / 2)
     if not ok:
         dispatched = None  # fall back to utility mode on every node
+    local_items = plan_items(server, include, dispatched_ok=dispatched is not None)[1]
 
     nodes = [n for n in (catalog.coordinator(segments),) if n] + catalog.primaries(segments)
-    local_items = [i for i in LOCAL_SQL if i in include and (
-        dispatched is None or i not in dispatched_items and i not in COORDINATOR_ONLY)]
     dispatched_locks = {}
     for row in (dispatched or {}).get("locks", []):
         dispatched_locks.setdefault(int(row["gp_segment_id"]), []).append(row)
 
     def collect(node):
-        wants = [i for i in local_items if node.content == COORDINATOR_CONTENT
-                 or i not in COORDINATOR_ONLY]
-        return _collect_node(params, server, node, wants, dispatched_locks.get(node.content),
-                             max(1.0, deadline - time.monotonic()))
+        return _collect_node(params, server, node, local_items[node.content == COORDINATOR_CONTENT],
+                             dispatched_locks.get(node.content), max(1.0, deadline - time.monotonic()))
 
     nodes_rows, unreachable = {}, {}
-    if local_items or dispatched_locks:
+    if local_items[True] or dispatched_locks:
         nodes_rows, unreachable = run_on_nodes(nodes, collect, max(0.0, deadline - time.monotonic()))
         if dispatched is not None:
             unreachable = {c: "utility-mode lookups (pg_blocking_pids, prepared transactions)"

@@ -8,8 +8,12 @@ import pytest
 from gpsandbox import scenarios
 
 from ansible_collections.gpops.greenplum.plugins.module_utils import actions
+from ansible_collections.gpops.greenplum.plugins.module_utils import deadlock as dl
+from ansible_collections.gpops.greenplum.plugins.module_utils.analysis import analyse
 from ansible_collections.gpops.greenplum.plugins.module_utils.connection import connect
+from ansible_collections.gpops.greenplum.plugins.module_utils.snapshot import take_snapshot
 from playbook import run_tasks
+from stale_fixtures import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -24,6 +28,12 @@ def coordinator_state(sb, pid):
     rows = sb.query(-1, "SELECT state FROM pg_catalog.pg_stat_activity WHERE pid = %s", (pid,),
                     utility=True)
     return rows[0][0] if rows else None
+
+
+def login(sb):
+    return dict(login_host="127.0.0.1", login_port=sb.base_port, login_user="gpadmin",
+                login_password="gpadmin", login_db="postgres", connect_timeout=5,
+                statement_timeout=10.0, ssl_mode="prefer")
 
 
 @pytest.fixture
@@ -85,8 +95,7 @@ def test_detect_check_then_resolve_then_nothing_left(clean_cluster, deadlock):
 
 def test_a_changed_identity_is_never_signalled(clean_cluster, deadlock):
     b = deadlock.sessions["B"]
-    params = dict(login_host="127.0.0.1", login_port=clean_cluster.base_port, login_user="gpadmin",
-                  login_password="gpadmin", login_db="postgres", statement_timeout=10.0)
+    params = login(clean_cluster)
     started = clean_cluster.query(-1, "SELECT backend_start FROM pg_catalog.pg_stat_activity "
                                       "WHERE pid = %s", (b["coordinator_pid"],), utility=True)[0][0]
     with connect(params) as conn:
@@ -101,6 +110,25 @@ def test_a_changed_identity_is_never_signalled(clean_cluster, deadlock):
     assert records[1].reason.startswith("pid now belongs to another backend")
     assert records[2].reason == "backend no longer exists"
     assert still_waiting(deadlock, ["A", "B"])
+
+
+def test_terminate_after_the_grace_period_when_the_cycle_stays(clean_cluster, deadlock):
+    """The sequence of break_deadlocks with real signals: the first poll still sees the
+    cycle (as when a cancel is not acted on), so the victim is terminated after the
+    grace period (0 s here), with its identity proven again."""
+    a, b = deadlock.sessions["A"], deadlock.sessions["B"]
+    snap = take_snapshot(login(clean_cluster))
+    targets = dl.targets(snap, analyse(snap))
+    assert [t.pid for t in targets] == [b["coordinator_pid"]]
+    polls = iter([{a["gxid"], b["gxid"]}])
+    done = []
+    with connect(login(clean_cluster)) as conn:
+        remaining = dl.break_deadlocks(conn, targets, 0, True, lambda: next(polls, set()), done)
+    assert remaining == set()
+    assert [(x["action"], x["pid"], x["result"]) for x in done] == [
+        ("cancel", b["coordinator_pid"], "done"), ("terminate", b["coordinator_pid"], "done")]
+    assert wait_for(lambda: coordinator_state(clean_cluster, b["coordinator_pid"]) is None, 10)
+    assert deadlock.wait(15)["A"]["ok"] is True
 
 
 def test_bad_input_fails_and_cancels_nothing(clean_cluster, deadlock):

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from ansible_collections.gpops.greenplum.plugins.module_utils import snapshot as snap
+from ansible_collections.gpops.greenplum.plugins.module_utils.connection import parse_server_version
 from ansible_collections.gpops.greenplum.plugins.module_utils.records import rows_as_dicts
 
 # As tests/conftest.py (not imported: with tests/integration collected too, the module
@@ -155,3 +156,30 @@ def test_no_filter_keeps_everything(deadlock_snapshot):
     out = snap.filter_records(deadlock_snapshot)
     assert (len(out["locks"]), len(out["edges"]), len(out["backends"])) == (
         len(deadlock_snapshot.locks), len(deadlock_snapshot.edges), len(deadlock_snapshot.backends))
+
+
+GP6 = parse_server_version("PostgreSQL 9.4.26 (Greenplum Database 6.25.3 build commit:367edc6b)")
+GP7 = parse_server_version("PostgreSQL 12.12 (Greenplum Database 7.0.0 build commit:0a7a3566)")
+
+
+def test_plan_items_gp7_dispatch_then_per_node_lookups_only():
+    dispatched, local = snap.plan_items(GP7, snap.INCLUDE_ALL)
+    assert dispatched == ["locks", "edges", "activity", "dist_xacts"]
+    assert local == {True: ["prepared_xacts"], False: ["prepared_xacts"]}
+
+
+def test_plan_items_gp6_reads_activity_on_every_node():
+    dispatched, local = snap.plan_items(GP6, snap.INCLUDE_ALL)
+    assert dispatched == ["locks", "edges", "dist_xacts"]
+    assert local[False] == ["activity", "prepared_xacts"]
+
+
+def test_plan_items_after_a_failed_dispatch_reads_everything_per_node():
+    _dispatched, local = snap.plan_items(GP7, snap.INCLUDE_ALL, dispatched_ok=False)
+    assert local[True] == ["locks", "edges", "activity", "dist_xacts", "prepared_xacts"]
+    assert local[False] == ["locks", "edges", "activity", "prepared_xacts"]
+
+
+def test_plan_items_for_a_poll_of_the_wait_for_graph():
+    assert snap.plan_items(GP7, ("edges", "dist_xacts")) == (
+        ["edges", "dist_xacts"], {True: [], False: []})
