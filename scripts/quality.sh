@@ -4,7 +4,8 @@
 #   2. ansible-test sanity over the collection as shipped (the tarball's content, unpacked
 #      under ansible_collections/gpops/greenplum, with tests/sanity/ignore-*.txt and
 #      tests/config.yml), --local: tests/, bench/ and the sandbox are not shipped, so not checked;
-#   3. ansible-lint --profile production (.ansible-lint);
+#   3. every sanity ignore line justified in tests/sanity/README.md;
+#      ansible-lint --profile production (.ansible-lint);
 #   4. every module's DOCUMENTATION / EXAMPLES / RETURN promises (scripts/check_module_docs.py);
 #   5. antsibull-changelog lint of changelogs/;
 #   6. the execution environment: ansible-builder create (no container engine needed) and
@@ -48,6 +49,15 @@ if [ -n "$tarball" ]; then
     || { grep -E '^(ERROR|FATAL)' "$work/sanity.log" | head -80; fail "ansible-test sanity"; }
   grep -E '^Running sanity test' "$work/sanity.log" | sed 's/^/  /' | tr '\n' ' ' | fold -w 120; echo
 fi
+
+gate "sanity ignore lines justified (tests/sanity/README.md)"
+for ignore in tests/sanity/ignore-*.txt; do
+  [ -f "$ignore" ] || continue
+  while IFS= read -r line; do
+    [ -z "$line" ] && continue
+    grep -qF "| $line |" tests/sanity/README.md || fail "no justification in tests/sanity/README.md for $ignore: $line"
+  done < "$ignore"
+done
 
 gate "ansible-lint --profile production"
 "$bin/ansible-lint" --profile production --nocolor >"$work/lint.log" 2>&1 \
