@@ -59,6 +59,12 @@ class FileLock:
     def file_key(self):
         return (self.major, self.minor, self.inode)
 
+    @property
+    def signature(self):
+        """What identifies a held lock across /proc/locks and fdinfo (their ID numbers differ:
+        fdinfo numbers each descriptor's locks from 1)."""
+        return (self.type, self.access, self.pid, self.file_key, self.start, self.end)
+
     def as_dict(self):
         return dataclasses.asdict(self)
 
@@ -158,10 +164,10 @@ def analyse(locks, fd_locks, file_key):
     by_fd = [fl for fl in fd_locks if fl.lock.file_key == file_key]
     holders = {}
     for lock in held:
-        pids = {fl.pid for fl in by_fd if fl.lock.lock_id == lock.lock_id} or ({lock.pid} if lock.pid > 0 else set())
-        for pid in pids:
-            entry = holders.setdefault((pid, lock.lock_id), {"pid": pid, "lock": lock.as_dict(), "fds": []})
-            entry["fds"] = sorted({fl.fd for fl in by_fd if fl.pid == pid and fl.lock.lock_id == lock.lock_id})
+        through = [fl for fl in by_fd if fl.lock.signature == lock.signature]
+        for pid in {fl.pid for fl in through} or ({lock.pid} if lock.pid > 0 else set()):
+            holders[(pid, lock.lock_id)] = {"pid": pid, "lock": lock.as_dict(),
+                                            "fds": sorted({fl.fd for fl in through if fl.pid == pid})}
     waiters, self_deadlocks = [], []
     for lock in on_file:
         if not lock.blocked:

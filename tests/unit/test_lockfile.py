@@ -46,10 +46,10 @@ def test_normal_holder_and_waiter_is_not_a_self_deadlock():
 
 def test_ofd_locks_are_attributed_through_fdinfo():
     locks = lockfile.parse_proc_locks(PROC_LOCKS)
-    held = lockfile.parse_lock_line("3: OFDLCK ADVISORY  READ  -1 fe:00:88 0 EOF")
+    held = lockfile.parse_lock_line("1: OFDLCK ADVISORY  READ  -1 fe:00:88 0 EOF")  # fdinfo numbers from 1
     fd_locks = [lockfile.FdLock(pid=700, fd=5, path="/x", lock=held)]
     result = lockfile.analyse(locks, fd_locks, (0xfe, 0, 88))
-    assert result["holders"] == [{"pid": 700, "lock": held.as_dict(), "fds": [5]}]
+    assert [(h["pid"], h["lock"]["lock_id"], h["fds"]) for h in result["holders"]] == [(700, 3, [5])]
     assert result["waiters"][0]["blocked_by"] == [700]
     assert result["self_deadlocks"] == []  # the waiter's PID (-1) is unknown: no claim
 
