@@ -280,8 +280,10 @@ def _syncrep_finding(facts, waiting):
         _remedy("Release the wait, never kill sessions (cancel is ignored; terminating the QD "
                 "leaves its QE waiting with its locks): request an FTS probe; if the primary still "
                 "waits and its mirror is proven down, switch sync replication off the way FTS "
-                "does (a durability risk until the mirror is back).",
-                module="gp_fts_probe", role="gp_mirror_failure"))
+                "does. That is a durability risk until the mirror is back, so it needs "
+                "gp_allow_sync_off: true.",
+                module="gp_fts_probe", role="gp_mirror_failure", playbook="resolve_hang",
+                gp_resolve_mirror_failure=True, gp_allow_sync_off=True))
 
 
 def _coordinator_syncrep_finding(waiters):
