@@ -81,7 +81,7 @@ def test_lock_queue_waiters_hang_under_the_root_holder(clean_cluster):
 
 
 def test_frozen_segment_costs_at_most_the_budget_and_is_named(clean_cluster):
-    budget = 6.0
+    budget = 8.0
     with scenarios.frozen_segment(clean_cluster, content=1):
         started = time.monotonic()
         snap = take_snapshot(login(clean_cluster), timeout=budget)
