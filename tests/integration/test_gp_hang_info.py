@@ -104,3 +104,18 @@ def test_bad_input_names_the_option(clean_cluster):
                                    {"never_choose": "usename =="})
     assert bad_age["failed"] and "wait_threshold" in bad_age["msg"]
     assert bad_filter["failed"] and "never_choose" in bad_filter["msg"]
+
+
+def test_never_waits_on_a_lock_itself(clean_cluster):
+    # A session holding pg_class exclusively blocks every catalog read on the coordinator;
+    # the diagnosis must give up after its lock_timeout and say why, not queue behind it.
+    with clean_cluster.connect(-1) as holder:
+        holder.execute("BEGIN")
+        holder.execute("LOCK TABLE pg_catalog.pg_class IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        (result,) = diagnose(clean_cluster, {"statement_timeout": 20})
+        elapsed = time.monotonic() - started
+        holder.execute("ROLLBACK")
+    assert problems(result) == {"node_unreachable": "critical"}
+    assert "lock timeout" in finding(result, "node_unreachable")["summary"]
+    assert result["elapsed_s"] < 20 and elapsed < 120
