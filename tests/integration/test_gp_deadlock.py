@@ -165,3 +165,24 @@ def test_blocking_chain_without_a_cycle_kills_nothing(clean_cluster):
         assert (resolved["deadlocks"], resolved["actions"]) == ([], [])
         assert still_waiting(chain, ["waiter1", "waiter2", "waiter3"])
         assert coordinator_state(clean_cluster, holder["coordinator_pid"]) == "idle in transaction"
+
+
+def test_dotted_edge_is_no_deadlock_until_the_holder_ends(clean_cluster):
+    """GDD's rule 3 on real servers: A waits for B's tuple lock (a dotted edge) while B
+    waits for C; no deadlock, nothing done. Once C rolls back, B's wait becomes a
+    transaction wait and the cycle is real: it is broken."""
+    env = clean_cluster.coordinator_env()
+    with scenarios.dotted_edge(clean_cluster) as dotted:
+        (before,) = run_tasks([("gp_deadlock", {"state": "resolved"})], env=env)
+        assert not before.get("failed"), before.get("msg")
+        assert (before["changed"], before["deadlocks"], before["actions"]) == (False, [], [])
+        assert still_waiting(dotted, ["A", "B"])
+
+        dotted.end_c()
+        a, b = dotted.sessions["A"], dotted.sessions["B"]
+        (after,) = run_tasks([("gp_deadlock", {"state": "resolved"})], env=env)
+        assert not after.get("failed"), after.get("msg")
+        assert after["changed"] is True
+        assert [sorted(d["gxids"]) for d in after["deadlocks"]] == [sorted([a["gxid"], b["gxid"]])]
+        assert [v["gxid"] for v in after["victims"]] == [max(a["gxid"], b["gxid"])]
+        assert after["deadlocks_after"] == []
