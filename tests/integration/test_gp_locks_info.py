@@ -98,3 +98,18 @@ def test_frozen_segment_costs_at_most_the_budget_and_is_named(clean_cluster):
         assert list(result["unreachable_nodes"]) == ["1"]
         assert result["analysis"]["complete"] is False
         assert any("content 1 did not answer" in note for note in result["analysis"]["notes"])
+
+
+def test_prepared_transaction_is_listed_and_its_waiter_left_alone(clean_cluster):
+    env = clean_cluster.coordinator_env()
+    with scenarios.prepared_xact(clean_cluster, content=0) as orphan:
+        locks, resolved = run_tasks([("gp_locks_info", {"waiting_only": True}),
+                                     ("gp_deadlock", {"state": "resolved"})], env=env)
+        assert not locks.get("failed"), locks.get("msg")
+        assert [(p["content"], p["gid"]) for p in locks["prepared_xacts"]] == [(0, orphan.gid)]
+        # The waiter's edge names no backend as holder: a prepared transaction (holder_lpid 0).
+        assert [(e["content"], e["holder_pid"]) for e in locks["edges"]] == [(0, 0)]
+        assert locks["analysis"]["verdict"] == "blocking" and locks["analysis"]["deadlocks"] == []
+        assert not resolved.get("failed"), resolved.get("msg")
+        assert (resolved["changed"], resolved["actions"]) == (False, [])
+        assert orphan.wait(1)["waiter"]["ok"] is None
