@@ -119,3 +119,16 @@ def test_never_waits_on_a_lock_itself(clean_cluster):
     assert problems(result) == {"node_unreachable": "critical"}
     assert "lock timeout" in finding(result, "node_unreachable")["summary"]
     assert result["elapsed_s"] < 20 and elapsed < 120
+
+
+def test_dotted_edge_is_no_deadlock_until_c_ends(clean_cluster):
+    with scenarios.dotted_edge(clean_cluster) as de:
+        (before,) = diagnose(clean_cluster, {})
+        assert problems(before) == {"blocking_chain": "medium"}
+        root = finding(before, "blocking_chain")["evidence"]["root"]
+        assert root["coordinator_pid"] == de.sessions["C"]["coordinator_pid"]
+        de.end_c()
+        (after,) = diagnose(clean_cluster, {})
+        assert problems(after) == {"global_deadlock": "critical"}
+        victims = finding(after, "global_deadlock")["evidence"]["victims"]
+        assert [v["gxid"] for v in victims] == [de.sessions["B"]["gxid"]]
