@@ -1,0 +1,171 @@
+# -*- coding: utf-8 -*-
+# Copyright: gpops.greenplum contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Prepared (two-phase commit) transactions left on segments, and which are orphans.
+
+A distributed transaction that touched several segments is PREPARED on each of
+them and then committed (or aborted) by the coordinator. If that second phase
+does not reach a segment, the prepared transaction stays there holding its
+locks; Greenplum's dtx recovery sweeps orphans only after an abort broadcast has
+failed (GREENPLUM.md §8, ``AbortOrphanedPreparedTransactions``).
+
+Greenplum's own orphan rule, followed here: a segment's prepared transaction is
+an orphan when it is older than a threshold (``gp_dtx_recovery_prepared_period``,
+default 120 s) and its distributed transaction (the gxid parsed from the gid:
+GP7/Cloudberry the plain gxid, GP6 ``timestamp-gxid``) is not in progress on the
+coordinator (``IsDtxInProgress``). "In progress" is read from two places: a
+``gp_distributed_xacts`` row with that gxid, and the coordinator's
+``distributed xid`` lock (``pg_locks`` content -1, ``transactionid`` = gxid). A
+QD in "Retry Commit Prepared" keeps both, so such a transaction is never
+touched: it must be committed, not rolled back.
+
+Where the segments keep a distributed commit log (``gp_distributed_log``), a gxid
+it records as committed anywhere is never rolled back either; where it cannot be
+read the evidence says so (Greenplum's own rule needs only the coordinator).
+
+:func:`classify` decides (pure, over a ``ClusterSnapshot``);
+:func:`rollback` acts on one decision: a utility-mode connection to the segment
+and database, the row re-read, the coordinator asked again, then ``ROLLBACK
+PREPARED '<gid>'``.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from typing import Any, Dict, List, Optional
+
+try:
+    from psycopg import sql
+except ImportError:  # pragma: no cover - modules report the missing library
+    sql = None
+
+from ansible_collections.gpops.greenplum.plugins.module_utils.connection import connect, query
+from ansible_collections.gpops.greenplum.plugins.module_utils.records import COORDINATOR_CONTENT
+
+ORPHANED, IN_PROGRESS, TOO_YOUNG, COMMITTED, FOREIGN_GID, COORDINATOR = (
+    "orphaned", "in_progress", "too_young", "committed", "foreign_gid", "coordinator")
+# gp_dtx_recovery_prepared_period default (GREENPLUM.md §8).
+DEFAULT_MIN_AGE = 120.0
+
+COMMIT_LOG_SQL = ("SELECT DISTINCT distributed_xid::text AS gxid FROM gp_distributed_log"
+                  " WHERE status = 'Committed' AND distributed_xid::text = ANY(%(gxids)s)")
+
+
+def coordinator_gxids(snapshot):
+    """gxids the coordinator has in progress: ``gp_distributed_xacts`` rows and its
+    ``distributed xid`` locks. Returns {gxid: why}."""
+    known = {}
+    for dx in snapshot.dist_xacts:
+        if dx.gxid:
+            known[dx.gxid] = "gp_distributed_xacts has it (session %s, state %s)" % (dx.gp_session_id, dx.state)
+    for lock in snapshot.locks:
+        if (lock.content == COORDINATOR_CONTENT and lock.locktype == "distributed xid"
+                and lock.transactionid and lock.transactionid.isdigit()):
+            known.setdefault(int(lock.transactionid), "the coordinator holds its distributed xid lock (pid %s)"
+                             % lock.pid)
+    return known
+
+
+def waiters_of(snapshot, px):
+    """Sessions waiting for prepared transaction ``px`` on its segment: ungranted
+    ``transactionid`` locks on its local xid, and wait-for edges whose holder has no
+    backend (``holder_lpid`` 0) and the gxid as holder. Sorted ``{pid, mppsessionid}``."""
+    found = {}
+    for lock in snapshot.locks:
+        if (lock.content == px.content and not lock.granted and lock.locktype == "transactionid"
+                and lock.transactionid == px.transaction and lock.pid):
+            found[lock.pid] = lock.mppsessionid
+    for edge in snapshot.edges:
+        if edge.content == px.content and not edge.holder_pid and edge.holder_gxid == px.gxid and edge.waiter_pid:
+            found.setdefault(edge.waiter_pid, edge.waiter_sessionid)
+    return [{"pid": pid, "mppsessionid": found[pid]} for pid in sorted(found)]
+
+
+def classify(snapshot, min_age=DEFAULT_MIN_AGE, committed=None, commit_log_error=None):
+    # type: (Any, float, Optional[set], Optional[str]) -> List[Dict[str, Any]]
+    """One decision per prepared transaction of ``snapshot``; pure.
+
+    ``min_age``: seconds; ages are measured at ``snapshot.taken_at``.
+    ``committed``: gxids ``gp_distributed_log`` records as committed (None: not read,
+    ``commit_log_error`` says why). Returns dicts ``{content, gid, gxid, transaction,
+    prepared, age_s, owner, database, verdict, reason, evidence, waiters, prepared_on}``;
+    only verdict ``orphaned`` may be rolled back.
+    """
+    known = coordinator_gxids(snapshot)
+    contents_by_gid = {}
+    for px in snapshot.prepared_xacts:
+        contents_by_gid.setdefault(px.gid, []).append(px.content)
+    out = []
+    for px in sorted(snapshot.prepared_xacts, key=lambda p: (p.content, p.gid)):
+        age = (snapshot.taken_at - px.prepared).total_seconds() if px.prepared else None
+        evidence = ["prepared %s, %.1f s before the snapshot" % (px.prepared.isoformat(), age)
+                    if age is not None else "prepared time unknown"]
+        if px.content == COORDINATOR_CONTENT:
+            verdict, reason = COORDINATOR, "prepared on the coordinator, which Greenplum never does itself"
+        elif px.gxid is None:
+            verdict, reason = FOREIGN_GID, "gid %r is not one Greenplum forms (no gxid)" % px.gid
+        elif px.gxid in known:
+            verdict, reason = IN_PROGRESS, "the coordinator still has gxid %d: %s" % (px.gxid, known[px.gxid])
+        elif committed is not None and str(px.gxid) in committed:
+            verdict, reason = COMMITTED, "gp_distributed_log records gxid %d as committed" % px.gxid
+        elif age is None or age < min_age:
+            verdict, reason = TOO_YOUNG, "younger than min_age %.0f s" % min_age
+        else:
+            verdict, reason = ORPHANED, "gxid %d unknown to the coordinator, older than %.0f s" % (px.gxid, min_age)
+        if px.gxid is not None and px.gxid not in known:
+            evidence.append("gxid %d not in gp_distributed_xacts nor locked on the coordinator" % px.gxid)
+        if committed is None:
+            evidence.append("commit log not checked: %s" % (commit_log_error or "not read"))
+        elif px.gxid is not None and str(px.gxid) not in committed:
+            evidence.append("gp_distributed_log records no commit of gxid %d" % px.gxid)
+        out.append({
+            "content": px.content, "gid": px.gid, "gxid": px.gxid, "transaction": px.transaction,
+            "prepared": px.prepared.isoformat() if px.prepared else None, "age_s": age,
+            "owner": px.owner, "database": px.database, "verdict": verdict, "reason": reason,
+            "evidence": evidence, "waiters": waiters_of(snapshot, px),
+            "prepared_on": sorted(contents_by_gid[px.gid]),
+        })
+    return out
+
+
+def read_committed(conn, gxids):
+    """gxids (text) that ``gp_distributed_log`` records as committed: (set, None), or
+    (None, reason) where the log cannot be read (no such view, an error)."""
+    if not gxids:
+        return set(), None
+    try:
+        return {r["gxid"] for r in query(conn, COMMIT_LOG_SQL, {"gxids": sorted(gxids)})}, None
+    except Exception as exc:  # the view is Greenplum's only; any failure means "not checked"
+        return None, " ".join(str(exc).split())[:200]
+
+
+def rollback_statement(gid):
+    """``ROLLBACK PREPARED`` takes a string literal, not a parameter."""
+    return sql.SQL("ROLLBACK PREPARED {}").format(sql.Literal(gid))
+
+
+def rollback(params, server, node, decision, coordinator_conn):
+    """Roll back one ``orphaned`` decision on ``node`` (a ``SegmentConfig``).
+
+    Re-checks first: the gid is still prepared there, and the coordinator still does
+    not have its gxid (``gp_distributed_xacts`` and ``distributed xid`` locks).
+    Returns (done, statement_text or reason). Raises ``GpConnectionError``.
+    """
+    gxid = str(decision["gxid"])
+    again = query(coordinator_conn,
+                  "SELECT 1 FROM gp_distributed_xacts WHERE distributed_xid::text = %(g)s UNION ALL "
+                  "SELECT 1 FROM pg_locks WHERE locktype = 'distributed xid' AND transactionid::text = %(g)s"
+                  " AND gp_segment_id = -1", {"g": gxid})
+    if again:
+        return False, "the coordinator has gxid %s again" % gxid
+    conn = connect(params, host=node.address, port=node.port, dbname=decision["database"], utility=True,
+                   server=server)
+    with conn:
+        if not query(conn, "SELECT 1 FROM pg_prepared_xacts WHERE gid = %(gid)s", {"gid": decision["gid"]}):
+            return False, "gid %s is no longer prepared on content %d" % (decision["gid"], decision["content"])
+        statement = rollback_statement(decision["gid"])
+        text = statement.as_string(conn)
+        with conn.cursor() as cur:
+            cur.execute(statement)
+    return True, text
