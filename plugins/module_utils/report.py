@@ -11,7 +11,8 @@ snapshot taken before any action, the extra facts), what was done
 so both always say the same thing.
 
 JSON schema, version ``SCHEMA_VERSION`` (fields are only ever added within a
-version; a removal or a change of meaning bumps it):
+version; a removal or a change of meaning bumps it), published as JSON Schema in
+``docs/report-schema-v1.json``:
 
 - ``schema_version`` (int), ``generator`` (str), ``cluster`` (str: a label for
   the cluster, e.g. the inventory host), ``taken_at`` (ISO 8601, UTC),

@@ -131,3 +131,20 @@ def test_evidence_tables_escape_pipes():
     doc = _doc("blocking_chain")
     doc["findings"][0]["evidence"]["root"]["query"] = "SELECT 1 | 2"
     assert "SELECT 1 \\| 2" in report.render_markdown(doc)
+
+
+def test_every_capture_report_validates_against_the_published_schema():
+    import glob
+    import os
+
+    import jsonschema
+
+    from conftest import ROOT, SHARED_FIXTURES
+
+    with open(os.path.join(ROOT, "docs", "report-schema-v1.json")) as f:
+        schema = json.load(f)
+    after = json.loads(json.dumps(diagnose_capture("healthy_baseline").as_dict()))
+    for path in sorted(glob.glob(os.path.join(SHARED_FIXTURES, "*.json"))):
+        doc = _doc(os.path.basename(path)[:-5], actions=[{"action": "noop"}], after=after)
+        jsonschema.validate(json.loads(report.to_json(doc)), schema)
+    assert set(schema["required"]) == SCHEMA_V1_KEYS
