@@ -15,12 +15,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
 
 
-def run_health_check(extra_vars, env=None, tmp_path=None, timeout=300):
-    """Run the playbook on localhost; return (exit code, output, gpops_health stats or None)."""
+def run_health_check(extra_vars, env=None, tmp_path=None, timeout=300, hosts=("localhost",)):
+    """Run the playbook; ``hosts``: inventory lines of group greenplum (each run locally).
+    Returns (exit code, output, gpops_health stats or None)."""
     inventory = os.path.join(str(tmp_path), "inventory")
     with open(inventory, "w") as f:
-        f.write("[greenplum]\nlocalhost ansible_connection=local ansible_python_interpreter=%s\n"
-                % sys.executable)
+        f.write("[greenplum]\n" + "".join(
+            "%s ansible_connection=local ansible_python_interpreter=%s\n" % (host, sys.executable)
+            for host in hosts))
     run_env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".collections"),
                    ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
                    ANSIBLE_SHOW_CUSTOM_STATS="1", ANSIBLE_LOCALHOST_WARNING="false")
@@ -95,3 +97,18 @@ def test_fails_only_at_or_above_the_threshold(clean_cluster, tmp_path):
                                              tmp_path=tmp_path)
         assert rc != 0 and stats["failing"] == ["localhost"]
         assert "blocking_chain" in output
+
+
+@pytest.mark.integration
+def test_many_clusters_one_key_only_the_bad_one_fails(clean_cluster, tmp_path):
+    env = clean_cluster.coordinator_env()
+    good = ("gp-good gp_login_host=127.0.0.1 gp_login_port=%s gp_login_user=%s gp_login_db=%s"
+            % (env["PGPORT"], env["PGUSER"], env["PGDATABASE"]))
+    bad = "gp-bad gp_login_host=127.0.0.1 gp_login_port=1 gp_connect_timeout=2"
+    rc, output, stats = run_health_check({}, env={"PGPASSWORD": env["PGPASSWORD"]},
+                                         tmp_path=tmp_path, hosts=(good, bad))
+    assert rc != 0
+    assert set(stats["clusters"]) == {"gp-good", "gp-bad"} and stats["failing"] == ["gp-bad"]
+    assert stats["clusters"]["gp-good"]["verdict"] == "healthy"
+    assert stats["clusters"]["gp-bad"]["classes"][0] == "node_unreachable"
+    assert "gp-good: HEALTHY" in output
