@@ -467,11 +467,18 @@ def _orphaned_prepared(index, facts, options):
 
 def _resource_queue_waits(index, facts, options):
     """Only when ``gp_resource_manager`` is ``queue`` (GP7 default ``none``: queues queue
-    nothing); from ``gp_toolkit.gp_locks_on_resqueue`` (``lorgranted`` false = queued)."""
+    nothing); from ``gp_toolkit.gp_locks_on_resqueue`` (``lorgranted`` false = queued), else
+    from the snapshot's ``resource queue`` lock rows."""
     if facts.setting("gp_resource_manager") != "queue":
         return []
+    # Without the view's rows (not readable), the coordinator's own 'resource queue' lock
+    # rows say the same, the queue named by its oid (pg_locks.objid, GREENPLUM.md §9).
+    rows = facts.resqueue_locks or [
+        {"lorrsqname": None, "lorobjid": lock.objid, "lorpid": lock.pid, "lorgranted": lock.granted,
+         "lorusename": None} for lock in index.snapshot.locks
+        if lock.locktype == "resource queue" and lock.content == COORDINATOR_CONTENT]
     queues = {}
-    for row in facts.resqueue_locks:
+    for row in rows:
         queues.setdefault(str(row.get("lorrsqname") or row.get("lorobjid")), []).append(row)
     findings = []
     for name, rows in sorted(queues.items()):

@@ -225,6 +225,19 @@ def test_resource_queue_wait_only_when_resource_manager_is_queue():
     assert "resource_queue_wait" not in _problems(diagnose_capture("blocking_chain", facts=facts).findings)
 
 
+def test_resource_queue_wait_from_lock_rows_when_the_view_was_not_read():
+    snap = snapshot_from_capture("blocking_chain")
+    queue_locks = [LockRecord.from_row(dict(gp_segment_id=-1, pid=pid, mppsessionid=sess,
+                                            locktype="resource queue", objid=6055,
+                                            mode="ExclusiveLock", granted=granted))
+                   for pid, sess, granted in ((20166, 23, True), (20168, 24, False))]
+    facts = facts_from_capture("blocking_chain", gp_resource_manager="queue")
+    findings = diagnose_capture("x", facts=facts,
+                                snapshot=_with(snap, locks=snap.locks + queue_locks)).findings
+    f = _one(findings, "resource_queue_wait")
+    assert f.evidence["queue"] == "6055" and [w["pid"] for w in f.evidence["waiting"]] == [20168]
+
+
 def test_long_idle_in_transaction_holding_locks():
     name = "dotted_edge_no_deadlock__after_cancel"
     options = triage.TriageOptions(idle_in_transaction_age=0.0)
