@@ -1,0 +1,87 @@
+"""gp_prepared_xacts on the sandbox: a transaction left PREPARED on one segment (its
+distributed transaction unknown to the coordinator) is found, shown blocking a waiter,
+and rolled back; one whose distributed transaction the coordinator still has is left
+alone."""
+import pytest
+from gpsandbox import scenarios
+
+from stale_fixtures import run_module
+
+pytestmark = pytest.mark.integration
+
+
+def _args(sb, **extra):
+    env = sb.coordinator_env()
+    args = dict(login_host=env["PGHOST"], login_port=int(env["PGPORT"]), login_user=env["PGUSER"],
+                login_password=env["PGPASSWORD"], login_db=env["PGDATABASE"])
+    args.update(extra)
+    return args
+
+
+def _prepared(sb, content):
+    return [row[0] for row in sb.query(content, "SELECT gid FROM pg_prepared_xacts", utility=True)]
+
+
+def _ok(result):
+    assert not result.get("failed"), result.get("msg")
+    return result
+
+
+def test_orphan_is_found_blocking_and_rolled_back(clean_cluster):
+    sb = clean_cluster
+    with scenarios.prepared_xact(sb, content=0) as scenario:
+        gid = scenario.gid
+        waiter = scenario.sessions["waiter"]
+        report = _ok(run_module("gp_prepared_xacts", _args(sb, min_age=0)))
+        [found] = [d for d in report["prepared_xacts"] if d["gid"] == gid]
+        assert found["content"] == 0 and found["gxid"] == int(gid) and found["prepared_on"] == [0]
+        assert found["verdict"] == "orphaned", found
+        assert [w["mppsessionid"] for w in found["waiters"]] == [waiter["gp_session_id"]]
+        assert report["changed"] is False and report["rolled_back"] == []
+
+        young = _ok(run_module("gp_prepared_xacts", _args(sb, min_age=3600, state="absent")))
+        assert young["changed"] is False and young["prepared_xacts"][0]["verdict"] == "too_young"
+
+        preview = _ok(run_module("gp_prepared_xacts", _args(sb, min_age=0, state="absent"), check=True))
+        assert preview["changed"] is True and preview["executed_queries"] == ["ROLLBACK PREPARED '%s'" % gid]
+        assert _prepared(sb, 0) == [gid], "check mode rolled back"
+
+        result = _ok(run_module("gp_prepared_xacts", _args(sb, min_age=0, state="absent")))
+        assert result["changed"] is True
+        assert result["rolled_back"] == [{"content": 0, "gid": gid, "database": "postgres"}]
+        assert result["executed_queries"] == preview["executed_queries"]
+        assert _prepared(sb, 0) == []
+        outcome = scenario.wait(30)["waiter"]
+        assert outcome["ok"] is True, outcome  # the waiter's UPDATE went through
+
+        again = _ok(run_module("gp_prepared_xacts", _args(sb, min_age=0, state="absent")))
+        assert again["changed"] is False and again["prepared_xacts"] == []
+
+
+def test_prepared_xact_of_a_live_distributed_transaction_is_left_alone(clean_cluster):
+    sb = clean_cluster
+    sb.create_table("gpops_px_live", "id int, val int", distkey="id", rows=[(1, 1)])
+    with sb.connect(-1) as qd, sb.connect(1, utility=True) as segment:
+        qd.execute("BEGIN")
+        qd.execute("LOCK TABLE gpops_px_live IN ACCESS SHARE MODE")  # dispatched: the QD gets a gxid
+        gxid = qd.execute("SELECT gp_distributed_xid()").fetchone()[0]
+        assert gxid and int(gxid) > 0
+        segment.execute("BEGIN")
+        segment.execute("SELECT txid_current()")
+        segment.execute("PREPARE TRANSACTION '%d'" % int(gxid))
+        try:
+            result = _ok(run_module("gp_prepared_xacts", _args(sb, min_age=0, state="absent")))
+            [found] = [d for d in result["prepared_xacts"] if d["gid"] == str(gxid)]
+            assert found["verdict"] == "in_progress" and "gp_distributed_xacts" in found["reason"]
+            assert result["changed"] is False and result["rolled_back"] == []
+            assert _prepared(sb, 1) == [str(gxid)]
+        finally:
+            segment.execute("ROLLBACK PREPARED '%d'" % int(gxid))
+            qd.execute("ROLLBACK")
+
+
+def test_bad_input_and_unreachable_coordinator(clean_cluster):
+    bad = run_module("gp_prepared_xacts", _args(clean_cluster, min_age=-1))
+    assert bad["failed"] and "min_age" in bad["msg"]
+    down = run_module("gp_prepared_xacts", _args(clean_cluster, login_port=1, connect_timeout=2))
+    assert down["failed"] and "cannot reach" in down["msg"]
