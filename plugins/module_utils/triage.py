@@ -42,6 +42,7 @@ __metaclass__ = type
 import dataclasses
 from typing import Any, Dict, List, Optional
 
+from ansible_collections.gpops.greenplum.plugins.module_utils import prepared
 from ansible_collections.gpops.greenplum.plugins.module_utils.records import COORDINATOR_CONTENT
 from ansible_collections.gpops.greenplum.plugins.module_utils.syncrep import (
     mirror_loss_findings, pairs_by_content)
@@ -436,32 +437,47 @@ def _prepared_locks(index, prepared):
 
 
 def _orphaned_prepared(index, facts, options):
-    """GP's own test (``AbortOrphanedPreparedTransactions``, GREENPLUM.md §8): prepared
-    longer than the threshold and its gxid not in progress on the coordinator."""
+    """Greenplum's own orphan rule, as ``prepared.classify`` decides it for
+    ``gp_prepared_xacts`` (GREENPLUM.md §8): older than ``prepared_xact_age`` and its
+    gxid not in progress on the coordinator. A gid Greenplum did not form (a
+    utility-mode ``PREPARE TRANSACTION``) that old is reported too: nothing in
+    Greenplum ever resolves it. One finding per gid, across its segments."""
     if index.live_gxids is None:
         return []  # liveness unknown: never call a prepared transaction orphaned
+    by_gid = {}
+    for d in prepared.classify(index.snapshot, min_age=options.prepared_xact_age):
+        old = d["age_s"] is not None and d["age_s"] >= options.prepared_xact_age
+        if d["verdict"] == prepared.ORPHANED or (d["verdict"] == prepared.FOREIGN_GID and old):
+            by_gid.setdefault(d["gid"], []).append(d)
     findings = []
-    for gxid, rows in sorted(index.prepared_by_gxid.items(), key=lambda kv: str(kv[0])):
-        if gxid in index.live_gxids:
-            continue
-        old = [p for p in rows if (_seconds(index, p.prepared) or 0.0) >= options.prepared_xact_age]
-        if not old:
-            continue
-        items = [{"content": p.content, "gid": p.gid, "transaction": p.transaction,
-                  "age_s": _seconds(index, p.prepared), "owner": p.owner, "database": p.database,
-                  "locks": sorted({_lock_label(r) for r in _prepared_locks(index, p)})}
-                 for p in sorted(old, key=lambda p: p.content)]
+    for gid, decisions in sorted(by_gid.items()):
+        items = []
+        for d in decisions:
+            px = next((p for p in index.prepared_by_gxid.get(d["gxid"], ())
+                       if p.content == d["content"] and p.gid == gid), None)
+            items.append({"content": d["content"], "gid": gid, "transaction": d["transaction"],
+                          "age_s": round(d["age_s"], 1), "owner": d["owner"],
+                          "database": d["database"], "verdict": d["verdict"], "reason": d["reason"],
+                          "waiters": d["waiters"],
+                          "locks": sorted({_lock_label(r) for r in _prepared_locks(index, px)})
+                          if px else []})
+        gxid = decisions[0]["gxid"]
+        if gxid is None:
+            remedy = _remedy("Greenplum did not form this gid, so neither Greenplum nor "
+                             "gp_prepared_xacts resolves it: ask who prepared it, then COMMIT "
+                             "PREPARED or ROLLBACK PREPARED it in utility mode on its segment.")
+        else:
+            remedy = _remedy("Roll it back with gp_prepared_xacts (state: absent), which re-checks "
+                             "the coordinator and the distributed commit log first; if the "
+                             "distributed transaction committed, COMMIT PREPARED it instead, in "
+                             "utility mode on each listed segment.", module="gp_prepared_xacts",
+                             state="absent", gids=[gid], min_age=options.prepared_xact_age)
         findings.append(Finding(
             "orphaned_prepared_xact", "high",
-            "prepared transaction gid %s on content %s is orphaned (%.0f s old; the coordinator "
-            "has no distributed transaction %s) and keeps its locks"
-            % (old[0].gid, ", ".join(str(i["content"]) for i in items),
-               _max(i["age_s"] for i in items), gxid if gxid is not None else "for it"),
-            {"gxid": gxid, "prepared": items, "blocked": []},
-            _remedy("Resolve explicitly after checking the distributed log (gp_distributed_log): "
-                    "COMMIT PREPARED if the distributed transaction committed, else ROLLBACK "
-                    "PREPARED, with the full gid, in a utility-mode connection to each listed "
-                    "segment.")))
+            "prepared transaction gid %s on content %s is orphaned (%.0f s old; %s) and keeps its "
+            "locks" % (gid, ", ".join(str(i["content"]) for i in items),
+                       _max(i["age_s"] for i in items), decisions[0]["reason"]),
+            {"gxid": gxid, "prepared": items, "blocked": []}, remedy))
     return findings
 
 

@@ -209,6 +209,8 @@ def test_orphaned_prepared_xact_when_the_coordinator_lost_the_gxid():
     assert [p["content"] for p in f.evidence["prepared"]] == [0, 1]
     assert any("RowExclusiveLock" in lock for lock in f.evidence["prepared"][0]["locks"])
     assert f.evidence["blocked"][0]["waiter_count"] == 1
+    assert f.remedy["module"] == "gpops.greenplum.gp_prepared_xacts"
+    assert f.remedy["variables"] == {"state": "absent", "gids": ["36"], "min_age": 1.0}
 
 
 def test_resource_queue_wait_only_when_resource_manager_is_queue():
@@ -350,6 +352,17 @@ def test_gp6_orphaned_prepared_xact_gid_with_timestamp():
              "orphaned_prepared_xact")
     assert f.evidence["gxid"] == 777 and f.evidence["prepared"][0]["age_s"] == 600.0
     assert f.evidence["prepared"][0]["locks"] == ["content 1: transactionid ExclusiveLock on xid 900"]
+
+
+def test_old_prepared_xact_with_a_foreign_gid_is_reported_too():
+    prepared = PreparedXact.from_row(dict(transaction="901", gid="manual-fix", prepared=_ts(900),
+                                          owner="dba", database="prod"), content=0)
+    snap = ClusterSnapshot(taken_at=T0, segments=_gp6_segments(), prepared_xacts=[prepared],
+                           dist_xacts=[DistributedXact(0, 0)])
+    f = _one(diagnose_capture("x", snapshot=snap, facts=triage.ClusterFacts()).findings,
+             "orphaned_prepared_xact")
+    assert f.evidence["gxid"] is None and f.evidence["prepared"][0]["verdict"] == "foreign_gid"
+    assert "module" not in f.remedy and "did not form this gid" in f.remedy["text"]
 
 
 def test_severity_rank_rejects_unknown():
