@@ -140,7 +140,8 @@ class Finding:
 
     ``evidence``: JSON-friendly dict (sessions, segments, locks, durations in
     seconds). ``remedy``: ``text`` (what to do) and, where this collection
-    offers it, ``module`` / ``role`` / ``playbook`` and the ``variables`` to set.
+    offers it, ``module`` / ``role`` / ``playbook`` and ``variables``: the role's or
+    playbook's variables, or the module's options, to set.
     """
 
     cls: str
