@@ -172,6 +172,7 @@ def node_info(index, key):
         state = info.get("state") or ""
         info["idle_in_transaction_since"] = (info["state_change"] if state.startswith("idle in transaction")
                                              else None)
+        info["syncrep_contents"] = sorted({c for c, _pid in index.syncrep_sessions.get(key[1], ())})
         return info
     if key[0] == "prepared":
         return _prepared_info(index, key)
@@ -328,4 +329,7 @@ def explain_tree(tree):
                                              root["state_age_s"])
     elif root.get("state"):
         text += ". It is %s" % root["state"]
+    if root.get("syncrep_contents"):
+        text += ("; it waits for synchronous replication (SyncRep) on content %s: release that wait (FTS, "
+                 "the sync replication switch), do not kill it" % ", ".join(str(c) for c in root["syncrep_contents"]))
     return text + "."

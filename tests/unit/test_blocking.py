@@ -173,3 +173,17 @@ def test_inferred_blockers_are_what_pg_blocking_pids_reports(modes):
     # Only waiters that reach a root are in a tree; in one queue every waiter does.
     assert got == {s: b for s, b in expected.items() if b}
     assert result.verdict == ("blocking" if expected else "none")
+
+
+def test_root_waiting_in_syncrep_is_explained_as_such():
+    # Session 1's commit waits for a dead mirror on content 0 while holding its row lock.
+    snap = ClusterSnapshot(taken_at=TAKEN_AT)
+    snap.backends = [backend(-1, 101, 1), backend(0, 501, 1, state="idle in transaction", wait_event="SyncRep"),
+                     backend(-1, 102, 2), backend(0, 502, 2, state_change=at(8))]
+    snap.locks = [lock(0, 501, 1, "transactionid", "ExclusiveLock", transactionid="900"),
+                  lock(0, 502, 2, "transactionid", "ShareLock", False, transactionid="900")]
+    result = analyse(snap)
+    tree = only_tree(result)
+    assert tree["root"]["sess_id"] == 1 and tree["root"]["syncrep_contents"] == [0]
+    assert "waits for synchronous replication (SyncRep) on content 0" in tree["explanation"]
+    assert "do not kill it" in tree["explanation"]
