@@ -223,8 +223,9 @@ class Slony:
             os.unlink(path)
 
 
-def run_role(role, role_vars, save=None, check=False):
-    """Run role ``gpops.greenplum.<role>`` on localhost with ``ansible-playbook``.
+def run_role(role, role_vars, save=None, check=False, env=None):
+    """Run role ``gpops.greenplum.<role>`` on localhost with ``ansible-playbook``
+    (``env`` added to its environment, e.g. the PG* connection variables).
 
     Returns (recap, output, saved): ``recap`` the PLAY RECAP counters
     (``ok``, ``changed``, ``failed``, ...), ``output`` stdout+stderr, and
@@ -244,10 +245,10 @@ def run_role(role, role_vars, save=None, check=False):
         inventory = os.path.join(tmp, "inventory")
         with open(inventory, "w") as handle:
             handle.write("localhost ansible_connection=local ansible_python_interpreter=%s\n" % sys.executable)
-        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".collections"), ANSIBLE_NOCOLOR="1",
-                   ANSIBLE_LOCALHOST_WARNING="false")
+        run_env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".collections"), ANSIBLE_NOCOLOR="1",
+                       ANSIBLE_LOCALHOST_WARNING="false", **(env or {}))
         argv = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory, playbook]
-        res = subprocess.run(argv + (["--check"] if check else []), cwd=ROOT, env=env, capture_output=True,
+        res = subprocess.run(argv + (["--check"] if check else []), cwd=ROOT, env=run_env, capture_output=True,
                              text=True, timeout=300)
         output = res.stdout + res.stderr
         recap = {}

@@ -5,7 +5,7 @@ alone."""
 import pytest
 from gpsandbox import scenarios
 
-from stale_fixtures import run_module
+from stale_fixtures import run_module, run_role
 
 pytestmark = pytest.mark.integration
 
@@ -85,3 +85,21 @@ def test_bad_input_and_unreachable_coordinator(clean_cluster):
     assert bad["failed"] and "min_age" in bad["msg"]
     down = run_module("gp_prepared_xacts", _args(clean_cluster, login_port=1, connect_timeout=2))
     assert down["failed"] and "cannot reach" in down["msg"]
+
+
+def test_role_gp_stale_locks_resolves_only_when_asked(clean_cluster):
+    sb = clean_cluster
+    role_vars = {"gp_stale_locks_prepared_xacts": True, "gp_stale_locks_prepared_min_age": 0}
+    with scenarios.prepared_xact(sb, content=0) as scenario:
+        recap, out, facts = run_role("gp_stale_locks", role_vars, save="gp_stale_locks_result",
+                                     env=sb.coordinator_env())
+        assert recap.get("failed") == 0 and recap.get("changed") == 0, out
+        assert [(d["gid"], d["verdict"]) for d in facts["prepared_xacts"]] == [(scenario.gid, "orphaned")]
+        assert facts["rolled_back_prepared"] == [] and _prepared(sb, 0) == [scenario.gid]
+
+        recap, out, facts = run_role("gp_stale_locks", dict(role_vars, gp_resolve_orphaned_prepared=True),
+                                     save="gp_stale_locks_result", env=sb.coordinator_env())
+        assert recap.get("failed") == 0 and recap.get("changed") == 1, out
+        assert facts["rolled_back_prepared"] == [{"content": 0, "gid": scenario.gid, "database": "postgres"}]
+        assert _prepared(sb, 0) == []
+        assert scenario.wait(30)["waiter"]["ok"] is True
