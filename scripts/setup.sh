@@ -10,6 +10,7 @@ apt_packages=(
   postgresql-15 postgresql-contrib postgresql-server-dev-15 postgresql-client-15
   build-essential libkrb5-dev procps psmisc util-linux
   slony1-2-bin postgresql-15-slony1-2
+  auditd
 )
 missing=()
 for p in "${apt_packages[@]}"; do
