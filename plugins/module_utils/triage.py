@@ -443,7 +443,7 @@ def _orphaned_prepared(index, facts, options):
     gxid not in progress on the coordinator. A gid Greenplum did not form (a
     utility-mode ``PREPARE TRANSACTION``) that old is reported too: nothing in
     Greenplum ever resolves it. One finding per gid, across its segments."""
-    if index.live_gxids is None:
+    if index.live_gxids is None or not index.snapshot.prepared_xacts:
         return []  # liveness unknown: never call a prepared transaction orphaned
     by_gid = {}
     for d in prepared.classify(index.snapshot, min_age=options.prepared_xact_age):
@@ -597,22 +597,28 @@ def _owner(findings, tree, index):
 
 
 def _long_idle_in_transaction(index, facts, options, skip_sessions):
+    idle = {}
+    for b in index.qd_by_session.values():
+        age = _seconds(index, b.state_change) or 0.0
+        if (b.state in _IDLE_IN_XACT and b.sess_id not in skip_sessions
+                and age >= options.idle_in_transaction_age):
+            idle[b.sess_id] = (b, age)
+    if not idle:
+        return []  # the common case: no pass over the lock rows at all
     held = {}
     for lock in index.snapshot.locks:
-        if lock.granted and lock.mppsessionid and lock.locktype not in _SELF_LOCKTYPES:
+        if lock.mppsessionid in idle and lock.granted and lock.locktype not in _SELF_LOCKTYPES:
             held.setdefault(lock.mppsessionid, set()).add(_lock_label(lock))
     findings = []
-    for b in sorted(index.qd_by_session.values(), key=lambda b: b.pid):
-        idle = _seconds(index, b.state_change) or 0.0
-        locks = held.get(b.sess_id)
-        if (b.state not in _IDLE_IN_XACT or b.sess_id in skip_sessions or not locks
-                or idle < options.idle_in_transaction_age):
+    for sess_id, (b, age) in sorted(idle.items(), key=lambda kv: kv[1][0].pid):
+        locks = held.get(sess_id)
+        if not locks:
             continue
         findings.append(Finding(
             "long_idle_in_transaction", "low",
             "session %d (QD pid %d, user %s) is %s for %.0f s holding %d lock(s)"
-            % (b.sess_id, b.pid, b.usename, b.state, idle, len(locks)),
-            {"session": _session(index, b), "idle_s": idle, "locks": sorted(locks)},
+            % (sess_id, b.pid, b.usename, b.state, age, len(locks)),
+            {"session": _session(index, b), "idle_s": age, "locks": sorted(locks)},
             _remedy("Ask the owner to end the transaction: it blocks DDL and VACUUM now and the "
                     "next writer soon. Terminate its coordinator backend only when policy "
                     "allows.")))
