@@ -9,7 +9,6 @@ process: log, pid, pause flag). Ports as in Greenplum's demo cluster: coordinato
 = base port (default 7000, env GPSANDBOX_PORT), primaries base+2.., mirrors after.
 """
 import concurrent.futures
-import grp
 import json
 import os
 import pwd
@@ -17,7 +16,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import psycopg
@@ -223,8 +221,7 @@ class Sandbox:
         segments). Extra kwargs go to psycopg.connect (e.g. application_name)."""
         if utility is None:
             utility = content != -1
-        info = self.conninfo(content, role, utility=utility) if self.state() else dict(
-            host=HOST, port=self.base_port, user=DB_USER, dbname=DB_NAME)
+        info = self.conninfo(content, role, utility=utility)
         info.update(kwargs)
         return psycopg.connect(connect_timeout=timeout, autocommit=True, **info)
 
@@ -344,15 +341,20 @@ class Sandbox:
         self.fts.start(settings)
 
     def _install_module(self):
-        src = os.path.join(EXT_DIR, "gpsim.c")
-        built = os.path.join(EXT_DIR, "gpsim.so")
-        if not os.path.exists(built) or os.path.getmtime(built) < os.path.getmtime(src):
-            proc = subprocess.run(["make", "-s", "-C", EXT_DIR, "PG_CONFIG=%s" % os.path.join(self.pg_bin, "pg_config")],
-                                  capture_output=True, text=True)
-            if proc.returncode != 0 or not os.path.exists(built):
-                raise SandboxError("building the gpsim extension failed (needs "
-                                   "postgresql-server-dev-15, libkrb5-dev, build-essential): %s"
-                                   % proc.stderr.strip()[-2000:])
+        """Build gpsim.so from ext/ in <base>/build (private to this sandbox, so
+        concurrent sandboxes and read-only checkouts are fine); return its path."""
+        build = self._path("build")
+        os.makedirs(build, exist_ok=True)
+        for name in ("gpsim.c", "Makefile"):
+            shutil.copyfile(os.path.join(EXT_DIR, name), os.path.join(build, name))
+        proc = subprocess.run(["make", "-s", "-C", build, "with_llvm=no",
+                               "PG_CONFIG=%s" % os.path.join(self.pg_bin, "pg_config")],
+                              capture_output=True, text=True)
+        built = os.path.join(build, "gpsim.so")
+        if proc.returncode != 0 or not os.path.exists(built):
+            raise SandboxError("building the gpsim extension failed (needs "
+                               "postgresql-server-dev-15, libkrb5-dev, build-essential): %s"
+                               % (proc.stderr or proc.stdout).strip()[-2000:])
         dest = self._path("lib", "gpsim.so")
         shutil.copyfile(built, dest)
         os.chmod(dest, 0o755)

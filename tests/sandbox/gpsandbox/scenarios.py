@@ -161,6 +161,13 @@ class Scenario:
             except psycopg.Error:
                 pass
             s.conn.close()
+        # a backend leaves pg_stat_activity a moment after its client closed
+        pids = [s.pid for s in self._sessions.values()]
+        if pids:
+            with self.sb.connect(-1, utility=True) as admin:
+                _wait_until(lambda: not admin.execute(
+                    "SELECT 1 FROM pg_catalog.pg_stat_activity WHERE pid = ANY(%s)",
+                    (pids,)).fetchone(), 30, "the scenario's sessions to end")
 
     def seg_rows(self, content, sql, params=None):
         return self.sb.query(content, sql, params, utility=True, timeout=10)
