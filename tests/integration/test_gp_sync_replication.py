@@ -26,6 +26,12 @@ def sb(clean_cluster):
 
 
 def sync(sb, check=False, **args):
+    """The module run directly (JSON in, JSON out, as Ansible runs it): fast."""
+    return run_module("gp_sync_replication", dict(module_args(sb), **args), check=check)
+
+
+def sync_play(sb, check=False, **args):
+    """The module run by ansible-playbook (a one-task play)."""
     return run_task("gp_sync_replication", dict(module_args(sb), **args), check=check)
 
 
@@ -48,14 +54,14 @@ def test_mirror_loss_off_then_on(sb):
         assert all(w["waiting_seconds"] >= 0 for w in waiting["waiters"])
 
         # Check mode: reports the switch, changes nothing.
-        checked = sync(sb, check=True, state="off", content=CONTENT)
+        checked = sync_play(sb, check=True, state="off", content=CONTENT)
         assert checked["changed"] is True and checked["durability_risk"] is True
         assert any("ALTER SYSTEM SET synchronous_standby_names = ''" in q for q in checked["executed_queries"])
         assert entry(checked)["verdict"] == "switch_off" and entry(checked)["syncrep_waiters"]
         assert sync_setting(sb, CONTENT) == "*" and not commit.done
 
         # For real: the commit returns, FTS's catalog is untouched.
-        done = sync(sb, state="off", content=CONTENT)
+        done = sync_play(sb, state="off", content=CONTENT)
         assert not done.get("failed"), done.get("msg")
         assert done["changed"] is True and done["durability_risk"] is True
         e = entry(done)
@@ -84,7 +90,7 @@ def test_mirror_loss_off_then_on(sb):
         on = wait_for(lambda: (lambda r: r if entry(r)["verdict"] == "switch_on" else None)(
             sync(sb, check=True, state="on", content=CONTENT)), 30, 1)
         assert on and on["changed"] is True and sync_setting(sb, CONTENT) == ""
-        restored = sync(sb, state="on", content=CONTENT)
+        restored = sync_play(sb, state="on", content=CONTENT)
         assert restored["changed"] is True and restored["durability_risk"] is False
         assert (entry(restored)["before"]["setting"], entry(restored)["after"]["setting"]) == ("", "*")
         assert sync(sb, state="on", content=CONTENT)["changed"] is False
@@ -175,7 +181,7 @@ def test_gp6_gp_replication_conf(gp6_sandbox):
     conf = os.path.join(sb.datadir(CONTENT), "gp_replication.conf")
     with mirror_lost(sb, CONTENT):
         commit = Commit(sb, CONTENT).start_waiting()
-        done = run_module("gp_sync_replication", dict(module_args(sb), state="off", content=CONTENT))
+        done = sync(sb, state="off", content=CONTENT)
         assert not done.get("failed"), done.get("msg")
         e = entry(done)
         assert done["changed"] is True and e["method"] == "gp_replication_conf"
@@ -184,12 +190,12 @@ def test_gp6_gp_replication_conf(gp6_sandbox):
         with open(conf) as f:
             assert "synchronous_standby_names = ''" in f.read()
         assert wait_for(lambda: commit.done, 30) and commit.error is None
-        assert run_module("gp_sync_replication", dict(module_args(sb), state="off", content=CONTENT))["changed"] is False
+        assert sync(sb, state="off", content=CONTENT)["changed"] is False
 
         sb.start_node(CONTENT, role="m")
         assert wait_for(lambda: streaming(sb, CONTENT), 60)
         on = wait_for(lambda: (lambda r: r if r["changed"] else None)(
-            run_module("gp_sync_replication", dict(module_args(sb), state="on", content=CONTENT))), 30, 1)
+            sync(sb, state="on", content=CONTENT)), 30, 1)
         assert on and entry(on)["after"]["setting"] == "*"
         with open(conf) as f:
             assert "synchronous_standby_names = '*'" in f.read()
