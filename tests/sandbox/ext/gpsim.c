@@ -48,6 +48,7 @@
 #include "tcop/utility.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -96,6 +97,7 @@ typedef struct GpsimSlot
 	int			sess_id;
 	int			gxid;
 	bool		is_writer;
+	char		signal_msg[128];	/* pg_cancel/terminate_backend(pid, msg) */
 } GpsimSlot;
 
 typedef struct GpsimPrepared
@@ -259,6 +261,7 @@ gpsim_client_auth(Port *port, int status)
 		my_slot->sess_id = -1;
 		my_slot->gxid = 0;
 		my_slot->is_writer = false;
+		my_slot->signal_msg[0] = '\0';
 		on_shmem_exit(clear_my_slot, (Datum) 0);
 		if (node_contentid == -1 && role == GP_ROLE_DISPATCH && !am_walsender)
 		{
@@ -523,6 +526,33 @@ collect(SegConn *c, Tuplestorestate *ts, TupleDesc td)
 }
 
 /*
+ * GP7's pg_cancel_backend(pid, msg) / pg_terminate_backend(pid, msg) show the
+ * message to the client: a QD waiting for its segments (as GDD's victims do)
+ * reports the message it was signalled with.
+ */
+static void
+signal_with_message(void)
+{
+	char		msg[sizeof(my_slot->signal_msg)];
+
+	if (my_slot == NULL || my_slot->signal_msg[0] == '\0')
+		return;
+	strlcpy(msg, my_slot->signal_msg, sizeof(msg));
+	my_slot->signal_msg[0] = '\0';
+	if (ProcDiePending)
+	{
+		ProcDiePending = false;
+		ereport(FATAL,
+				(errcode(ERRCODE_ADMIN_SHUTDOWN),
+				 errmsg("terminating connection due to administrator command: \"%s\"", msg)));
+	}
+	QueryCancelPending = false;
+	ereport(ERROR,
+			(errcode(ERRCODE_QUERY_CANCELED),
+			 errmsg("canceling statement due to user request: \"%s\"", msg)));
+}
+
+/*
  * Wait until no connection in cs has results pending.  Returns false when
  * timeout_ms (>= 0) passed first.  WAIT_NORMAL lets cancel, statement_timeout
  * and termination in; WAIT_COMMIT ignores cancel like GP's syncrep wait;
@@ -559,6 +589,8 @@ wait_conns(SegConn **cs, int n, WaitMode mode, int timeout_ms,
 			ResetLatch(MyLatch);
 		if (mode == WAIT_CLEANUP)
 			continue;
+		if (mode == WAIT_NORMAL && (QueryCancelPending || ProcDiePending))
+			signal_with_message();
 		if (mode == WAIT_COMMIT && QueryCancelPending)
 		{
 			QueryCancelPending = false;
@@ -891,6 +923,8 @@ remote_abort(void)
 static void
 reset_xact_state(void)
 {
+	if (my_slot)
+		my_slot->signal_msg[0] = '\0';
 	current_gxid = 0;
 	if (my_slot && gp_role != GP_ROLE_EXECUTE)
 		my_slot->gxid = 0;
@@ -1072,6 +1106,36 @@ gpsim_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 }
 
 /* ------------------------------------------------------ SQL functions */
+PG_FUNCTION_INFO_V1(gpsim_cancel_backend_msg);
+PG_FUNCTION_INFO_V1(gpsim_terminate_backend_msg);
+
+static void
+note_signal_msg(int pid, text *msg)
+{
+	if (shared == NULL)
+		return;
+	for (int i = 1; i <= MaxBackends; i++)
+		if (shared->slots[i].pid == pid)
+			text_to_cstring_buffer(msg, shared->slots[i].signal_msg,
+								   sizeof(shared->slots[i].signal_msg));
+}
+
+/* pg_cancel_backend(pid int4, msg text) of GP7 (pg_proc.dat oid 7155) */
+Datum
+gpsim_cancel_backend_msg(PG_FUNCTION_ARGS)
+{
+	note_signal_msg(PG_GETARG_INT32(0), PG_GETARG_TEXT_PP(1));
+	return DirectFunctionCall1(pg_cancel_backend, PG_GETARG_DATUM(0));
+}
+
+/* pg_terminate_backend(pid int4, msg text) of GP7 (pg_proc.dat oid 7154) */
+Datum
+gpsim_terminate_backend_msg(PG_FUNCTION_ARGS)
+{
+	note_signal_msg(PG_GETARG_INT32(0), PG_GETARG_TEXT_PP(1));
+	return DirectFunctionCall2(pg_terminate_backend, PG_GETARG_DATUM(0), Int64GetDatum(0));
+}
+
 PG_FUNCTION_INFO_V1(gpsim_backend_sessions);
 PG_FUNCTION_INFO_V1(gpsim_prepared_sessions);
 PG_FUNCTION_INFO_V1(gpsim_gather);
