@@ -43,7 +43,8 @@ import dataclasses
 from typing import Any, Dict, List, Optional
 
 from ansible_collections.gpops.greenplum.plugins.module_utils import prepared
-from ansible_collections.gpops.greenplum.plugins.module_utils.records import COORDINATOR_CONTENT
+from ansible_collections.gpops.greenplum.plugins.module_utils.records import (
+    COORDINATOR_CONTENT, gc_paused)
 from ansible_collections.gpops.greenplum.plugins.module_utils.syncrep import (
     mirror_loss_findings, pairs_by_content)
 from ansible_collections.gpops.greenplum.plugins.module_utils.waitgraph import SnapshotIndex
@@ -656,7 +657,11 @@ def classify(snapshot, analysis, facts=None, options=None):
     always ending with the ``gdd_status`` info finding."""
     facts = facts or ClusterFacts()
     options = options or TriageOptions()
-    index = SnapshotIndex(snapshot)
+    with gc_paused():  # indexing a million lock rows allocates much and creates no cycles
+        return _classify(SnapshotIndex(snapshot), analysis, facts, options)
+
+
+def _classify(index, analysis, facts, options):
     findings = _node_unreachable(index, facts, options)
     mirror = _mirror_loss(index, facts, options)
     findings += mirror
