@@ -18,7 +18,8 @@ thing over a connection made by ``connection.connect`` (timeouts included):
 - ``wait_applied(conn, value, timeout)``: poll until the setting is in effect.
 - ``walsender_sample(conn)`` / ``terminate_walsender(conn, pid)``: the
   coordinator's walsender serving the standby coordinator.
-- ``observe_primaries(params, server, primaries, timeout)`` and
+- ``observe_primaries(params, server, primaries, timeout)``,
+  ``mirrors_alive(params, server, mirrors, timeout)`` and
   ``switch_primary(params, server, primary, method, value, wait_timeout)``: the
   above over utility-mode connections, in parallel and bounded.
 """
@@ -32,7 +33,7 @@ import tempfile
 import time
 
 from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
-    connect, query, run_on_nodes)
+    GpConnectionError, connect, query, run_on_nodes)
 from ansible_collections.gpops.greenplum.plugins.module_utils.records import Backend
 from ansible_collections.gpops.greenplum.plugins.module_utils.syncrep import (
     GP_WALRECEIVER_APPNAME, Replication, gp_replication_conf_text, is_syncrep_wait)
@@ -216,6 +217,28 @@ def observe_primaries(params, server, primaries, timeout):
         finally:
             conn.close()
     return run_on_nodes(primaries, observe, timeout)
+
+
+def mirrors_alive(params, server, mirrors, timeout):
+    """For each mirror (``SegmentConfig``), whether its postmaster runs: a running
+    mirror refuses sessions with "the database system is in recovery mode" (a
+    session accepted means it runs too, e.g. promoted); refused or an unknown host
+    means it does not; anything else (a timeout: a frozen host) is unknown.
+    Returns {content: True | False | None}, all probed in parallel within ``timeout``."""
+    def probe(node):
+        try:
+            connect(params, host=node.address, port=node.port, utility=True, server=server).close()
+            return True
+        except GpConnectionError as exc:
+            # Greenplum: "the database system is in recovery mode"; PostgreSQL 12+ without hot
+            # standby (the sandbox): "the database system is not accepting connections".
+            if exc.reason.startswith("in recovery") or "not accepting connections" in exc.reason:
+                return True
+            if exc.reason.startswith(("connection refused", "unknown host")):
+                return False
+            return None
+    found, _unanswered = run_on_nodes(mirrors, probe, timeout)
+    return {m.content: found.get(m.content) for m in mirrors}
 
 
 def switch_primary(params, server, primary, method, value, wait_timeout):

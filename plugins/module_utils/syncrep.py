@@ -123,13 +123,18 @@ class PairState:
     """What was observed for one content: its acting primary, its mirror (None in a
     mirrorless cluster), whether the primary answered in utility mode, the
     mirror's walsender on the primary and the primary's current
-    ``synchronous_standby_names``."""
+    ``synchronous_standby_names``. ``mirror_alive``: when the primary does not
+    answer, whether its mirror's postmaster does (a mirror refuses sessions with
+    "the database system is in recovery mode", which proves it runs); None when
+    not checked. While FTS has not acted the catalog still says the mirror is up
+    and in sync, so this is what tells a double fault from a failover to come."""
 
     primary: SegmentConfig
     mirror: Optional[SegmentConfig]
     primary_reachable: bool
     replication: Replication
     setting: Optional[str]
+    mirror_alive: Optional[bool] = None
 
     @property
     def content(self):
@@ -193,10 +198,10 @@ def decide_sync(pair, state, force=False, max_lag_bytes=0):
                       "gp_segment_configuration (dbid %d and %d)" % (content, primary.dbid, mirror.dbid))
     if primary.status != "u" or not pair.primary_reachable:
         why = "is marked down" if primary.status != "u" else "does not answer"
-        if mirror is None or mirror.status != "u" or mirror.mode != "s":
+        if mirror is None or mirror.status != "u" or mirror.mode != "s" or pair.mirror_alive is False:
             return result(NEEDS_PERSON, None, "double fault on content %d: primary dbid %d %s and "
                           "its mirror is %s; FTS cannot fail over; needs manual recovery"
-                          % (content, primary.dbid, why, _mirror_words(mirror)))
+                          % (content, primary.dbid, why, _mirror_words(mirror, pair.mirror_alive)))
         return result(REFUSE, None, "primary dbid %d %s; its mirror dbid %d is up and in sync, "
                       "so FTS fails over to it; nothing to switch" % (primary.dbid, why, mirror.dbid))
 
@@ -253,9 +258,12 @@ def require_waiters(decision, waiters):
                "have been switched off because %s" % (decision.content, decision.reason))
 
 
-def _mirror_words(mirror):
+def _mirror_words(mirror, alive):
     if mirror is None:
         return "absent"
+    if alive is False:
+        return "not running either (dbid %d; the catalog, not yet updated by FTS, says %s/%s)" % (
+            mirror.dbid, mirror.status, mirror.mode)
     return "%s and %s (dbid %d)" % ("up" if mirror.status == "u" else "down",
                                     "in sync" if mirror.mode == "s" else "not in sync", mirror.dbid)
 

@@ -154,6 +154,13 @@ primaries:
       sample: {dbid: 5, role: m, status: u, mode: s, hostname: sdw1, port: 7005}
     reachable: {description: Whether the primary answered in utility mode., type: bool, sample: true}
     unreachable_reason: {description: "Why it did not, or null.", type: str, sample: "timeout: no answer within 30.0 s"}
+    mirror_alive:
+      description:
+        - When the primary did not answer, whether its mirror's postmaster runs (it refuses sessions
+          "in recovery"); C(false) makes it a double fault even while the catalog, not yet updated
+          by FTS, says up and in sync. Null when not checked or unknown.
+      type: bool
+      sample: false
     before:
       description: "C(synchronous_standby_names) before, with C(source) and C(sourcefile)."
       type: dict
@@ -322,6 +329,9 @@ def _plan(module, server, targets):
     p = module.params
     observed, unreachable = replication.observe_primaries(p, server, [t[1] for t in targets],
                                                           p["statement_timeout"])
+    # A primary that does not answer: does its mirror run? (double fault or failover to come)
+    alive = replication.mirrors_alive(p, server, [m for c, _p, m in targets if c in unreachable and m],
+                                      p["statement_timeout"])
     entries = []
     for content, primary, mirror in targets:
         obs = observed.get(content)
@@ -329,14 +339,16 @@ def _plan(module, server, targets):
         setting = obs["setting"] if obs else {"setting": None, "source": None, "sourcefile": None}
         waiters = syncrep.syncrep_waiters(obs["backends"], obs["now"]) if obs else []
         pair = syncrep.PairState(primary=primary, mirror=mirror, primary_reachable=obs is not None,
-                                 replication=rep, setting=setting["setting"])
+                                 replication=rep, setting=setting["setting"],
+                                 mirror_alive=alive.get(content))
         decision = syncrep.decide_sync(pair, p["state"], force=p["force"], max_lag_bytes=p["max_lag_bytes"])
         if p["only_waiting"]:
             decision = syncrep.require_waiters(decision, waiters)
         entries.append(dict(
             content=content, dbid=primary.dbid, hostname=primary.hostname, port=primary.port,
             mirror=syncrep.seg_brief(mirror), reachable=obs is not None,
-            unreachable_reason=unreachable.get(content), before=setting, after=setting,
+            unreachable_reason=unreachable.get(content), mirror_alive=alive.get(content),
+            before=setting, after=setting,
             replication=rep.as_dict(), syncrep_waiters=waiters, waiters_after=[],
             verdict=decision.verdict, reason=decision.reason, value=decision.value,
             durability_risk=decision.durability_risk, method=None, _primary=primary))

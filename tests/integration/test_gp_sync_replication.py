@@ -199,3 +199,39 @@ def test_gp6_gp_replication_conf(gp6_sandbox):
         assert on and entry(on)["after"]["setting"] == "*"
         with open(conf) as f:
             assert "synchronous_standby_names = '*'" in f.read()
+
+
+def test_double_fault_is_for_a_person(sb):
+    """Primary and mirror of content 1 down, FTS paused (the catalog still says u/s):
+    reported as needing a person, nothing done anywhere."""
+    with mirror_lost(sb, 1):
+        sb.stop_node(1, role="p")
+        try:
+            result = sync(sb, state="off", only_waiting=False)
+            assert not result.get("failed"), result.get("msg")
+            assert result["changed"] is False and result["executed_queries"] == []
+            assert [n["content"] for n in result["needs_person"]] == [1]
+            assert "needs a person: double fault on content 1" in str(result["warnings"])
+            forced = sync(sb, state="off", content=1, force=True)
+            assert forced["changed"] is False and entry(forced, 1)["verdict"] == "needs_person"
+            e = entry(result, 1)
+            assert e["reachable"] is False and e["mirror_alive"] is False
+            assert e["verdict"] == "needs_person" and "double fault" in e["reason"]
+            assert "1" in result["unreachable_nodes"]
+            assert all(sync_setting(sb, c) == "*" for c in (0, 2))
+        finally:
+            sb.start_node(1, role="p")
+
+
+def test_primary_down_mirror_alive_is_left_to_fts(sb):
+    sb.fts.pause()
+    sb.stop_node(1, role="p")
+    try:
+        result = sync(sb, state="off", content=1, force=True)
+        e = entry(result, 1)
+        assert result["changed"] is False and e["mirror_alive"] is True
+        assert e["verdict"] == "refuse" and "FTS fails over" in e["reason"]
+    finally:
+        sb.start_node(1, role="p")
+        sb.fts.resume()
+        assert wait_for(lambda: streaming(sb, 1), 60)

@@ -25,31 +25,31 @@ def seg(dbid, content, role, status, mode):
 
 
 def pair(p_role="p", p_status="u", m_role="m", m_status="u", mode="s", rep_state="streaming",
-         lag=0, setting="*", reachable=True, mirror=True, content=0):
+         lag=0, setting="*", reachable=True, mirror=True, content=0, mirror_alive=None):
     primary = seg(2, content, p_role, p_status, mode)
     mir = seg(5, content, m_role, m_status, mode) if mirror else None
     rep = Replication(state=rep_state, flush_lag_bytes=lag, replay_lag_bytes=lag) if rep_state else Replication()
     return PairState(primary=primary, mirror=mir, primary_reachable=reachable, replication=rep,
-                     setting=setting)
+                     setting=setting, mirror_alive=mirror_alive)
 
 
 ALL = list(itertools.product(ROLES, STATUSES, ROLES, STATUSES, MODES, REP_STATES, LAGS, SETTINGS,
-                             (True, False), (True, False), WANTED, (False, True)))
+                             (True, False), (True, False), WANTED, (False, True), (None, True, False)))
 
 
 def test_every_combination_keeps_the_invariants():
     assert len(ALL) > 10000
     for (p_role, p_status, m_role, m_status, mode, rep_state, lag, setting, reachable, has_mirror,
-         wanted, force) in ALL:
+         wanted, force, alive) in ALL:
         st = pair(p_role, p_status, m_role, m_status, mode, rep_state, lag, setting, reachable,
-                  has_mirror)
+                  has_mirror, mirror_alive=alive)
         d = decide_sync(st, wanted, force=force, max_lag_bytes=MAX_LAG)
         ctx = (p_role, p_status, m_role, m_status, mode, rep_state, lag, setting, reachable,
-               has_mirror, wanted, force, d)
+               has_mirror, wanted, force, alive, d)
         currently_on = syncrep.is_sync_on(setting)
         primary_ok = p_role == "p" and p_status == "u" and reachable and not (
             has_mirror and m_role == "p")
-        mirror_healthy = has_mirror and m_status == "u" and mode == "s"
+        mirror_healthy = has_mirror and m_status == "u" and mode == "s" and alive is not False
         # Never act on a node that is not a reachable, unambiguous acting primary.
         if not primary_ok:
             assert not d.acts, ctx
@@ -88,14 +88,15 @@ def test_every_combination_keeps_the_invariants():
 def test_applying_a_decision_then_deciding_again_is_keep():
     """Second run: changed false. Apply each acting decision and decide again."""
     for (p_role, p_status, m_role, m_status, mode, rep_state, lag, setting, reachable, has_mirror,
-         wanted, force) in ALL:
+         wanted, force, alive) in ALL:
         st = pair(p_role, p_status, m_role, m_status, mode, rep_state, lag, setting, reachable,
-                  has_mirror)
+                  has_mirror, mirror_alive=alive)
         d = decide_sync(st, wanted, force=force, max_lag_bytes=MAX_LAG)
         if not d.acts:
             continue
         again = decide_sync(pair(p_role, p_status, m_role, m_status, mode, rep_state, lag, d.value,
-                                 reachable, has_mirror), wanted, force=force, max_lag_bytes=MAX_LAG)
+                                 reachable, has_mirror, mirror_alive=alive), wanted, force=force,
+                            max_lag_bytes=MAX_LAG)
         assert again.verdict == KEEP, (st, wanted, force, again)
 
 
@@ -134,6 +135,10 @@ def test_double_fault_needs_a_person():
     assert d.verdict == NEEDS_PERSON and "double fault" in d.reason
     # Primary gone, mirror in sync: FTS fails over; not ours.
     assert decide_sync(pair(reachable=False, rep_state=None), "off", force=True).verdict == REFUSE
+    assert decide_sync(pair(reachable=False, rep_state=None, mirror_alive=True), "off").verdict == REFUSE
+    # FTS has not acted (catalog u/s) but the mirror does not run either: a double fault.
+    dead = decide_sync(pair(reachable=False, rep_state=None, mirror_alive=False), "off", force=True)
+    assert dead.verdict == NEEDS_PERSON and "not running either" in dead.reason
 
 
 def test_bad_state_raises():
