@@ -76,7 +76,8 @@ def request_probe(conn, timeout):
         query(conn, "SELECT gp_request_fts_probe_scan()")
         error = None
     except psycopg.errors.QueryCanceled:
-        error = "timeout: FTS did not finish a probe cycle within %.1f s (FTS paused, hung or busy)" % timeout
+        error = ("timeout: FTS did not finish a probe cycle within %.1f s (FTS paused, hung, busy "
+                 "or not running)" % timeout)
     except psycopg.DatabaseError as exc:
         error = "error: %s" % " ".join(str(exc).split())
     return {"completed": error is None, "seconds": round(time.monotonic() - started, 3),

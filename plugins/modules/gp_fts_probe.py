@@ -53,6 +53,10 @@ seealso:
     link: https://docs.vmware.com/en/VMware-Greenplum/7/greenplum-database/admin_guide-highavail-topics-g-detecting-a-failed-segment.html
 notes:
   - FTS's own settings decide what the probe does; this module never changes them or the catalog.
+  - Where no FTS process runs on the coordinator (a standby coordinator, Cloudberry built with
+    external FTS), Greenplum returns from C(gp_request_fts_probe_scan()) at once without probing;
+    that cannot be told from a fast healthy cycle over SQL, so look for RV(changes) and at the
+    coordinator's C(ftsprobe process).
 """
 
 EXAMPLES = r"""
