@@ -2,6 +2,9 @@
 probe), FTS paused (the probe times out and says so), and FTS resumed after the
 mirror-down grace period (one probe marks the mirror down, switches its primary's
 sync replication off and the waiting commit returns)."""
+import os
+import shutil
+import tempfile
 import time
 
 import pytest
@@ -68,3 +71,30 @@ def test_paused_fts_then_probe_after_grace(clean_cluster):
 
         again = probe(sb)
         assert again["changed"] is False and again["changes"] == []
+
+
+@pytest.fixture(scope="module")
+def mirrorless(sandbox):
+    """A second, small sandbox without mirrors (FTS has nothing to probe there)."""
+    from gpsandbox import Sandbox
+    base = tempfile.mkdtemp(prefix="gpe-nomirror-")
+    os.chmod(base, 0o755)
+    sb = Sandbox(base, sandbox.base_port + 70)
+    sb.start(segments=1, mirrors=False)
+    try:
+        yield sb
+    finally:
+        sb.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_mirrorless_cluster_is_reported_not_probed(mirrorless):
+    result = probe(mirrorless)
+    assert not result.get("failed"), result.get("msg")
+    assert result["fts_state"] == "no_mirrors" and result["probed"] is False
+    assert result["changed"] is False and "no mirrors" in result["summary"][0]
+    # Nothing to switch either: Greenplum keeps sync replication off without mirrors.
+    sync = run_module("gp_sync_replication", dict(module_args(mirrorless), state="on", content=0))
+    (e,) = sync["primaries"]
+    assert sync["changed"] is False and e["verdict"] == "refuse" and "no mirror" in e["reason"]
+    assert e["mirror"] is None and e["durability_risk"] is False
