@@ -153,7 +153,9 @@ def program_names(info):
     if info.exe:
         names.append(os.path.basename(info.exe.replace(" (deleted)", "")))
     if info.cmdline:
-        names.append(os.path.basename(info.cmdline[0].split(":")[0].split()[0]) if info.cmdline[0].strip() else "")
+        first = info.cmdline[0].split(":")[0].split()
+        if first:
+            names.append(os.path.basename(first[0]))
         names.append(" ".join(info.cmdline))
     return [n for n in names if n]
 

@@ -187,6 +187,9 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
+    missing = [d for d in p["data_directories"] if not os.path.isdir(d)]
+    if missing:
+        module.fail_json(msg="data_directories: not a directory: %s" % ", ".join(missing))
     paths = list(p["paths"]) + [os.path.join(d, "postmaster.pid") for d in p["data_directories"]]
     if not paths:
         module.fail_json(msg="paths or data_directories: give at least one file or data directory")

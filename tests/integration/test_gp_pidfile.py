@@ -185,5 +185,8 @@ def test_bad_input_fails_clearly_and_removes_nothing(pg_server, tmp_path, sleepe
     result = run_module("gp_pidfile", {"paths": [], "data_directories": []})
     assert result["failed"] and "paths or data_directories" in result["msg"]
 
+    result = run_module("gp_pidfile", {"data_directories": [str(tmp_path / "no-such-datadir")], "state": "absent"})
+    assert result["failed"] and "data_directories: not a directory" in result["msg"]
+
     result = run_module("gp_pidfile", {"paths": [str(stale)], "expected_owner": "no-such-user-here"})
     assert result["failed"] and "expected_owner" in result["msg"]

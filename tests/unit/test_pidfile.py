@@ -209,3 +209,9 @@ def test_read_process_of_this_interpreter():
 def test_parse_stat_with_parentheses_in_comm():
     text = "77 (a) b (c)) S 1 77 77 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 12345 0 0"
     assert procinfo.parse_stat(text) == ("a) b (c)", "S", 1, 12345)
+
+
+def test_program_names_of_a_retitled_postgres_process():
+    info = _proc(comm="postgres", cmdline=("postgres: checkpointer ",))
+    assert procinfo.program_names(info)[:3] == ["postgres", "postgres", "postgres"]
+    assert procinfo.program_names(_proc(cmdline=(": odd",)))[-1] == ": odd"
