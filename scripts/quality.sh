@@ -8,8 +8,9 @@
 #      ansible-lint --profile production (.ansible-lint);
 #   4. every module's DOCUMENTATION / EXAMPLES / RETURN promises (scripts/check_module_docs.py);
 #   5. antsibull-changelog lint of changelogs/;
-#   6. the execution environment: ansible-builder create (no container engine needed) and
-#      its Python requirements (no test packages, same list as requirements.txt).
+#   6. the execution environment: ansible-builder create (no container engine needed),
+#      ansible-builder introspect of the installed collection, and its Python requirements
+#      (no test packages, same list as requirements.txt).
 # Needs scripts/setup.sh first (.venv with tests/requirements-test.txt). Exit 1 on any failure,
 # after running every gate. About 5 minutes on 2 cores once ansible-test's sanity
 # environments are cached (~/.ansible/test), about 10 the first time.
@@ -79,6 +80,14 @@ if [ -n "$tarball" ]; then
     || { cat "$work/ee.log"; fail "ansible-builder create"; }
   rm -f "build/$(basename "$tarball")" && rmdir build 2>/dev/null
   tail -1 "$work/ee.log"
+fi
+if [ -n "$tarball" ]; then
+  # What another EE that installs this collection gets: ansible-builder's introspection.
+  "$bin/ansible-galaxy" collection install --force -p "$work/installed" "$tarball" >/dev/null 2>&1
+  "$bin/ansible-builder" introspect --sanitize "$work/installed" >"$work/introspect.log" 2>&1
+  grep -q "psycopg" "$work/introspect.log" && grep -q "jmespath" "$work/introspect.log" \
+    || { cat "$work/introspect.log"; fail "ansible-builder introspect does not find psycopg and jmespath"; }
+  grep -E "^- " "$work/introspect.log"
 fi
 packages() { grep -vE '^\s*(#|$|-r)' "$1" | sort; }
 [ "$(packages meta/requirements.txt)" = "$(packages requirements.txt)" ] \
