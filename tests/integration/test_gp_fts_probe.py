@@ -38,7 +38,7 @@ def test_healthy_cluster_probe_changes_nothing(clean_cluster):
 def test_paused_fts_then_probe_after_grace(clean_cluster):
     sb = clean_cluster
     ensure_table(sb)
-    grace = 30.0
+    grace = 40.0
     dbid = mirror_dbid(sb, CONTENT)
     with fts_settings(sb, probe_interval=3600, mirror_down_grace_period=grace), \
             mirror_lost(sb, CONTENT) as stopped_at:
