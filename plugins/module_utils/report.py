@@ -345,10 +345,18 @@ def _remedy(remedy):
     return out
 
 
+_TARGET_KEYS = (("content", "content"), ("dbid", "dbid"), ("pid", "pid"), ("sess_id", "session"),
+                ("gxid", "gxid"), ("gid", "gid"))
+
+
 def _action_text(action):
+    """``<action> <target>`` then ``(changed)`` and ``: <result>``; the target is the
+    action's ``target`` or, as acting modules report it, its content/dbid/pid/session/gxid/gid."""
     what = action.get("action") or action.get("module") or "action"
-    target = action.get("target")
-    text = "%s %s" % (what, target) if target not in (None, "") else str(what)
+    target = action.get("target") or " ".join(
+        "%s %s" % (label, action[key]) for key, label in _TARGET_KEYS
+        if action.get(key) is not None)
+    text = "%s %s" % (what, target) if target else str(what)
     if "changed" in action:
         text += " (changed)" if action["changed"] else " (no change)"
     if action.get("result"):
@@ -388,7 +396,8 @@ def render_markdown(doc, json_name=None):
             "released before the holder's transaction ends.", "",
             "```mermaid", render_mermaid(doc["graph"]), "```", "", "## What was done", ""]
     if doc["actions"]:
-        out += ["- " + _action_text(a) for a in doc["actions"]]
+        out += ["- " + _action_text(a) for a in doc["actions"]] + ["", "Details:", ""]
+        out += _table(doc["actions"])
     else:
         out.append("Nothing: this run changed nothing.")
     out += ["", "## What is left", ""]

@@ -117,6 +117,15 @@ def test_actions_and_what_is_left():
     assert lines[-2].startswith("done: cancel") and lines[-1] == "after: healthy"
 
 
+def test_action_target_from_what_acting_modules_return():
+    actions = [{"action": "cancel", "pid": 6912, "sess_id": 28, "gxid": 7, "result": "done",
+                "statement": "SELECT pg_cancel_backend(a.pid) ..."}]
+    doc = _doc("global_deadlock_2seg", actions=actions)
+    text = report.render_markdown(doc)
+    assert "- cancel pid 6912 session 28 gxid 7: done" in text
+    assert "| cancel | 6912 | 28 | 7 | done | SELECT pg_cancel_backend(a.pid) ... |" in text
+
+
 def test_mermaid_escapes_quotes_and_brackets():
     graph = {"nodes": [{"id": "s1", "label": 'app "x" <y>', "roles": []},
                        {"id": "s2", "label": "b", "roles": ["root"]}],
