@@ -125,11 +125,15 @@ def test_mirror_down_commit_waits_until_fts_marks_it_down(sandbox, clean_cluster
             (sc.sessions["insert_multiseg_2pc"]["gp_session_id"], "idle in transaction", "IPC")]
         assert qe[0]["query"].startswith("INSERT INTO gpsb_t01 VALUES")
         assert edges(sandbox) == []
-        # cancel is ignored while the commit waits for the mirror
+        # cancel is ignored while the commit waits for the mirror, on the QD and the QE
         with sandbox.connect(-1, utility=True) as conn:
             conn.execute("SELECT pg_cancel_backend(%s)",
                          (sc.sessions["insert_seg0_onephase"]["coordinator_pid"],))
+        with sandbox.connect(0, utility=True) as conn:
+            conn.execute("SELECT pg_cancel_backend(pid) FROM pg_stat_activity "
+                         "WHERE wait_event = 'SyncRep'")
         assert sc.wait(2) == {label: dict(ok=None, error=None, sqlstate=None) for label in sc.sessions}
+        assert len(sc.syncrep_waiters()) == 2
         conf = rows(sandbox, "SELECT dbid, status, mode FROM gp_segment_configuration WHERE content = 0 "
                              "ORDER BY dbid")
         assert [(r["status"], r["mode"]) for r in conf] == [("u", "s"), ("u", "s")]

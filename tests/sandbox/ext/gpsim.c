@@ -45,6 +45,7 @@
 #include "storage/lock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
+#include "tcop/tcopprot.h"
 #include "tcop/utility.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -308,6 +309,7 @@ static bool in_gpsim = false;	/* our own SPI queries are never dispatched */
 static QueryDesc *dispatched_query = NULL;
 /* a QE's last statement: shown while it runs the dtx protocol (see below) */
 static char qe_last_query[1024] = "";
+static bool cancel_ignored = false;	/* SIGINT ignored until the xact ends */
 static uint64 dispatched_rows = 0;
 
 typedef enum WaitMode
@@ -940,6 +942,12 @@ reset_xact_state(void)
 static void
 gpsim_xact_callback(XactEvent event, void *arg)
 {
+	if (cancel_ignored && (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PREPARE ||
+						   event == XACT_EVENT_ABORT))
+	{
+		pqsignal(SIGINT, StatementCancelHandler);
+		cancel_ignored = false;
+	}
 	switch (event)
 	{
 		case XACT_EVENT_PRE_COMMIT:
@@ -1054,6 +1062,26 @@ gpsim_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
 }
 
 static void
+run_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+			ProcessUtilityContext context, ParamListInfo params,
+			QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	if (prev_process_utility)
+		prev_process_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+}
+
+static void
+ignore_cancel(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+static void
 gpsim_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 					  ProcessUtilityContext context, ParamListInfo params,
 					  QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
@@ -1066,13 +1094,23 @@ gpsim_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 	 * it 'idle in transaction' with the last statement (e.g. while it waits in
 	 * SyncRep), so report that instead of COMMIT / PREPARE TRANSACTION.
 	 */
-	if (gp_role == GP_ROLE_EXECUTE && IsA(pstmt->utilityStmt, TransactionStmt) && qe_last_query[0])
+	if (gp_role == GP_ROLE_EXECUTE && IsA(pstmt->utilityStmt, TransactionStmt))
 	{
 		TransactionStmtKind kind = ((TransactionStmt *) pstmt->utilityStmt)->kind;
 
 		if (kind == TRANS_STMT_COMMIT || kind == TRANS_STMT_PREPARE ||
 			kind == TRANS_STMT_COMMIT_PREPARED)
-			pgstat_report_activity(STATE_IDLEINTRANSACTION, qe_last_query);
+		{
+			if (qe_last_query[0])
+				pgstat_report_activity(STATE_IDLEINTRANSACTION, qe_last_query);
+			/*
+			 * GP ignores a cancel while a commit waits for its mirror
+			 * (syncrep.c); the wait comes when the transaction ends, the
+			 * handler is restored by the transaction callback.
+			 */
+			pqsignal(SIGINT, ignore_cancel);
+			cancel_ignored = true;
+		}
 	}
 	else if (gp_role == GP_ROLE_EXECUTE && IsA(pstmt->utilityStmt, LockStmt) && debug_query_string)
 		strlcpy(qe_last_query, debug_query_string, sizeof(qe_last_query));
@@ -1097,10 +1135,7 @@ gpsim_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 		if (targets != NIL)
 			ensure_gxid();
 	}
-	if (prev_process_utility)
-		prev_process_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+	run_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 	if (targets != NIL)
 		dispatch(targets, sql, true);
 }
