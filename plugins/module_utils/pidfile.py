@@ -312,10 +312,16 @@ def judge(obs):
     evidence.append(_check("process_exists", True, "PID %d exists (%s)" % (obs.process.pid, obs.process.comm)))
     checks = _identity_checks(obs)
     evidence.extend(checks)
+    if obs.kind == POSTMASTER:
+        line = os.path.realpath(obs.parsed.data_directory)
+        evidence.append(_check("data_directory_line", line == obs.expected_cwd,
+                               "the file's data directory line is %s, it lies in %s" % (
+                                   obs.parsed.data_directory, obs.expected_cwd)))
     if obs.listening_ports is not None and obs.parsed.port is not None:
         evidence.append(_check("listening", obs.parsed.port in obs.listening_ports,
                                "process listens on TCP %s, the file names port %d" % (
                                    obs.listening_ports, obs.parsed.port)))
+    # Only identity checks decide; the data directory line and the port are reported.
     if any(c["passed"] is False for c in checks) and not attached:
         return STALE, evidence
     return LIVE, evidence

@@ -18,8 +18,8 @@ description:
     reused PID fools.
   - Identity is checked from C(/proc/PID), with the command (C(comm), executable, command
     line), the owner uid, the start time against the file's time, and for PostgreSQL
-    files the working directory (a server runs in its data directory) and the listening
-    port.
+    files the working directory (a server runs in its data directory); the file's data
+    directory line and whether the process listens on its port are reported too.
   - Follows PostgreSQL's own rules (C(CreateLockFile) in
     C(src/backend/utils/init/miscinit.c)), by which a PID equal to this tool's own or its parent's,
     or a process of another user than the file's owner, is not a competing server; a

@@ -215,3 +215,10 @@ def test_program_names_of_a_retitled_postgres_process():
     info = _proc(comm="postgres", cmdline=("postgres: checkpointer ",))
     assert procinfo.program_names(info)[:3] == ["postgres", "postgres", "postgres"]
     assert procinfo.program_names(_proc(cmdline=(": odd",)))[-1] == ": odd"
+
+
+def test_data_directory_line_is_reported_not_decisive():
+    copied = POSTMASTER_TEXT.replace("/data/gpseg0", "/data/elsewhere")
+    verdict, evidence = pidfile.judge(_obs(_proc(), text=copied))
+    assert verdict == pidfile.LIVE
+    assert [c["passed"] for c in evidence if c["check"] == "data_directory_line"] == [False]
