@@ -13,7 +13,7 @@ _SANDBOX = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 if _SANDBOX not in sys.path:
     sys.path.insert(0, _SANDBOX)
 
-from gpsandbox import Sandbox  # noqa: E402  (needs the path above)
+from gpsandbox import Sandbox, SandboxError  # noqa: E402  (needs the path above)
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +23,15 @@ def sandbox():
     sb = Sandbox.from_env()
     started_here = not sb.running()
     status = sb.start(segments=3, mirrors=True, replication_conf="gp7")
+    if not started_here and sb.leftovers():
+        try:  # a reused cluster that an interrupted run left dirty
+            left = sb.reset()
+        except SandboxError as exc:
+            left = [str(exc)]
+        if left:
+            sb.stop()
+            status = sb.start(segments=3, mirrors=True, replication_conf="gp7")
+            started_here = True
     if started_here:
         print("\ngpsandbox: 3 segments with mirrors started in %s s" % status["start_seconds"])
     yield sb

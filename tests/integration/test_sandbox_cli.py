@@ -58,3 +58,17 @@ def test_inject_in_background_until_release(sandbox, clean_cluster):
 def test_unknown_scenario_is_a_usage_error(sandbox):
     proc = cli(sandbox, "inject", "no_such_thing", check=False)
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
+
+
+def test_reset_undoes_what_an_interrupted_run_left(sandbox, clean_cluster):
+    from gpsandbox import scenarios
+    left_behind = scenarios.prepared_xact(sandbox)  # as if the test process had died
+    sandbox.fts.pause()
+    sandbox.stop_node(2, "m")
+    try:
+        assert "mirror2 is not running" in sandbox.leftovers()
+        proc = cli(sandbox, "reset")
+        assert "clean" in proc.stdout
+        assert sandbox.leftovers() == []
+    finally:
+        left_behind.cleanup()

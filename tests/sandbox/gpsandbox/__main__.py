@@ -31,6 +31,7 @@ def _parser():
                        help="FTS setting %s (default %s)" % (key, value))
 
     sub.add_parser("stop", help="stop everything and remove the base directory")
+    sub.add_parser("reset", help="undo what crashed tests or scenarios left behind")
     st = sub.add_parser("status", help="print the topology")
     st.add_argument("--json", action="store_true")
 
@@ -118,6 +119,10 @@ def main(argv=None):
         elif args.command == "stop":
             sb.stop()
             print("sandbox %s stopped and removed" % sb.base_dir)
+        elif args.command == "reset":
+            left = sb.reset()
+            print("sandbox %s %s" % (sb.base_dir, "clean" if not left else "still: " + "; ".join(left)))
+            return 1 if left else 0
         elif args.command == "status":
             status = sb.status()
             if args.json:

@@ -308,19 +308,8 @@ class Sandbox:
                      created_at=time.time())
         self._write_state(state)
 
-        # one initdb, copied to the coordinator and every primary
-        tmpl = self._path("template")
-        self._run([os.path.join(self.pg_bin, "initdb"), "-D", tmpl, "-U", DB_USER, "-A", "trust",
-                   "-E", "UTF8", "--locale=C.UTF-8", "-N"])
-        with open(os.path.join(tmpl, "postgresql.conf"), "a") as f:
-            f.write(SERVER_CONF.format(host=HOST, sockdir=self.base_dir, module=module))
-        with open(os.path.join(tmpl, "pg_hba.conf"), "w") as f:
-            f.write(HBA_CONF)
         firsts = [n for n in nodes if n["role"] == "p"]
-        for n in firsts:
-            self._run(["cp", "-a", tmpl, n["datadir"]])
-            self._write_node_conf(n)
-        shutil.rmtree(tmpl)
+        self._initdb_nodes(firsts, module)
         self._parallel(self._start_server, firsts)
         self._parallel(self._install_sql, firsts)
         with self._connect_port(self.base_port) as conn:
@@ -339,6 +328,21 @@ class Sandbox:
             for p, _ in pairs:
                 self.set_syncrep(p["port"], "*", replication_conf)
         self.fts.start(settings)
+
+    def _initdb_nodes(self, nodes, module):
+        """One initdb, copied to the data directory of each node (coordinator and
+        primaries; mirrors come from pg_basebackup) with its gpsim_node.conf."""
+        tmpl = self._path("template")
+        self._run([os.path.join(self.pg_bin, "initdb"), "-D", tmpl, "-U", DB_USER, "-A", "trust",
+                   "-E", "UTF8", "--locale=C.UTF-8", "-N"])
+        with open(os.path.join(tmpl, "postgresql.conf"), "a") as f:
+            f.write(SERVER_CONF.format(host=HOST, sockdir=self.base_dir, module=module))
+        with open(os.path.join(tmpl, "pg_hba.conf"), "w") as f:
+            f.write(HBA_CONF)
+        for n in nodes:
+            self._run(["cp", "-a", tmpl, n["datadir"]])
+            self._write_node_conf(n)
+        shutil.rmtree(tmpl)
 
     def _install_module(self):
         """Build gpsim.so from ext/ in <base>/build (private to this sandbox, so
@@ -542,6 +546,47 @@ class Sandbox:
             found += ["segment dbid %d is not up, in sync and in its preferred role" % r[0]
                       for r in bad]
         return found
+
+    def reset(self):
+        """Undo what a crashed test or scenario left behind (see leftovers()): end
+        background scenarios, thaw frozen nodes, start stopped ones, end scenario
+        sessions, roll back prepared transactions on the primaries, resume FTS and
+        wait until every pair is up and in sync. Returns leftovers() afterwards.
+        Raises SandboxError for a failed-over pair (stop and start the sandbox)."""
+        from . import holder, scenarios
+        holder.release_all(self)
+        st = self.state()
+        if st is None:
+            raise SandboxError("no sandbox at %s" % self.base_dir)
+        coordinator = st["nodes"][0]
+        if not self._postmaster_pid(coordinator["datadir"]):
+            self._start_server(coordinator)
+        swapped = self.query(-1, "SELECT content FROM gpsim.gp_segment_configuration "
+                                 "WHERE role <> preferred_role", utility=True)
+        if swapped:
+            raise SandboxError("content %s failed over: stop and start the sandbox"
+                               % ", ".join(str(r[0]) for r in swapped))
+        for n in st["nodes"]:
+            pid = self._postmaster_pid(n["datadir"])
+            if pid is None:
+                self._start_server(n)
+            elif self._frozen(pid):
+                self._signal_tree(pid, signal.SIGCONT)
+        self.fts.ensure_running()
+        self.fts.resume()
+        like = scenarios.APP_PREFIX + "%"
+        self.query(-1, "SELECT pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity "
+                       "WHERE application_name LIKE %s", (like,), utility=True)
+        for c in range(st["segments"]):
+            for (gid,) in self.query(c, "SELECT gid FROM pg_catalog.pg_prepared_xacts", utility=True):
+                self.query(c, pgsql.SQL("ROLLBACK PREPARED {}").format(pgsql.Literal(gid)),
+                           utility=True, timeout=60)
+        deadline = time.monotonic() + 60
+        while self.leftovers() and time.monotonic() < deadline:
+            if st["mirrors"]:
+                self.query(-1, "SELECT gp_request_fts_probe_scan()", utility=False, timeout=30)
+            time.sleep(0.2)
+        return self.leftovers()
 
     # ------------------------------------------------------- node operations
     @staticmethod
