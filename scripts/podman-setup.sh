@@ -64,7 +64,7 @@ fi
 # scenario, Python 3 with psycopg 3 and jmespath for the collection's modules.
 image_packages=(
   postgresql-15 postgresql-contrib postgresql-server-dev-15 postgresql-client-15
-  build-essential make
+  build-essential make libkrb5-dev
   python3 python3-psycopg python3-jmespath
   procps psmisc iproute2 util-linux
   slony1-2-bin postgresql-15-slony1-2
