@@ -4,7 +4,8 @@
 Synthetic snapshots from 10,000 to 1,000,000 ``pg_locks`` rows over up to 1,000
 segments, shaped like a busy Greenplum cluster: mostly granted locks of distributed
 sessions (wide read-only queries with a QE on every segment, narrow updates on a
-few segments), plus blocking chains, lock queues, dotted edges that are no deadlock,
+few segments), plus blocking chains, lock queues (one of them a hot table with a
+thousand SELECTs queued behind a DDL at 1M rows), dotted edges that are no deadlock,
 and a few global deadlocks of two and three transactions. Each size runs in its own
 process so that its peak memory (``ru_maxrss``) is its own.
 
@@ -159,9 +160,9 @@ class Cluster:
             self.edges.append((-1, 0, hgxid, True, pid, hpid, "AccessShareLock", "relation", sess, hsess))
         self.expect["roots"] += 1
 
-    def lock_queue(self):
-        """A holder of AccessShareLock, a waiting LOCK ... ACCESS EXCLUSIVE, and two
-        SELECTs queued behind the waiting request (no edge for them)."""
+    def lock_queue(self, selects=2):
+        """A holder of AccessShareLock, a waiting LOCK ... ACCESS EXCLUSIVE, and
+        ``selects`` SELECTs queued behind the waiting request (no edge for them)."""
         relation = self.own_table()
         hsess, hgxid, _ = self.session([], relation, "AccessShareLock", since=90.0)
         hpid = self.next_pid - 1
@@ -169,11 +170,11 @@ class Cluster:
         dpid = self.next_pid - 1
         self._lock(-1, dpid, dsess, "relation", "AccessExclusiveLock", False, relation=relation)
         self.edges.append((-1, dgxid, hgxid, True, dpid, hpid, "AccessExclusiveLock", "relation", dsess, hsess))
-        for k in range(2):
+        for k in range(selects):
             sess, pid = self.next_sess, self.next_pid
             self.next_sess += 1
             self.next_pid += 1
-            self._backend(-1, pid, sess, "active", ("Lock", "relation"), since=40.0 - k)
+            self._backend(-1, pid, sess, "active", ("Lock", "relation"), since=40.0 - k * 30.0 / selects)
             self._lock(-1, pid, sess, "relation", "AccessShareLock", False, relation=relation)
         self.expect["roots"] += 1
 
@@ -204,6 +205,7 @@ def build(rows, segments):
         cluster.lock_queue()
         if segments > 1:
             cluster.dotted_no_deadlock()
+    cluster.lock_queue(selects=max(2, rows // 1000))  # a hot table: a long queue behind one DDL
     cluster.background(rows)
     cluster.rnd.shuffle(cluster.locks)  # rows are not sorted by segment (fixtures README)
     return cluster

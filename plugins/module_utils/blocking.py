@@ -99,37 +99,54 @@ def prepared_key(index, content, row=None, gxid=None):
     return ("prepared", content, row.virtualtransaction if row is not None else None)
 
 
-def _blockers_of(index, row):
-    """``[(kind, node key, pid)]`` blocking the waiting lock ``row``."""
-    tag_rows = index.by_tag.get(row.locktag(), ())
-    backend = index.backend.get((row.content, row.pid))
-    me = node_key(index, row.content, row.pid, row.mppsessionid)
+def _reported_blockers(index, row, backend, tag_rows):
+    """``[(kind, node key, pid)]`` from ``pg_blocking_pids()`` of the waiting backend."""
+    holders = {r.pid for r in tag_rows if r.granted}
     out = []
-    if backend is not None and backend.blocking_pids is not None:
-        holders = {r.pid for r in tag_rows if r.granted}
-        for pid in backend.blocking_pids:
-            if pid == 0:  # pg_blocking_pids: a prepared transaction shows as pid 0
-                for r in tag_rows:
-                    if r.granted and r.pid is None:
-                        out.append((HOLDS, prepared_key(index, row.content, r), 0))
-            else:
-                out.append((HOLDS if pid in holders else QUEUED, node_key(index, row.content, pid), pid))
-        return [b for b in out if b[1] != me]
-    started = index.wait_started(row.content, row.pid, row)
+    for pid in backend.blocking_pids:
+        if pid == 0:  # pg_blocking_pids: a prepared transaction shows as pid 0
+            out.extend((HOLDS, prepared_key(index, row.content, r), 0)
+                       for r in tag_rows if r.granted and r.pid is None)
+        else:
+            out.append((HOLDS if pid in holders else QUEUED, node_key(index, row.content, pid), pid))
+    return out
+
+
+def _queue_blockers(index, tag_rows):
+    """``{waiting row: [(kind, node key, pid)]}`` for every request waiting on one lock.
+
+    Holders are grouped by mode and earlier waiters by requested mode, so a queue
+    of thousands of waiters costs what its answer costs, not the square of its length.
+    """
+    holders = collections.defaultdict(list)  # mode -> [(row, key)]
+    waiters = []
     for r in tag_rows:
-        if r.pid == row.pid:
-            continue
         if r.granted:
-            if not modes_conflict(row.mode, r.mode):
-                continue
-            key = (prepared_key(index, row.content, r) if r.pid is None
+            key = (prepared_key(index, r.content, r) if r.pid is None
                    else node_key(index, r.content, r.pid, r.mppsessionid))
-            out.append((HOLDS, key, r.pid or 0))
-        elif modes_conflict(row.mode, r.mode):
-            other = index.wait_started(r.content, r.pid, r)
-            if other is not None and started is not None and (other, r.pid) < (started, row.pid):
-                out.append((QUEUED, node_key(index, r.content, r.pid, r.mppsessionid), r.pid))
-    return [b for b in out if b[1] != me]  # QEs of one session share their locks
+            holders[r.mode].append((r, key))
+        else:
+            waiters.append((index.wait_started(r.content, r.pid, r), r.pid, r))
+    # Requests whose wait start is unknown cannot be placed in the queue: holders only.
+    ordered = sorted((w for w in waiters if w[0] is not None), key=lambda w: w[:2])
+    ordered += [w for w in waiters if w[0] is None]
+    earlier = collections.defaultdict(list)  # requested mode -> [(row, key)] queued so far
+    result = {}
+    for started, _pid, row in ordered:
+        me = node_key(index, row.content, row.pid, row.mppsessionid)
+        backend = index.backend.get((row.content, row.pid))
+        if backend is not None and backend.blocking_pids is not None:
+            out = _reported_blockers(index, row, backend, tag_rows)
+        else:
+            out = [(HOLDS, key, r.pid or 0) for mode, group in holders.items() if modes_conflict(row.mode, mode)
+                   for r, key in group if r.pid != row.pid]
+            if started is not None:
+                out += [(QUEUED, key, r.pid) for mode, group in earlier.items() if modes_conflict(row.mode, mode)
+                        for r, key in group]
+        if started is not None:
+            earlier[row.mode].append((row, me))
+        result[row] = [b for b in out if b[1] != me]  # QEs of one session share their locks
+    return result
 
 
 def block_edges(index, wait_edges=()):
@@ -145,13 +162,14 @@ def block_edges(index, wait_edges=()):
             seen.add(key)
             out.append(edge)
 
-    for row in index.waiting:
-        relation, name = index.relation_of_wait(row)
-        since = index.wait_started(row.content, row.pid, row)
-        waiter = node_key(index, row.content, row.pid, row.mppsessionid)
-        for kind, blocker, pid in _blockers_of(index, row):
-            add(BlockEdge(waiter, blocker, row.content, kind, row.locktype, row.mode, row.pid, pid,
-                          relation, name, since))
+    for tag_rows in index.by_tag.values():
+        for row, blockers in _queue_blockers(index, tag_rows).items():
+            relation, name = index.relation_of_wait(row)
+            since = index.wait_started(row.content, row.pid, row)
+            waiter = node_key(index, row.content, row.pid, row.mppsessionid)
+            for kind, blocker, pid in blockers:
+                add(BlockEdge(waiter, blocker, row.content, kind, row.locktype, row.mode, row.pid, pid,
+                              relation, name, since))
     for e in wait_edges:
         waiter = node_key(index, e.content, e.waiter_pid, e.waiter_sessionid)
         if e.holder_is_prepared:

@@ -287,19 +287,20 @@ class SnapshotIndex:
             return
         tags = {r.locktag() for r in waiting}
         pids = {r.pid for r in waiting}
-        # One discriminating field per lock type keeps locktag() off most rows.
-        keys = {"relation": set(), "transactionid": set(), "virtualxid": set(), "objid": set()}
+        # One discriminating field per waited-for lock keeps locktag() off most rows: the
+        # first of these its lock type sets (``database`` alone: e.g. a frozenid lock).
+        keys = {"relation": set(), "transactionid": set(), "virtualxid": set(), "objid": set(), "database": set()}
         for r in waiting:
-            for name in keys:
-                value = getattr(r, name)
-                if value is not None:
-                    keys[name].add(value)
-        relations, xids, vxids, objids = (keys[k] for k in ("relation", "transactionid", "virtualxid", "objid"))
+            name = next((n for n in keys if getattr(r, n) is not None), None)
+            if name is not None:
+                keys[name].add(getattr(r, name))
+        relations, xids, vxids, objids, databases = keys.values()
         by_tag, proc_locks = self.by_tag, self.proc_locks
         for r in locks:  # pass 2
             if r.pid in pids:
                 proc_locks[(r.content, r.pid)].append(r)
-            if r.relation in relations or r.transactionid in xids or r.virtualxid in vxids or r.objid in objids:
+            if (r.relation in relations or r.transactionid in xids or r.virtualxid in vxids
+                    or r.objid in objids or r.database in databases):
                 tag = r.locktag()
                 if tag in tags:
                     by_tag[tag].append(r)
