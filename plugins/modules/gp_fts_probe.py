@@ -55,8 +55,8 @@ notes:
   - FTS's own settings decide what the probe does; this module never changes them or the catalog.
   - Where no FTS process runs on the coordinator (a standby coordinator, Cloudberry built with
     external FTS), Greenplum returns from C(gp_request_fts_probe_scan()) at once without probing;
-    that cannot be told from a fast healthy cycle over SQL, so look for RV(changes) and at the
-    coordinator's C(ftsprobe process).
+    SQL cannot tell that from a fast healthy cycle, so when the module runs on the coordinator
+    host it looks for the C(ftsprobe process) in the process table (RV(fts_process_running)).
 """
 
 EXAMPLES = r"""
@@ -90,6 +90,15 @@ probe:
   returned: always
   type: dict
   sample: {completed: true, seconds: 0.052, error: null}
+fts_process_running:
+  description:
+    - Whether the coordinator's C(ftsprobe process) runs, from the process table of this host
+      (FTS is not listed in C(pg_stat_activity)); null when this host cannot tell (the
+      coordinator runs elsewhere). Without it Greenplum returns from the call at once and
+      nothing is probed.
+  returned: always
+  type: bool
+  sample: true
 probe_timeout:
   description: Seconds the call was allowed.
   returned: always
@@ -146,6 +155,7 @@ server:
 import traceback
 
 from ansible_collections.gpops.greenplum.plugins.module_utils import catalog, fts
+from ansible_collections.gpops.greenplum.plugins.module_utils.diagnosis import fts_process_running
 from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
     GpConnectionError, NotGreenplumError, connect, run_with_deadline, server_info)
 from ansible_collections.gpops.greenplum.plugins.module_utils.module_base import gp_module
@@ -177,8 +187,10 @@ def main():
         module.fail_json(msg="reading the coordinator's catalog failed: %s" % exc,
                          exception=traceback.format_exc())
     timeout = p["timeout"] or fts.probe_timeout(settings)
+    coordinator = catalog.coordinator(before)
+    fts_running = fts_process_running(coordinator.port, coordinator.datadir) if coordinator else None
     result = dict(changed=False, probed=False, probe=None, probe_timeout=timeout,
-                  fts_settings=settings, server=server.as_dict(),
+                  fts_process_running=fts_running, fts_settings=settings, server=server.as_dict(),
                   before=[s.as_dict() for s in before], after=[s.as_dict() for s in before],
                   changes=[], history=[], summary=[])
 
@@ -209,7 +221,10 @@ def main():
     head = ("FTS probe cycle finished in %.2f s" % probe["seconds"] if probe["completed"]
             else "FTS probe did not finish: %s" % probe["error"])
     lines = [head] + [_change_line(c) for c in changes]
-    if probe["completed"] and not changes:
+    if probe["completed"] and not changes and fts_running is False:
+        lines.append("no ftsprobe process of the coordinator on this host: Greenplum then returns "
+                     "from gp_request_fts_probe_scan() at once without probing")
+    elif probe["completed"] and not changes:
         lines.append("catalog unchanged (a mirror is marked down only after "
                      "gp_fts_mark_mirror_down_grace_period, %d s%s, from its disconnect)"
                      % (settings["gp_fts_mark_mirror_down_grace_period"],
