@@ -33,6 +33,9 @@ import time
 import psycopg
 
 HOST = "127.0.0.1"
+# GP's ftsprobe is a background process that pg_stat_activity does not list; the
+# gpsim views hide this process's connections the same way
+APPLICATION_NAME = "gpsandbox_fts"
 HISTORY = "FTS: update role, status, and mode for dbid %d with contentid %d to %s, %s, and %s"
 OBSERVE_EVERY = 0.5
 
@@ -175,6 +178,7 @@ class Prober:
     def _connect(self, port, timeout):
         return psycopg.connect(host=HOST, port=port, user="gpadmin", dbname="postgres",
                                options="-c gp_role=utility", autocommit=True,
+                               application_name=APPLICATION_NAME,
                                connect_timeout=max(1, int(round(timeout))))
 
     def coord(self):

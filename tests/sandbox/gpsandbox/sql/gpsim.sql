@@ -167,7 +167,8 @@ SELECT a.datid, a.datname, a.pid, COALESCE(s.sess_id, -1) AS sess_id, a.usesysid
        a.state, a.backend_xid, a.backend_xmin, a.query, a.backend_type,
        0::oid AS rsgid, 'unknown'::text AS rsgname
 FROM pg_catalog.pg_stat_activity a
-LEFT JOIN gpsim.backend_sessions() s ON s.pid = a.pid;
+LEFT JOIN gpsim.backend_sessions() s ON s.pid = a.pid
+WHERE a.application_name IS DISTINCT FROM 'gpsandbox_fts';  -- FTS, a GP background process
 
 CREATE VIEW gpsim.local_stat_activity AS
 SELECT current_setting('gp_contentid')::int4 AS gp_segment_id, a.*
