@@ -32,7 +32,9 @@ class Analysis:
       nodes that answered).
     - ``summary``: one line of text; ``complete``: False when nodes did not answer.
     - ``deadlocks``: ``[{id, gxids, vertices: [session dicts], edges: [edge dicts],
-      explanation, resolution: 'victim'|'needs_person'}]``.
+      explanation, resolution}]``; ``resolution`` is ``victim`` (one of its members is
+      a victim), ``needs_person`` (every member protected) or ``released_by_other_victim``
+      (it only held through a wait into another cycle, whose victim ends it too).
     - ``victims``: ``[{gxid, sess_id, coordinator_pid, policy, reason, deadlock,
       candidate}]``; ``unresolved``: ``[{deadlock, gxids, needs_person, reason,
       candidates}]``.
@@ -116,7 +118,12 @@ def _analyse(snapshot, policy, matcher):
     chosen, unresolved = victims.choose_victims(graph, index, policy, matcher, hints, prepared,
                                                 deadlock_of.get)
     for d in deadlocks:
-        d["resolution"] = "needs_person" if any(u["deadlock"] == d["id"] for u in unresolved) else "victim"
+        if any(u["deadlock"] == d["id"] for u in unresolved):
+            d["resolution"] = "needs_person"
+        elif any(v["deadlock"] == d["id"] for v in chosen):
+            d["resolution"] = "victim"
+        else:  # it held only through a wait into another cycle (e.g. a dotted edge), broken there
+            d["resolution"] = "released_by_other_victim"
 
     block_edges = blocking.block_edges(index, edges + [e for _, e in dropped])
     trees = blocking.blocking_trees(index, block_edges)
