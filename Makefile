@@ -1,5 +1,5 @@
 # Entry points for a fresh machine. Each target installs what it needs first.
-.PHONY: setup demo test unit integration sandbox-start sandbox-stop bench quality
+.PHONY: setup demo test unit integration sandbox-start sandbox-stop bench molecule quality
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -30,3 +30,10 @@ bench: setup
 
 quality: setup
 	@bash scripts/quality.sh
+
+# Molecule scenarios on podman cluster hosts (docs/molecule.md): podman, runc and the
+# host image first (scripts/podman-setup.sh), then molecule in .venv.
+molecule: setup
+	@bash scripts/podman-setup.sh
+	@$(VENV)/bin/pip install -q -r tests/requirements-molecule.txt
+	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/molecule test --all
