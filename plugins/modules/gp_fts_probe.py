@@ -194,6 +194,8 @@ def main():
                   before=[s.as_dict() for s in before], after=[s.as_dict() for s in before],
                   changes=[], history=[], summary=[])
 
+    if not catalog.mirrors(before) or module.check_mode:
+        conn.close()
     if not catalog.mirrors(before):
         result.update(fts_state="no_mirrors", summary=[
             "no mirrors: FTS does not probe a mirrorless cluster; nothing to probe"])
@@ -206,12 +208,14 @@ def main():
     # The server-side statement_timeout ends the call; the client-side deadline
     # covers a coordinator that stops answering altogether.
     ok, probe = run_with_deadline(lambda: fts.request_probe(conn, timeout), timeout + p["connect_timeout"] + 5)
-    if not ok:
+    if ok:
+        conn.close()  # else its thread still waits on it; the process exit ends both
+    else:
         probe = {"completed": False, "seconds": timeout, "error": probe}
     try:
-        after_conn = connect(p)
-        after = catalog.segment_configuration(after_conn)
-        history = fts.history_since(after_conn, last)
+        with connect(p) as after_conn:
+            after = catalog.segment_configuration(after_conn)
+            history = fts.history_since(after_conn, last)
     except Exception as exc:
         module.fail_json(msg="the probe ran (%s) but re-reading the catalog failed: %s" % (probe, exc),
                          probed=True, probe=probe)
