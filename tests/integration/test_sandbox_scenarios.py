@@ -223,3 +223,25 @@ def test_scenarios_clean_up_when_a_step_fails(sandbox, clean_cluster):
 
     with pytest.raises(scenarios.ScenarioError, match="injected failure"):
         Broken(sandbox)
+
+
+def test_prepared_xact_in_doubt_while_the_commit_is_suspended(sandbox, clean_cluster):
+    with scenarios.prepared_xact(sandbox, content=0, orphan=False) as sc:
+        committer, waiter = sc.sessions["committer"], sc.sessions["waiter"]
+        gid = str(committer["gxid"])
+        for c in (0, 1):
+            assert rows(sandbox, "SELECT gid FROM pg_prepared_xacts", content=c, utility=True) == [
+                dict(gid=gid)]
+        live = {int(r["distributed_xid"]): r["gp_session_id"]
+                for r in rows(sandbox, "SELECT * FROM gp_distributed_xacts")}
+        assert live[committer["gxid"]] == committer["gp_session_id"]
+        qd = {r["pid"]: r for r in qd_rows(sandbox)}
+        assert (qd[committer["coordinator_pid"]]["state"], qd[committer["coordinator_pid"]]["query"],
+                qd[committer["coordinator_pid"]]["wait_event"]) == ("active", "COMMIT", None)
+        assert [edge_tuple(e) + (e["holder_lpid"],) for e in edges(sandbox)] == [
+            (0, waiter["gxid"], committer["gxid"], True, "transactionid", "ShareLock",
+             waiter["gp_session_id"], committer["gp_session_id"], 0)]
+    # clean-up resumed the commit: committed on both segments, nothing left prepared
+    for c, key in zip(sc.contents, sc.keys):
+        assert sandbox.query(c, "SELECT val FROM gpsb_t01 WHERE id = %s", (key,)) == [(key + 1,)]
+        assert rows(sandbox, "SELECT gid FROM pg_prepared_xacts", content=c, utility=True) == []

@@ -90,6 +90,7 @@ static int	qe_gxid = 0;
 static int	connect_timeout_s = 2;
 static int	gather_timeout_s = 10;
 static bool fault_skip_commit_prepared = false;
+static bool fault_suspend_commit_prepared = false;
 
 /* ---------------------------------------------------------------- shmem */
 typedef struct GpsimSlot
@@ -112,6 +113,7 @@ typedef struct GpsimShared
 	pg_atomic_uint32 next_session_id;
 	pg_atomic_uint32 next_gxid;
 	pg_atomic_uint32 next_prepared;
+	pg_atomic_uint32 fault_resume_gxid;	/* gpsim.fault_resume() */
 	GpsimPrepared prepared[PREPARED_RING];
 	GpsimSlot	slots[FLEXIBLE_ARRAY_MEMBER];
 } GpsimShared;
@@ -156,6 +158,7 @@ gpsim_shmem_startup(void)
 		pg_atomic_init_u32(&shared->next_session_id, 1);
 		pg_atomic_init_u32(&shared->next_gxid, 1);
 		pg_atomic_init_u32(&shared->next_prepared, 0);
+		pg_atomic_init_u32(&shared->fault_resume_gxid, 0);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -815,7 +818,8 @@ remote_commit(void)
 
 	if (n == 0)
 		return;
-	if ((n == 1 && !fault_skip_commit_prepared) || current_gxid == 0)
+	if ((n == 1 && !fault_skip_commit_prepared && !fault_suspend_commit_prepared) ||
+		current_gxid == 0)
 	{
 		send_all(cs, n, "COMMIT");
 		wait_conns(cs, n, WAIT_COMMIT, -1, NULL, NULL);
@@ -839,6 +843,21 @@ remote_commit(void)
 		for (int i = 0; i < n; i++)
 			drop_conn(cs[i]);
 		return;
+	}
+	if (fault_suspend_commit_prepared)
+	{
+		/*
+		 * GP's 'dtm_broadcast_commit_prepared' suspend fault: prepared on the
+		 * segments, in doubt there, the QD stuck before COMMIT PREPARED until
+		 * gpsim.fault_resume(gxid); like GP's fault, it does not take a cancel.
+		 */
+		HOLD_CANCEL_INTERRUPTS();
+		while (pg_atomic_read_u32(&shared->fault_resume_gxid) != (uint32) current_gxid)
+		{
+			pg_usleep(100000L);
+			CHECK_FOR_INTERRUPTS();
+		}
+		RESUME_CANCEL_INTERRUPTS();
 	}
 	snprintf(sql, sizeof(sql), "COMMIT PREPARED '%d'", current_gxid);
 	send_all(cs, n, sql);
@@ -1141,6 +1160,17 @@ gpsim_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 }
 
 /* ------------------------------------------------------ SQL functions */
+PG_FUNCTION_INFO_V1(gpsim_fault_resume);
+
+/* gpsim.fault_resume(gxid): release a QD suspended by fault_suspend_commit_prepared */
+Datum
+gpsim_fault_resume(PG_FUNCTION_ARGS)
+{
+	if (shared)
+		pg_atomic_write_u32(&shared->fault_resume_gxid, (uint32) PG_GETARG_INT64(0));
+	PG_RETURN_VOID();
+}
+
 PG_FUNCTION_INFO_V1(gpsim_cancel_backend_msg);
 PG_FUNCTION_INFO_V1(gpsim_terminate_backend_msg);
 
@@ -1340,6 +1370,10 @@ _PG_init(void)
 	DefineCustomIntVariable("gpsim.gather_timeout", "Seconds a dispatched catalog view waits for each segment.",
 							NULL, &gather_timeout_s, 10, 1, 3600, PGC_USERSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
+	DefineCustomBoolVariable("gpsim.fault_suspend_commit_prepared",
+							 "Fault injection: PREPARE on segments, then wait for gpsim.fault_resume(gxid).",
+							 NULL, &fault_suspend_commit_prepared, false, PGC_USERSET, 0,
+							 NULL, NULL, NULL);
 	DefineCustomBoolVariable("gpsim.fault_skip_commit_prepared",
 							 "Fault injection: PREPARE on segments, then drop them without COMMIT PREPARED.",
 							 NULL, &fault_skip_commit_prepared, false, PGC_USERSET, 0,

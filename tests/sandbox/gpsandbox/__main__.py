@@ -39,7 +39,9 @@ def _parser():
     i.add_argument("scenario", choices=sorted(SCENARIOS))
     i.add_argument("--content", type=int, default=None, help="segment (mirror_down_syncrep, "
                    "frozen_segment, prepared_xact)")
-    i.add_argument("--waiters", type=int, default=None, help="waiters (blocking_chain)")
+    i.add_argument("--waiters", type=int, default=None, help="waiters (blocking_chain, lock_queue)")
+    i.add_argument("--orphan", action=argparse.BooleanOptionalAction, default=None,
+                   help="prepared_xact: orphaned (default) or in doubt with its commit suspended")
     i.add_argument("--hold", type=float, default=0,
                    help="seconds to hold the sessions (0: until Ctrl-C / SIGTERM)")
     i.add_argument("--background", action="store_true",
@@ -55,17 +57,12 @@ def _parser():
 
 
 def _inject(sb, args):
-    kwargs = {}
-    if args.content is not None:
-        kwargs["content"] = args.content
-    if args.waiters is not None:
-        kwargs["waiters"] = args.waiters
+    kwargs = {k: getattr(args, k) for k in ("content", "waiters", "orphan")
+              if getattr(args, k) is not None}
     if args.background:
         cli = []
-        if args.content is not None:
-            cli += ["--content", str(args.content)]
-        if args.waiters is not None:
-            cli += ["--waiters", str(args.waiters)]
+        for k, v in kwargs.items():
+            cli += ["--" + k, str(v)] if not isinstance(v, bool) else ["--%s%s" % ("" if v else "no-", k)]
         report = holder.spawn(sb, args.scenario, cli)
         print(json.dumps(report, indent=2))
         return 0

@@ -394,19 +394,32 @@ class FrozenSegment(Scenario):
 
 
 class PreparedXact(Scenario):
-    """prepared_xact_in_doubt, orphaned: 'committer' updated a row on `content`
-    and committed with the fault gpsim.fault_skip_commit_prepared, so the
-    transaction stays PREPARED there with gid = its gxid, which the coordinator no
-    longer knows; 'waiter' updates the same row and waits for it (holder pid 0).
-    Clean-up rolls the prepared transaction back (utility mode)."""
+    """prepared_xact_in_doubt: a transaction of 'committer' is PREPARED on the
+    segments (gid = its gxid) and 'waiter' updates the same row on `content` and
+    waits for it (holder pid 0).
+
+    orphan=True (default): the committer updated one row and committed with the
+    fault gpsim.fault_skip_commit_prepared, so the prepared transaction stays on
+    `content` and the coordinator no longer knows its gxid (what dtx recovery would
+    abort). Clean-up rolls it back (utility mode).
+    orphan=False (as in the capture): the committer updated rows on `content` and
+    the next content and its COMMIT is suspended between PREPARE and COMMIT
+    PREPARED (fault gpsim.fault_suspend_commit_prepared, GP's
+    dtm_broadcast_commit_prepared): the coordinator still knows the gxid and the
+    committer's QD is 'active' in COMMIT. Clean-up resumes it: the commit completes.
+    """
 
     name = "prepared_xact"
+    restore_first = True
 
-    def __init__(self, sb, content=0, table="gpsb_t01"):
+    def __init__(self, sb, content=0, table="gpsb_t01", orphan=True):
         super().__init__(sb)
         self.content = content
         self.table = table
-        self.key = _ids_on(sb, (content,), start=1)[0]
+        self.orphan = orphan
+        contents = (content,) if orphan else (content, (content + 1) % sb.state()["segments"])
+        self.keys = _ids_on(sb, contents, start=1)
+        self.contents = contents
         self.gid = None
         _safely(self, self._build)
 
@@ -414,24 +427,39 @@ class PreparedXact(Scenario):
         _table(self.sb, self.table)
         committer = self.session("committer")
         committer.run("BEGIN")
-        committer.run("UPDATE %s SET val=val+1 WHERE id=%d" % (self.table, self.key))
+        for key in self.keys:
+            committer.run("UPDATE %s SET val=val+1 WHERE id=%d" % (self.table, key))
         committer.note_gxid()
-        committer.run("SET gpsim.fault_skip_commit_prepared = on")
         self.gid = str(committer.gxid)
         self._undo.append(self._rollback_prepared)
-        committer.run("COMMIT")
-        committer.run("RESET gpsim.fault_skip_commit_prepared")
+        if self.orphan:
+            committer.run("SET gpsim.fault_skip_commit_prepared = on")
+            committer.run("COMMIT")
+            committer.run("RESET gpsim.fault_skip_commit_prepared")
+        else:
+            committer.run("SET gpsim.fault_suspend_commit_prepared = on")
+            self._undo.append(self._resume)
+            committer.start("COMMIT")
+            _wait_until(lambda: all(self._prepared_on(c) for c in self.contents), 15,
+                        "the commit to be prepared on contents %s" % (self.contents,))
         waiter = self.session("waiter")
         waiter.run("BEGIN")
-        waiter.start("UPDATE %s SET val=val WHERE id=%d" % (self.table, self.key))
+        waiter.start("UPDATE %s SET val=val WHERE id=%d" % (self.table, self.keys[0]))
         _wait_until(lambda: self.waiting_on_segment(self.content, waiter), 10, "the waiter to wait")
         waiter.refresh_gxid()
 
+    def _prepared_on(self, content):
+        return self.seg_rows(content, "SELECT 1 FROM pg_catalog.pg_prepared_xacts WHERE gid = %s",
+                             (self.gid,))
+
+    def _resume(self):
+        self.sb.query(-1, "SELECT gpsim.fault_resume(%s)", (int(self.gid),), utility=True)
+        self._sessions["committer"].thread.join(30)
+
     def _rollback_prepared(self):
-        with self.sb.connect(self.content, utility=True) as conn:
-            if conn.execute("SELECT 1 FROM pg_catalog.pg_prepared_xacts WHERE gid = %s",
-                            (self.gid,)).fetchone():
-                conn.execute("ROLLBACK PREPARED '%s'" % self.gid)
+        for c in self.contents:
+            if self._prepared_on(c):
+                self.seg_rows(c, "ROLLBACK PREPARED '%s'" % self.gid)
 
 
 # public entry points (the contract) -------------------------------------------
@@ -459,8 +487,8 @@ def frozen_segment(sb, content=0):
     return FrozenSegment(sb, content=content)
 
 
-def prepared_xact(sb, content=0, **kw):
-    return PreparedXact(sb, content=content, **kw)
+def prepared_xact(sb, content=0, orphan=True, **kw):
+    return PreparedXact(sb, content=content, orphan=orphan, **kw)
 
 
 SCENARIOS = dict(global_deadlock=global_deadlock, dotted_edge=dotted_edge,

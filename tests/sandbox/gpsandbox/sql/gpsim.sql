@@ -15,6 +15,8 @@ CREATE FUNCTION gpsim.gather(sql text)
     RETURNS SETOF text AS '@MODULE@', 'gpsim_gather' LANGUAGE C VOLATILE STRICT;
 CREATE FUNCTION gpsim.gp_distributed_xid()
     RETURNS xid AS '@MODULE@', 'gpsim_distributed_xid' LANGUAGE C VOLATILE;
+CREATE FUNCTION gpsim.fault_resume(gxid int8)
+    RETURNS void AS '@MODULE@', 'gpsim_fault_resume' LANGUAGE C VOLATILE STRICT;
 -- GP7's forms with a message (pg_proc.dat oids 7155, 7154), as GDD uses
 CREATE FUNCTION gpsim.pg_cancel_backend(int4, text)
     RETURNS bool AS '@MODULE@', 'gpsim_cancel_backend_msg' LANGUAGE C VOLATILE STRICT;
