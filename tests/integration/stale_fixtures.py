@@ -94,6 +94,22 @@ class PgServer:
         """The collection's connection options for this server."""
         return dict(login_host="127.0.0.1", login_port=self.port, login_user="postgres", login_db=dbname)
 
+    @property
+    def pidfile(self):
+        return os.path.join(self.datadir, "postmaster.pid")
+
+    def stop_leaving_pidfile(self, pid):
+        """Stop cleanly, then put back postmaster.pid naming ``pid``, as a crash followed by
+        PID reuse leaves it (same owner, mode 0600, the old start time and shared memory key)."""
+        with open(self.pidfile) as handle:
+            lines = handle.read().split("\n")
+        assert self.stop().returncode == 0
+        lines[0] = str(pid)
+        with open(self.pidfile, "w") as handle:
+            handle.write("\n".join(lines))
+        os.chmod(self.pidfile, 0o600)
+        shutil.chown(self.pidfile, OS_USER, OS_USER)
+
     def psql(self, sql, dbname="postgres"):
         res = subprocess.run([PG_BIN + "/psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-d", self.conninfo(dbname),
                               "-c", sql], capture_output=True, text=True, timeout=60)
@@ -173,6 +189,7 @@ class Slony:
     """
 
     CLUSTER = "gpops"
+    ROW_SQL = "select nl_backendpid from _gpops.sl_nodelock where nl_nodeid = 1 and nl_conncnt = 0"
 
     def __init__(self, server):
         self.server = server
@@ -217,6 +234,13 @@ class Slony:
             os.kill(child, 9)
         proc.kill()
         proc.wait()
+
+    def crash(self, proc, backend_pid):
+        """kill -9 slon ``proc``; wait until its backend ``backend_pid`` has gone, its row stays."""
+        self.kill9(proc)
+        gone = "select count(*) from pg_stat_activity where pid = %d" % backend_pid
+        assert wait_for(lambda: self.server.psql(gone, "db1") == "0"), "slon's backend did not exit"
+        assert self.server.psql(self.ROW_SQL, "db1") == str(backend_pid), "kill -9 should leave the row"
 
     def cleanup(self):
         for path in self.logs.values():

@@ -15,7 +15,7 @@ from stale_fixtures import OS_USER, Slony, pg_factory, run_module, wait_for  # n
 pytestmark = pytest.mark.integration
 
 DUPLICATE = 'duplicate key value violates unique constraint "sl_nodelock-pkey"'
-ROW_SQL = "select nl_backendpid from _gpops.sl_nodelock where nl_nodeid = 1 and nl_conncnt = 0"
+ROW_SQL = Slony.ROW_SQL
 
 
 @pytest.fixture
@@ -44,13 +44,6 @@ def _slon_backend(slony):
     pid = wait_for(lambda: slony.server.psql(sql, "db1"))
     assert pid, "slon did not register its node lock"
     return int(pid)
-
-
-def _crash_slon(slony, proc, backend_pid):
-    slony.kill9(proc)
-    gone = "select count(*) from pg_stat_activity where pid = %d" % backend_pid
-    assert wait_for(lambda: slony.server.psql(gone, "db1") == "0"), "slon's backend did not exit"
-    assert slony.server.psql(ROW_SQL, "db1") == str(backend_pid), "kill -9 should leave the row"
 
 
 def _args(slony, **extra):
@@ -105,7 +98,7 @@ def test_live_slon_row_is_never_removed(slony):
 
 
 def test_row_naming_an_unrelated_backend_is_removed_and_slon_starts(slony):
-    _crash_slon(slony, _start(slony), _slon_backend(slony))
+    slony.crash(_start(slony), _slon_backend(slony))
     with psycopg.connect(slony.server.conninfo("db1") + " application_name=reporting", autocommit=True) as other:
         reused = other.info.backend_pid
         slony.server.psql("update _gpops.sl_nodelock set nl_backendpid = %d" % reused, "db1")
@@ -121,7 +114,7 @@ def test_row_naming_an_unrelated_backend_is_removed_and_slon_starts(slony):
 
 
 def test_row_naming_an_unrelated_os_process_is_removed_and_slon_starts(slony):
-    _crash_slon(slony, _start(slony), _slon_backend(slony))
+    slony.crash(_start(slony), _slon_backend(slony))
     sleeper = subprocess.Popen(["sleep", "600"], user=OS_USER, group=OS_USER)
     try:
         slony.server.psql("update _gpops.sl_nodelock set nl_backendpid = %d" % sleeper.pid, "db1")

@@ -2,7 +2,6 @@
 reused PID keeps the server from starting; the module proves it stale, removes it,
 and the server starts; a running server's file is never touched."""
 import os
-import shutil
 import subprocess
 
 import pytest
@@ -21,23 +20,6 @@ def _gone(pid):
             return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
-
-
-def _pidfile(server):
-    return os.path.join(server.datadir, "postmaster.pid")
-
-
-def _stop_leaving_pidfile(server, pid):
-    """Stop the server cleanly, then put back its postmaster.pid naming ``pid``, as a
-    crash followed by PID reuse leaves it (same owner, mode 0600, old start time)."""
-    with open(_pidfile(server)) as handle:
-        lines = handle.read().split("\n")
-    assert server.stop().returncode == 0
-    lines[0] = str(pid)
-    with open(_pidfile(server), "w") as handle:
-        handle.write("\n".join(lines))
-    os.chmod(_pidfile(server), 0o600)
-    shutil.chown(_pidfile(server), OS_USER, OS_USER)
 
 
 @pytest.fixture
@@ -62,7 +44,7 @@ def _only(result):
 
 
 def test_running_server_file_is_live_and_untouched(pg_server):
-    before = open(_pidfile(pg_server)).read()
+    before = open(pg_server.pidfile).read()
     for check in (True, False):
         result = run_module("gp_pidfile", {"data_directories": [pg_server.datadir], "state": "absent"}, check=check)
         entry = _only(result)
@@ -72,13 +54,13 @@ def test_running_server_file_is_live_and_untouched(pg_server):
         assert checks["shared_memory_attached"] is True
         assert checks["command"] and checks["data_directory"] and checks["owner"] and checks["listening"]
         assert entry["file"]["port"] == pg_server.port
-    assert open(_pidfile(pg_server)).read() == before
+    assert open(pg_server.pidfile).read() == before
     assert pg_server.running()
 
 
 def test_pid_reused_by_same_user_process_blocks_start_and_is_removed(pg_server, sleeper_of):
     sleeper = sleeper_of(OS_USER)
-    _stop_leaving_pidfile(pg_server, sleeper.pid)
+    pg_server.stop_leaving_pidfile(sleeper.pid)
     res = pg_server.start()
     assert res.returncode != 0
     assert LOCK_EXISTS in pg_server.log()
@@ -90,14 +72,14 @@ def test_pid_reused_by_same_user_process_blocks_start_and_is_removed(pg_server, 
     assert entry["process"]["comm"] == "sleep" and entry["pid"] == sleeper.pid
     failed = {c["check"] for c in entry["evidence"] if c["passed"] is False}
     assert {"command", "data_directory"} <= failed
-    assert preview["changed"] is True and preview["removed"] == [_pidfile(pg_server)]
+    assert preview["changed"] is True and preview["removed"] == [pg_server.pidfile]
     assert preview["diff"]["after"]["present"] == []
-    assert os.path.exists(_pidfile(pg_server)), "check mode removed the file"
+    assert os.path.exists(pg_server.pidfile), "check mode removed the file"
 
     result = run_module("gp_pidfile", args)
-    assert result["changed"] is True and result["removed"] == [_pidfile(pg_server)]
+    assert result["changed"] is True and result["removed"] == [pg_server.pidfile]
     assert "removed stale" in result["actions"][0]
-    assert not os.path.exists(_pidfile(pg_server))
+    assert not os.path.exists(pg_server.pidfile)
     again = run_module("gp_pidfile", args)
     assert again["changed"] is False and _only(again)["verdict"] == "absent"
 
@@ -110,21 +92,21 @@ def test_pid_reused_by_same_user_process_blocks_start_and_is_removed(pg_server, 
 def test_pid_of_a_root_process_is_not_a_competing_server(pg_server, sleeper_of):
     """PostgreSQL ignores a PID owned by another user (kill: EPERM); so does the module."""
     sleeper = sleeper_of("root")
-    _stop_leaving_pidfile(pg_server, sleeper.pid)
+    pg_server.stop_leaving_pidfile(sleeper.pid)
     entry = _only(run_module("gp_pidfile", {"data_directories": [pg_server.datadir]}))
     assert entry["verdict"] == "stale"
     owner = [c for c in entry["evidence"] if c["check"] == "owner"][0]
     assert owner["passed"] is False and "uid 0" in owner["detail"]
 
     result = run_module("gp_pidfile", {"data_directories": [pg_server.datadir], "state": "absent"})
-    assert result["removed"] == [_pidfile(pg_server)]
+    assert result["removed"] == [pg_server.pidfile]
     assert pg_server.start().returncode == 0
 
 
 def test_postgres_itself_starts_over_a_root_owned_pid(pg_server, sleeper_of):
     """The owner rule is PostgreSQL's own: with the file left in place it starts anyway."""
     sleeper = sleeper_of("root")
-    _stop_leaving_pidfile(pg_server, sleeper.pid)
+    pg_server.stop_leaving_pidfile(sleeper.pid)
     assert pg_server.start().returncode == 0
 
 
@@ -139,14 +121,14 @@ def test_killed_postmaster_with_orphan_backend_is_live(pg_server):
     try:
         orphan = int(wait_for(lambda: pg_server.psql(
             "select pid from pg_stat_activity where query = '%s'" % BUSY)))
-        postmaster = int(open(_pidfile(pg_server)).readline())
+        postmaster = int(open(pg_server.pidfile).readline())
         os.kill(postmaster, 9)
         assert wait_for(lambda: _gone(postmaster))
         result = run_module("gp_pidfile", {"data_directories": [pg_server.datadir], "state": "absent"})
         entry = _only(result)
         assert entry["alive"] is False
         assert entry["verdict"] == "live" and result["changed"] is False
-        assert os.path.exists(_pidfile(pg_server))
+        assert os.path.exists(pg_server.pidfile)
         assert pg_server.start().returncode != 0
         # Where nobody reaps the dead postmaster its zombie PID answers kill -0 first.
         assert "pre-existing shared memory block" in pg_server.log() or LOCK_EXISTS in pg_server.log()

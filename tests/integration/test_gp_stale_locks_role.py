@@ -9,8 +9,6 @@ import sys
 import pytest
 
 from stale_fixtures import OS_USER, ROOT, Slony, pg_factory, run_role, wait_for  # noqa: F401 (fixtures)
-from test_gp_nodelock import _crash_slon
-from test_gp_pidfile import _stop_leaving_pidfile
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +24,7 @@ def scene(pg_factory, tmp_path):
 
     blocked = pg_factory()
     sleeper = spawn(["sleep", "600"], user=OS_USER, group=OS_USER)
-    _stop_leaving_pidfile(blocked, sleeper.pid)
+    blocked.stop_leaving_pidfile(sleeper.pid)
     daemon_pid = tmp_path / "pgbouncer.pid"
     daemon_pid.write_text("%d\n" % sleeper.pid)
     lock = tmp_path / "job.lock"
@@ -42,7 +40,7 @@ def scene(pg_factory, tmp_path):
     row = "select nl_backendpid from _gpops.sl_nodelock where nl_conncnt = 0"
     backend = wait_for(lambda: slony.server.psql(row, "db1"))
     assert backend
-    _crash_slon(slony, slon, int(backend))  # its backend gone, its row left
+    slony.crash(slon, int(backend))  # its backend gone, its row left
 
     yield {"blocked": blocked, "pidfile": str(daemon_pid), "lock": str(lock), "slony": slony,
            "vars": {"gp_stale_locks_data_directories": [blocked.datadir],
