@@ -10,11 +10,14 @@ role gp_mirror_failure, bench/mirror_failure.py), over a real sandbox cluster:
   probe interval: FTS acts only when asked, as in the GP7 captures).
 - ``run_play(tasks_or_roles, env)``: run a play on localhost through
   ``ansible-playbook`` and return the facts it saved.
-- ``standby_coordinator(sb)``: a standby coordinator made with pg_basebackup.
+- ``standby_coordinator(sb, port)``: a standby coordinator made with pg_basebackup.
+- ``extra_sandbox(main, port_offset, prefix, **start_args)``: a second small sandbox
+  (Greenplum 6 replication conf, or no mirrors).
 """
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -157,6 +160,23 @@ def fts_settings(sb, **settings):
     finally:
         sb.fts.stop()
         sb.fts.start(before)
+
+
+@contextlib.contextmanager
+def extra_sandbox(main, port_offset, prefix, **start_args):
+    """Another, small sandbox beside the session's (``Sandbox.start`` arguments, e.g.
+    ``replication_conf="gp6"`` or ``mirrors=False``), on ports ``main.base_port +
+    port_offset`` on; stopped and removed on exit."""
+    from gpsandbox import Sandbox
+    base = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(base, 0o755)
+    sb = Sandbox(base, main.base_port + port_offset)
+    sb.start(**start_args)
+    try:
+        yield sb
+    finally:
+        sb.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def run_play(play_body, env=None, check=False, save="gp_mirror_failure_result", timeout=600):

@@ -2,15 +2,12 @@
 probe), FTS paused (the probe times out and says so), and FTS resumed after the
 mirror-down grace period (one probe marks the mirror down, switches its primary's
 sync replication off and the waiting commit returns)."""
-import os
-import shutil
-import tempfile
 import time
 
 import pytest
 
 from mirror_helpers import (
-    Commit, catalog_row, ensure_table, fts_settings, mirror_dbid, mirror_lost, module_args,
+    Commit, catalog_row, ensure_table, extra_sandbox, fts_settings, mirror_dbid, mirror_lost, module_args,
     sync_setting, wait_for)
 from stale_fixtures import run_module  # the module run as Ansible runs it, without playbook start-up time
 
@@ -75,16 +72,8 @@ def test_paused_fts_then_probe_after_grace(clean_cluster):
 @pytest.fixture(scope="module")
 def mirrorless(sandbox):
     """A second, small sandbox without mirrors (FTS has nothing to probe there)."""
-    from gpsandbox import Sandbox
-    base = tempfile.mkdtemp(prefix="gpe-nomirror-")
-    os.chmod(base, 0o755)
-    sb = Sandbox(base, sandbox.base_port + 70)
-    sb.start(segments=1, mirrors=False)
-    try:
+    with extra_sandbox(sandbox, 70, "gpe-nomirror-", segments=1, mirrors=False) as sb:
         yield sb
-    finally:
-        sb.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_mirrorless_cluster_is_reported_not_probed(mirrorless):

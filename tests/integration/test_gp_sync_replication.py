@@ -3,14 +3,12 @@ waiting in SyncRep, detection, check mode, off (commit returns, second run
 unchanged), on once the mirror streams, refusals, a stalled standby
 coordinator's walsender, and the Greenplum 6 path (gp_replication.conf)."""
 import os
-import shutil
-import tempfile
 
 import pytest
 
 from ansible_collections.gpops.greenplum.plugins.module_utils import snapshot, syncrep
 from mirror_helpers import (
-    Commit, coordinator_commit, ensure_table, mirror_dbid, mirror_lost, module_args,
+    Commit, coordinator_commit, ensure_table, extra_sandbox, mirror_dbid, mirror_lost, module_args,
     standby_coordinator, streaming, sync_setting, syncrep_waiter_pids, wait_for)
 from playbook import run_task
 from stale_fixtures import run_module
@@ -163,17 +161,9 @@ def test_stalled_standby_walsender_is_detected_and_ended(sb):
 def gp6_sandbox(sandbox):
     """A second, small sandbox whose primaries keep synchronous_standby_names in
     Greenplum 6's gp_replication.conf (the sandbox's gp6 mode)."""
-    from gpsandbox import Sandbox
-    base = tempfile.mkdtemp(prefix="gpe-gp6-")
-    os.chmod(base, 0o755)
-    sb6 = Sandbox(base, sandbox.base_port + 60)
-    sb6.start(segments=1, mirrors=True, replication_conf="gp6")
-    try:
+    with extra_sandbox(sandbox, 60, "gpe-gp6-", segments=1, mirrors=True, replication_conf="gp6") as sb6:
         ensure_table(sb6)
         yield sb6
-    finally:
-        sb6.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_gp6_gp_replication_conf(gp6_sandbox):
