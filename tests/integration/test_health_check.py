@@ -41,6 +41,7 @@ def run_health_check(extra_vars, env=None, tmp_path=None, timeout=300, hosts=("l
 
 
 @pytest.mark.parametrize("variable, value", [("gp_resolve_deadlocks", True),
+                                             ("gp_resolve_orphaned_prepared", "true"),
                                              ("gp_allow_sync_off", "yes"),
                                              ("gp_deadlock_terminate", 1)])
 def test_refuses_destructive_variables(tmp_path, variable, value):
