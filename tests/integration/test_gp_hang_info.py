@@ -132,3 +132,16 @@ def test_dotted_edge_is_no_deadlock_until_c_ends(clean_cluster):
         assert problems(after) == {"global_deadlock": "critical"}
         victims = finding(after, "global_deadlock")["evidence"]["victims"]
         assert [v["gxid"] for v in victims] == [de.sessions["B"]["gxid"]]
+
+
+def test_prepared_xact_whose_commit_is_in_progress_is_never_orphaned(clean_cluster):
+    # As in the capture: PREPAREd on two segments, the QD suspended before COMMIT PREPARED;
+    # even with prepared_xact_age 0 it is the root of a chain, never an orphan.
+    with scenarios.prepared_xact(clean_cluster, content=0, orphan=False) as px:
+        (result,) = diagnose(clean_cluster, {"prepared_xact_age": 0})
+        assert problems(result) == {"blocking_chain": "medium"}
+        f = finding(result, "blocking_chain")
+        assert f["evidence"]["root"]["kind"] == "prepared_xact"
+        assert f["evidence"]["root"]["in_doubt"] is False
+        assert f["evidence"]["root"]["coordinator_pid"] == px.sessions["committer"]["coordinator_pid"]
+        assert "do not kill" in f["remedy"]["text"]
