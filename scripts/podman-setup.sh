@@ -19,7 +19,8 @@ set -euo pipefail
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 # -- 1. host packages ------------------------------------------------------------
-host_packages=(podman runc debootstrap uidmap conmon containernetworking-plugins)
+# catatonit: the hosts' PID 1 (podman --init) reaps orphans, as a host's init does.
+host_packages=(podman runc debootstrap uidmap conmon containernetworking-plugins catatonit)
 missing=()
 for p in "${host_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -120,4 +121,7 @@ else
     "$work/rootfs.tar" "$image" >/dev/null
 fi
 $SUDO podman tag "$image" localhost/gpops-debian12:latest
+# Older recipes' images (1.3 GB each) are of no further use.
+$SUDO podman images --format '{{.Repository}}:{{.Tag}}' | grep '^localhost/gpops-debian12:' \
+  | grep -v -e ":${recipe_hash}\$" -e ':latest$' | xargs -r $SUDO podman rmi >/dev/null || true
 echo "$image"
