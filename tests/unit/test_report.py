@@ -1,11 +1,16 @@
 """Hang reports: the JSON schema stays stable, the Markdown says what hung, why, what
 was done and what is left, with a Mermaid wait-for graph whose cycle and roots are
 marked. Assertions are on content, not whitespace."""
+import glob
 import json
+import os
 import re
+
+import jsonschema
 
 from ansible_collections.gpops.greenplum.plugins.module_utils import report
 
+from conftest import ROOT, SHARED_FIXTURES
 from triage_inputs import diagnose_capture
 
 SCHEMA_V1_KEYS = {"schema_version", "generator", "cluster", "taken_at", "server", "verdict",
@@ -143,13 +148,6 @@ def test_evidence_tables_escape_pipes():
 
 
 def test_every_capture_report_validates_against_the_published_schema():
-    import glob
-    import os
-
-    import jsonschema
-
-    from conftest import ROOT, SHARED_FIXTURES
-
     with open(os.path.join(ROOT, "docs", "report-schema-v1.json")) as f:
         schema = json.load(f)
     after = json.loads(json.dumps(diagnose_capture("healthy_baseline").as_dict()))
