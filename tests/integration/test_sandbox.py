@@ -199,6 +199,18 @@ def test_direct_dispatch_and_insert_routing(sandbox, clean_cluster):
     assert sandbox.query(sandbox.segment_for(4), "SELECT val FROM gpsb_route WHERE id = 4") == [(0,)]
 
 
+def test_bound_parameters_are_dispatched(sandbox, clean_cluster):
+    sandbox.create_table("gpsb_params", "id int, val int", "id")
+    with sandbox.connect() as conn:
+        for i in range(1, 7):
+            assert conn.execute("INSERT INTO gpsb_params VALUES (%s, %s)", (i, i * 10)).rowcount == 1
+        assert conn.execute("UPDATE gpsb_params SET val = %s WHERE id = %s", (-1, 5)).rowcount == 1
+        assert conn.execute("DELETE FROM gpsb_params WHERE val = %s", (60,)).rowcount == 1
+    counts = [sandbox.query(c, "SELECT count(*) FROM gpsb_params")[0][0] for c in range(3)]
+    assert counts == [1, 2, 2]
+    assert sandbox.query(sandbox.segment_for(5), "SELECT val FROM gpsb_params WHERE id = 5") == [(-1,)]
+
+
 # ------------------------------------------------------------ global deadlock
 def _edges(sb):
     with sb.connect() as conn:

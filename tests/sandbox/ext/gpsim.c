@@ -465,18 +465,70 @@ drop_conn(SegConn *c)
 	c->sent_gxid = 0;
 }
 
-static void
-send_query(SegConn *c, const char *sql)
+/* Bound parameters of a dispatched statement, as text (types are built-in or
+ * left to the segment to infer). */
+typedef struct SegParams
 {
+	int			n;
+	Oid		   *types;
+	const char **values;
+} SegParams;
+
+static SegParams *
+params_as_text(ParamListInfo params)
+{
+	SegParams  *sp;
+
+	if (params == NULL || params->numParams == 0)
+		return NULL;
+	sp = palloc0(sizeof(SegParams));
+	sp->n = params->numParams;
+	sp->types = palloc0(sizeof(Oid) * sp->n);
+	sp->values = palloc0(sizeof(char *) * sp->n);
+	for (int i = 0; i < sp->n; i++)
+	{
+		ParamExternData workspace;
+		ParamExternData *prm = params->paramFetch
+			? params->paramFetch(params, i + 1, false, &workspace)
+			: &params->params[i];
+		Oid			typoutput;
+		bool		varlena;
+
+		if (prm == NULL || !OidIsValid(prm->ptype))
+			continue;
+		sp->types[i] = prm->ptype < FirstNormalObjectId ? prm->ptype : InvalidOid;
+		if (prm->isnull)
+			continue;
+		getTypeOutputInfo(prm->ptype, &typoutput, &varlena);
+		sp->values[i] = OidOutputFunctionCall(typoutput, prm->value);
+	}
+	return sp;
+}
+
+static void
+send_query_params(SegConn *c, const char *sql, const SegParams *sp)
+{
+	int			ok;
+
 	c->has_error = false;
 	c->affected = 0;
-	if (!PQsendQuery(c->conn, sql))
+	if (sp)
+		ok = PQsendQueryParams(c->conn, sql, sp->n, sp->types, sp->values, NULL, NULL, 0);
+	else
+		ok = PQsendQuery(c->conn, sql);
+	if (!ok)
 	{
 		seg_error(c, "08006", pchomp(PQerrorMessage(c->conn)));
 		c->busy = false;
 		return;
 	}
 	c->busy = true;
+}
+
+static void
+send_query(SegConn *c, const char *sql)
+{
+	send_query_params(c, sql, NULL);
 }
 
 static void
@@ -758,7 +810,7 @@ renew_stale(SegConn **cs, int n, List *targets, SegConn *pool, int *npool,
 
 /* Send sql to each target's writer QE inside the distributed transaction. */
 static uint64
-dispatch(List *targets, const char *sql, bool need_gxid)
+dispatch(List *targets, const char *sql, const SegParams *params, bool need_gxid)
 {
 	SegConn    *cs[MAX_SEGS];
 	bool		was_in_xact[MAX_SEGS];
@@ -782,7 +834,7 @@ dispatch(List *targets, const char *sql, bool need_gxid)
 	raise_first_error(cs, n);
 
 	for (int i = 0; i < n; i++)
-		send_query(cs[i], sql);
+		send_query_params(cs[i], sql, params);
 	wait_conns(cs, n, WAIT_NORMAL, -1, NULL, NULL);
 	raise_first_error(cs, n);
 	for (int i = 0; i < n; i++)
@@ -1057,7 +1109,7 @@ gpsim_executor_start(QueryDesc *queryDesc, int eflags)
 		targets = lookup_targets(relids, sql);
 		if (targets == NIL)
 			return;
-		dispatched_rows = dispatch(targets, sql,
+		dispatched_rows = dispatch(targets, sql, params_as_text(queryDesc->params),
 								   ps->commandType != CMD_SELECT || ps->rowMarks != NIL);
 		dispatched_query = queryDesc;
 	}
@@ -1156,7 +1208,7 @@ gpsim_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 	}
 	run_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 	if (targets != NIL)
-		dispatch(targets, sql, true);
+		dispatch(targets, sql, NULL, true);
 }
 
 /* ------------------------------------------------------ SQL functions */
