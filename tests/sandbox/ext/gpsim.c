@@ -19,6 +19,10 @@
  *   'Dispatch/Result' by gpsim.pg_stat_activity).
  * - gpsim.gather(sql): runs sql on every primary (bounded, interruptible) for
  *   the dispatched views (pg_locks, gp_stat_activity, gp_dist_wait_status ...).
+ * - GP7's pg_cancel_backend(pid, msg) / pg_terminate_backend(pid, msg); QE
+ *   commits ignore cancel (GP's syncrep wait); fault injection for in-doubt
+ *   and orphaned prepared transactions (gpsim.fault_*).
+ * See docs/sandbox.md.
  */
 #include "postgres.h"
 
