@@ -6,7 +6,6 @@ Import what a test file needs: ``from stale_fixtures import pg_server, run_modul
 """
 import json
 import os
-import pwd
 import shutil
 import socket
 import subprocess
@@ -70,9 +69,11 @@ class PgServer:
             for line in settings:
                 conf.write(line + "\n")
 
-    @property
-    def uid(self):
-        return pwd.getpwnam(OS_USER).pw_uid
+    def move_to(self, port):
+        """Listen on ``port`` from the next start (the last ``port`` line wins)."""
+        with open(os.path.join(self.datadir, "postgresql.conf"), "a") as conf:
+            conf.write("port = %d\n" % port)
+        self.port = port
 
     def start(self):
         return as_os_user([PG_BIN + "/pg_ctl", "-D", self.datadir, "-l", self.logfile, "-w", "-t", "30", "start"])
@@ -119,25 +120,52 @@ class PgServer:
 
 @pytest.fixture
 def pg_factory():
-    """Make throwaway servers; every one is stopped and deleted after the test."""
-    made = []
+    """Make throwaway servers; every one is stopped and deleted after the test, whatever
+    happens. A port taken meanwhile (by a test run in another process) is given up for
+    the next free one."""
+    bases, made = [], []
 
     def make(settings=()):
         base = tempfile.mkdtemp(prefix="gpops-stale-")
+        bases.append(base)
         os.chmod(base, 0o755)
         shutil.chown(base, OS_USER)
         server = PgServer(base, _free_port(), settings)
-        res = server.start()
-        assert res.returncode == 0, res.stderr + server.log()
         made.append(server)
-        return server
+        for _attempt in range(5):
+            res = server.start()
+            if res.returncode == 0:
+                return server
+            if "could not create any TCP/IP sockets" not in server.log():
+                break
+            server.move_to(_free_port())
+        raise AssertionError(res.stderr + server.log())
 
     yield make
     for server in made:
         if server.running():
             server.stop("immediate")
-        shutil.rmtree(server.base, ignore_errors=True)
         _TAKEN.discard(server.port)
+    for base in bases:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def spawn():
+    """Start a process (``subprocess.Popen`` arguments) that is killed after the test,
+    whatever happens."""
+    started = []
+
+    def start(argv, **kwargs):
+        proc = subprocess.Popen(argv, **kwargs)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
 
 
 @pytest.fixture
@@ -194,6 +222,7 @@ class Slony:
     def __init__(self, server):
         self.server = server
         self.logs = {}
+        self.procs = []
 
     def setup(self):
         for db in ("db1", "db2"):
@@ -215,6 +244,7 @@ class Slony:
         proc = subprocess.Popen(["slon", self.CLUSTER, self.server.conninfo("db%d" % node)],
                                 stdout=log, stderr=subprocess.STDOUT)
         self.logs[proc.pid] = log.name
+        self.procs.append(proc)
         return proc
 
     def slon_output(self, proc):
@@ -243,8 +273,29 @@ class Slony:
         assert self.server.psql(self.ROW_SQL, "db1") == str(backend_pid), "kill -9 should leave the row"
 
     def cleanup(self):
+        """Kill every slon still running (worker and watchdog); remove their logs."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                self.kill9(proc)
         for path in self.logs.values():
             os.unlink(path)
+
+
+@pytest.fixture
+def slony_factory(pg_factory):
+    """Make Slony-I clusters, each on its own throwaway server (``settings`` as for
+    ``pg_factory``), set up; every slon is killed after the test, whatever happens."""
+    made = []
+
+    def make(settings=()):
+        cluster = Slony(pg_factory(settings))
+        made.append(cluster)
+        cluster.setup()
+        return cluster
+
+    yield make
+    for cluster in made:
+        cluster.cleanup()
 
 
 def run_role(role, role_vars, save=None, check=False, env=None):

@@ -3,12 +3,11 @@ by tests/helpers/flock_reenter.py (a signal handler re-entering code that takes 
 is found; a normal holder/waiter pair is reported as such."""
 import os
 import signal
-import subprocess
 import sys
 
 import pytest
 
-from stale_fixtures import ROOT, run_module, wait_for
+from stale_fixtures import ROOT, run_module, spawn, wait_for  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.integration
 
@@ -16,20 +15,18 @@ HELPER = os.path.join(ROOT, "tests", "helpers", "flock_reenter.py")
 
 
 @pytest.fixture
-def program(tmp_path):
-    started = []
+def program(spawn, tmp_path):
+    """Start the helper on a lock file; its stdout is in ``proc.out``."""
+    count = []
 
     def start(path, mode):
-        out = tmp_path / ("out-%d" % len(started))
-        proc = subprocess.Popen([sys.executable, HELPER, str(path), mode], stdout=open(out, "w"))
-        started.append(proc)
+        count.append(mode)
+        out = tmp_path / ("out-%d" % len(count))
+        proc = spawn([sys.executable, HELPER, str(path), mode], stdout=open(out, "w"))
         proc.out = out
         return proc
 
-    yield start
-    for proc in started:
-        proc.kill()
-        proc.wait()
+    return start
 
 
 def _locked(proc):

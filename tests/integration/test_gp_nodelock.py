@@ -5,12 +5,12 @@ another live process (an unrelated backend, or any process of the server's OS us
 Slony's own kill -0 cleanup keeps it and slon cannot start. The module proves such a
 row stale by backend identity, removes it, and slon starts; a live slon's row stays.
 """
-import subprocess
 
 import psycopg
 import pytest
 
-from stale_fixtures import OS_USER, Slony, pg_factory, run_module, wait_for  # noqa: F401 (fixtures)
+from stale_fixtures import (  # noqa: F401 (fixtures)
+    OS_USER, Slony, pg_factory, run_module, slony_factory, spawn, wait_for)
 
 pytestmark = pytest.mark.integration
 
@@ -19,22 +19,12 @@ ROW_SQL = Slony.ROW_SQL
 
 
 @pytest.fixture
-def slony(pg_factory):
-    cluster = Slony(pg_factory())
-    cluster.setup()
-    started = []
-    cluster.started = started
-    yield cluster
-    for proc in started:
-        if proc.poll() is None:
-            cluster.kill9(proc)
-    cluster.cleanup()
+def slony(slony_factory):
+    return slony_factory()
 
 
 def _start(slony):
-    proc = slony.start_slon(1)
-    slony.started.append(proc)
-    return proc
+    return slony.start_slon(1)
 
 
 def _slon_backend(slony):
@@ -113,17 +103,13 @@ def test_row_naming_an_unrelated_backend_is_removed_and_slon_starts(slony):
         assert other.execute("select 1").fetchone() == (1,), "the unrelated session was touched"
 
 
-def test_row_naming_an_unrelated_os_process_is_removed_and_slon_starts(slony):
+def test_row_naming_an_unrelated_os_process_is_removed_and_slon_starts(slony, spawn):
     slony.crash(_start(slony), _slon_backend(slony))
-    sleeper = subprocess.Popen(["sleep", "600"], user=OS_USER, group=OS_USER)
-    try:
-        slony.server.psql("update _gpops.sl_nodelock set nl_backendpid = %d" % sleeper.pid, "db1")
-        _slon_fails_with_duplicate_key(slony)  # Slony's kill -0 finds the sleep
-        _remove_and_restart(slony, sleeper.pid)
-        assert sleeper.poll() is None
-    finally:
-        sleeper.kill()
-        sleeper.wait()
+    sleeper = spawn(["sleep", "600"], user=OS_USER, group=OS_USER)
+    slony.server.psql("update _gpops.sl_nodelock set nl_backendpid = %d" % sleeper.pid, "db1")
+    _slon_fails_with_duplicate_key(slony)  # Slony's kill -0 finds the sleep
+    _remove_and_restart(slony, sleeper.pid)
+    assert sleeper.poll() is None
 
 
 def test_discovers_every_cluster_and_rejects_a_missing_one(slony):
@@ -150,17 +136,11 @@ def test_wrong_slony_user_or_unreachable_server(slony):
     assert down["failed"] and "cannot reach" in down["msg"]
 
 
-def test_commit_timestamps_give_the_row_time(pg_factory):
-    cluster = Slony(pg_factory(settings=["track_commit_timestamp = on"]))
-    cluster.setup()
-    proc = cluster.start_slon(1)
-    try:
-        cluster.started = [proc]
-        _slon_backend(cluster)
-        [row] = run_module("gp_nodelock", _args(cluster))["rows"]
-        assert row["row_written"] is not None
-        checks = {c["check"]: c["passed"] for c in row["evidence"]}
-        assert checks["started_before_row"] is True and row["verdict"] == "live"
-    finally:
-        cluster.kill9(proc)
-        cluster.cleanup()
+def test_commit_timestamps_give_the_row_time(slony_factory):
+    cluster = slony_factory(settings=["track_commit_timestamp = on"])
+    cluster.start_slon(1)
+    _slon_backend(cluster)
+    [row] = run_module("gp_nodelock", _args(cluster))["rows"]
+    assert row["row_written"] is not None
+    checks = {c["check"]: c["passed"] for c in row["evidence"]}
+    assert checks["started_before_row"] is True and row["verdict"] == "live"

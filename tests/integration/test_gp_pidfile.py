@@ -6,7 +6,8 @@ import subprocess
 
 import pytest
 
-from stale_fixtures import OS_USER, pg_factory, pg_server, run_module, wait_for  # noqa: F401 (fixtures)
+from stale_fixtures import (  # noqa: F401 (fixtures)
+    OS_USER, pg_factory, pg_server, run_module, spawn, wait_for)
 
 pytestmark = pytest.mark.integration
 
@@ -23,18 +24,9 @@ def _gone(pid):
 
 
 @pytest.fixture
-def sleeper_of():
-    started = []
-
-    def make(user):
-        proc = subprocess.Popen(["sleep", "600"], user=user, group=user if user != "root" else "root")
-        started.append(proc)
-        return proc
-
-    yield make
-    for proc in started:
-        proc.kill()
-        proc.wait()
+def sleeper_of(spawn):
+    """Start a ``sleep`` owned by ``user``; killed after the test."""
+    return lambda user: spawn(["sleep", "600"], user=user, group=user)
 
 
 def _only(result):

@@ -3,25 +3,18 @@ a daemon's stale pid file, a lock file with holder and waiter, and a Slony-I nod
 left by a crashed slon: it reports, removes only when asked, and a second run changes
 nothing."""
 import os
-import subprocess
 import sys
 
 import pytest
 
-from stale_fixtures import OS_USER, ROOT, Slony, pg_factory, run_role, wait_for  # noqa: F401 (fixtures)
+from stale_fixtures import (  # noqa: F401 (fixtures)
+    OS_USER, ROOT, Slony, pg_factory, run_role, slony_factory, spawn, wait_for)
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def scene(pg_factory, tmp_path):
-    procs = []
-
-    def spawn(argv, **kwargs):
-        proc = subprocess.Popen(argv, **kwargs)
-        procs.append(proc)
-        return proc
-
+def scene(pg_factory, slony_factory, spawn, tmp_path):
     blocked = pg_factory()
     sleeper = spawn(["sleep", "600"], user=OS_USER, group=OS_USER)
     blocked.stop_leaving_pidfile(sleeper.pid)
@@ -33,25 +26,16 @@ def scene(pg_factory, tmp_path):
     spawn([sys.executable, helper, str(lock), "hold"], stdout=open(out, "w"))
     assert wait_for(lambda: "locked" in out.read_text())
 
-    slony = Slony(pg_factory())
-    slony.setup()
+    slony = slony_factory()
     slon = slony.start_slon(1)
-    procs.append(slon)
-    row = "select nl_backendpid from _gpops.sl_nodelock where nl_conncnt = 0"
-    backend = wait_for(lambda: slony.server.psql(row, "db1"))
+    backend = wait_for(lambda: slony.server.psql(Slony.ROW_SQL, "db1"))
     assert backend
     slony.crash(slon, int(backend))  # its backend gone, its row left
-
-    yield {"blocked": blocked, "pidfile": str(daemon_pid), "lock": str(lock), "slony": slony,
-           "vars": {"gp_stale_locks_data_directories": [blocked.datadir],
-                    "gp_stale_locks_pidfiles": [{"path": str(daemon_pid), "expected_command": "^pgbouncer$"}],
-                    "gp_stale_locks_lockfiles": [str(lock)],
-                    "gp_stale_locks_slony": [dict(slony.server.login("db1"), cluster_name="gpops")]}}
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    slony.cleanup()
+    return {"blocked": blocked, "pidfile": str(daemon_pid), "lock": str(lock), "slony": slony,
+            "vars": {"gp_stale_locks_data_directories": [blocked.datadir],
+                     "gp_stale_locks_pidfiles": [{"path": str(daemon_pid), "expected_command": "^pgbouncer$"}],
+                     "gp_stale_locks_lockfiles": [str(lock)],
+                     "gp_stale_locks_slony": [dict(slony.server.login("db1"), cluster_name="gpops")]}}
 
 
 def test_report_then_remove(scene):
