@@ -108,6 +108,21 @@ def test_version_and_server_version_name_the_sandbox(sandbox):
     assert "(Greenplum Database 7.0.0-sandbox build gpsandbox) on " in version
 
 
+def test_greenplum_settings_show_the_sandbox_fts(sandbox):
+    fts = sandbox.fts.status()["settings"]
+    for content in (-1, 0):
+        with sandbox.connect(content) as conn:
+            settings = {r["name"]: (r["setting"], r["unit"]) for r in rows(
+                conn, "SELECT name, setting, unit FROM pg_settings WHERE name LIKE 'gp\\_%'")}
+        assert settings["gp_fts_probe_interval"] == ("%d" % fts["probe_interval"], "s")
+        assert settings["gp_fts_probe_timeout"] == ("%d" % fts["probe_timeout"], "s")
+        assert settings["gp_fts_probe_retries"] == ("%d" % fts["probe_retries"], None)
+        assert settings["gp_fts_mark_mirror_down_grace_period"] == (
+            "%d" % fts["mirror_down_grace_period"], "s")
+        assert settings["gp_enable_global_deadlock_detector"] == ("off", None)
+        assert settings["gp_resource_manager"] == ("none", None)
+
+
 def test_utility_mode_views_are_local(sandbox):
     with sandbox.connect(1, utility=True) as conn:
         segs = {r["gp_segment_id"] for r in rows(conn, "SELECT gp_segment_id FROM pg_locks")}

@@ -26,6 +26,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
@@ -94,6 +96,48 @@ static int	qe_gxid = 0;
 static int	connect_timeout_s = 2;
 static int	gather_timeout_s = 10;
 static bool fault_skip_commit_prepared = false;
+
+/*
+ * FTS settings of the sandbox's FTS process (gpsim.fts_*, seconds, written by
+ * gpsandbox in gpsim_fts.conf) shown under Greenplum's names; and Greenplum
+ * settings the sandbox does not act on, at Greenplum's defaults (GREENPLUM.md
+ * sections 3 and 4).
+ */
+typedef struct FtsGuc
+{
+	const char *gp_name;
+	const char *sim_name;
+	double		value;
+	int			gp_dummy;
+} FtsGuc;
+
+static FtsGuc fts_gucs[] = {
+	{"gp_fts_probe_interval", "gpsim.fts_probe_interval", 60, 60},
+	{"gp_fts_probe_timeout", "gpsim.fts_probe_timeout", 20, 20},
+	{"gp_fts_probe_retries", "gpsim.fts_probe_retries", 5, 5},
+	{"gp_fts_mark_mirror_down_grace_period", "gpsim.fts_mirror_down_grace_period", 30, 30},
+};
+static bool gp_enable_gdd = false;
+static int	gp_gdd_period = 120;
+static int	gp_fts_replication_attempt_count = 10;
+static int	gp_dtx_recovery_interval = 60;
+static int	gp_dtx_recovery_prepared_period = 120;
+static char *gp_resource_manager = NULL;
+
+static const char *
+show_fts_guc(int i)
+{
+	static char buf[4][32];
+
+	snprintf(buf[i], sizeof(buf[i]), "%d", (int) rint(fts_gucs[i].value));
+	return buf[i];
+}
+
+static const char *show_fts_0(void) { return show_fts_guc(0); }
+static const char *show_fts_1(void) { return show_fts_guc(1); }
+static const char *show_fts_2(void) { return show_fts_guc(2); }
+static const char *show_fts_3(void) { return show_fts_guc(3); }
+static GucShowHook fts_show_hooks[] = {show_fts_0, show_fts_1, show_fts_2, show_fts_3};
 static bool fault_suspend_commit_prepared = false;
 
 /* ---------------------------------------------------------------- shmem */
@@ -1434,6 +1478,34 @@ _PG_init(void)
 							 "Fault injection: PREPARE on segments, then drop them without COMMIT PREPARED.",
 							 NULL, &fault_skip_commit_prepared, false, PGC_USERSET, 0,
 							 NULL, NULL, NULL);
+
+	for (int i = 0; i < lengthof(fts_gucs); i++)
+	{
+		DefineCustomRealVariable(fts_gucs[i].sim_name, "Setting of the sandbox's FTS process.",
+								 NULL, &fts_gucs[i].value, fts_gucs[i].value, 0, 100000,
+								 PGC_SIGHUP, 0, NULL, NULL, NULL);
+		DefineCustomIntVariable(fts_gucs[i].gp_name, "FTS setting (the sandbox FTS process's).",
+								NULL, &fts_gucs[i].gp_dummy, fts_gucs[i].gp_dummy, 0, INT_MAX,
+								PGC_SIGHUP, i == 2 ? 0 : GUC_UNIT_S, NULL, NULL, fts_show_hooks[i]);
+	}
+	DefineCustomBoolVariable("gp_enable_global_deadlock_detector",
+							 "Greenplum's global deadlock detector (the sandbox has none).",
+							 NULL, &gp_enable_gdd, false, PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("gp_global_deadlock_detector_period", "GDD period (unused).",
+							NULL, &gp_gdd_period, 120, 5, INT_MAX, PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("gp_fts_replication_attempt_count", "FTS setting (unused).",
+							NULL, &gp_fts_replication_attempt_count, 10, 0, 100, PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("gp_dtx_recovery_interval", "dtx recovery setting (unused).",
+							NULL, &gp_dtx_recovery_interval, 60, 5, 3600, PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("gp_dtx_recovery_prepared_period", "dtx recovery setting (unused).",
+							NULL, &gp_dtx_recovery_prepared_period, 120, 0, 3600, PGC_SIGHUP,
+							GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomStringVariable("gp_resource_manager", "Resource manager (the sandbox has none).",
+							   NULL, &gp_resource_manager, "none", PGC_POSTMASTER, 0,
+							   NULL, NULL, NULL);
 
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = gpsim_shmem_request;

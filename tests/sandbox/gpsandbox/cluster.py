@@ -66,8 +66,11 @@ deadlock_timeout = 1s
 log_line_prefix = '%m [%p] %q%a '
 log_min_messages = warning
 include 'gpsim_node.conf'
+include_if_exists 'gpsim_fts.conf'
 include_if_exists 'gp_replication.conf'
 """
+# FTS settings the gpsim extension shows as gp_fts_* (sandbox.json "fts" keys)
+FTS_GUCS = ("probe_interval", "probe_timeout", "probe_retries", "mirror_down_grace_period")
 
 HBA_CONF = """local all all trust
 host all all 127.0.0.1/32 trust
@@ -310,6 +313,7 @@ class Sandbox:
 
         firsts = [n for n in nodes if n["role"] == "p"]
         self._initdb_nodes(firsts, module)
+        self.write_fts_conf(reload=False)
         self._parallel(self._start_server, firsts)
         self._parallel(self._install_sql, firsts)
         with self._connect_port(self.base_port) as conn:
@@ -343,6 +347,22 @@ class Sandbox:
             self._run(["cp", "-a", tmpl, n["datadir"]])
             self._write_node_conf(n)
         shutil.rmtree(tmpl)
+
+    def write_fts_conf(self, reload=True):
+        """Write the FTS settings of the state file to every node's gpsim_fts.conf
+        (shown as gp_fts_probe_interval, ...) and reload the running nodes."""
+        st = self.state()
+        text = "".join("gpsim.fts_%s = %s\n" % (k, st["fts"][k]) for k in FTS_GUCS)
+        for n in st["nodes"]:
+            if not os.path.isdir(n["datadir"]):
+                continue
+            path = os.path.join(n["datadir"], "gpsim_fts.conf")
+            with open(path, "w") as f:
+                f.write(text)
+            self._chown(path)
+            pid = self._postmaster_pid(n["datadir"])
+            if reload and pid and not self._frozen(pid):
+                os.kill(pid, signal.SIGHUP)
 
     def _install_module(self):
         """Build gpsim.so from ext/ in <base>/build (private to this sandbox, so

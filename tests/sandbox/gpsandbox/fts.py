@@ -90,6 +90,7 @@ class FtsControl:
             st = self.sb.state()
             st["fts"] = dict(st["fts"], **settings)
             self.sb._write_state(st)
+            self.sb.write_fts_conf()
         env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         with open(self._p("fts.log"), "a") as log:
             proc = subprocess.Popen([sys.executable, "-c", "import sys; from gpsandbox.fts import main; "
