@@ -12,7 +12,7 @@ BASE_DIR = "/data/gpsandbox"
 # The platforms of .config/molecule/config.yml (a test module's testinfra_hosts).
 COORDINATOR_HOST = "gp-cdw"
 ALL_HOSTS = ["gp-cdw", "gp-sdw1", "gp-sdw2"]
-PSQL = "psql -h 127.0.0.1 -p %s -U gpadmin -d postgres -X -A -t -q -F '|' -v ON_ERROR_STOP=1 -c %s"
+PSQL = "psql -h 127.0.0.1 -p %s -U gpadmin -d %s -X -A -t -q -F '|' -v ON_ERROR_STOP=1 -c %s"
 
 
 def state(host):
@@ -56,11 +56,11 @@ def node(host, content, role="p"):
     return next(n for n in state(host)["nodes"] if n["content"] == content and n["role"] == role)
 
 
-def sql(host, query, port=None, utility=False):
+def sql(host, query, port=None, utility=False, dbname="postgres"):
     """Rows (lists of str) of one statement, run with psql on host against the
     node at port (default: the coordinator); utility=True for a segment."""
     port = port or state(host)["base_port"]
-    cmd = PSQL % (port, "'%s'" % query.replace("'", "'\\''"))
+    cmd = PSQL % (port, dbname, "'%s'" % query.replace("'", "'\\''"))
     if utility:
         cmd = "PGOPTIONS='-c gp_role=utility' " + cmd
     out = host.check_output(cmd)

@@ -11,6 +11,7 @@ def _report(host):
 
 def test_victim_cancelled_survivor_committed(host):
     sessions = _report(host)["sessions"]
+    assert sessions["A"]["outcome"] and sessions["B"]["outcome"], "still deadlocked: %s" % sessions
     assert sessions["A"]["outcome"]["ok"] is True
     assert sessions["A"]["outcome"]["committed"] is True
     assert sessions["B"]["outcome"]["ok"] is False
@@ -19,6 +20,7 @@ def test_victim_cancelled_survivor_committed(host):
 
 def test_survivor_commit_is_visible(host):
     report = _report(host)
+    assert report["sessions"]["A"]["outcome"], "A never got through"
     marked = report["sessions"]["A"]["outcome"]["marked_id"]
     owner = node(host, marked % 2)  # the sandbox spreads rows by id mod segments
     assert sql(host, "SELECT val FROM %s WHERE id = %d" % (report["table"], marked),

@@ -1,6 +1,6 @@
 """The commits that waited in SyncRep on primary 0 (the host of its mirror, sdw2,
 stopped; FTS paused) returned, and the catalog is left to FTS."""
-from gphosts import COORDINATOR_HOST, node, read_text, sql
+from gphosts import BASE_DIR, COORDINATOR_HOST, node, read_text, sql
 
 testinfra_hosts = [COORDINATOR_HOST]
 COMMITS = (1000, 1002)
@@ -8,6 +8,7 @@ COMMITS = (1000, 1002)
 
 def test_waiting_commits_returned(host):
     for key in COMMITS:
+        assert host.file("%s/commit%d.rc" % (BASE_DIR, key)).exists, "commit %d still waits" % key
         assert read_text(host, "commit%d.rc" % key).strip() == "0", read_text(host, "commit%d.out" % key)
     primary0 = node(host, 0)
     assert sql(host, "SELECT id FROM gpsb_commits WHERE val = -1 ORDER BY id",

@@ -1,12 +1,11 @@
 """On sdw1, after gp_stale_locks: mirror 1 runs again (its postmaster.pid names its
 own postmaster) and streams, slon runs and holds its node lock, and the process
 that had reused the PID was left alone."""
-from gphosts import node, postmaster_pid, read_text
+from gphosts import node, postmaster_pid, read_text, sql, state
 
 testinfra_hosts = ["gp-sdw1"]
-SLONY_PSQL = ("psql -h 127.0.0.1 -p 7810 -U gpadmin -d db1 -X -A -t -c "
-              "\"SELECT a.application_name FROM _gpops.sl_nodelock l JOIN pg_stat_activity a "
-              "ON a.pid = l.nl_backendpid WHERE l.nl_nodeid = 1 AND l.nl_conncnt = 0\"")
+SLON_LOCK = ("SELECT a.application_name FROM _gpops.sl_nodelock l JOIN pg_stat_activity a "
+             "ON a.pid = l.nl_backendpid WHERE l.nl_nodeid = 1 AND l.nl_conncnt = 0")
 
 
 def test_the_stale_locks_had_blocked_the_start(host):
@@ -22,7 +21,8 @@ def test_mirror_runs_and_streams_again(host):
 
 def test_slon_runs_with_its_node_lock(host):
     assert host.process.filter(user="gpadmin", comm="slon")
-    assert host.check_output(SLONY_PSQL).startswith("slon")
+    slony_port = state(host)["base_port"] + 10  # gp_slony_port of molecule.yml
+    assert [row[0][:4] for row in sql(host, SLON_LOCK, port=slony_port, dbname="db1")] == ["slon"]
 
 
 def test_pid_reuser_left_alone(host):
