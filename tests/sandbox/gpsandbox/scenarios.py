@@ -45,7 +45,6 @@ class Session:
         self.gp_session_id = int(self.conn.execute("SHOW gp_session_id").fetchone()[0])
         self.gxid = None
         self.thread = None
-        self.statement = None
         self.outcome = None
 
     def run(self, sql):
@@ -67,7 +66,6 @@ class Session:
 
     def start(self, sql):
         """Run sql in the background (it is expected to block)."""
-        self.statement = sql
 
         def target():
             try:
@@ -194,11 +192,14 @@ def _ids_on(sb, contents, start=1):
     return out
 
 
-def _table(sb, name, columns="id int, val int"):
-    sb.create_table(name, columns, "id", rows=[(i, i) for i in range(1, TABLE_ROWS + 1)]
-                    if columns == "id int, val int" else
-                    [(i, "row %d" % i) for i in range(1, TABLE_ROWS + 1)])
-    return name
+def _table(sb, name, text=False):
+    """(Re)create a scenario table of TABLE_ROWS rows: (id int, val int) with
+    val = id as in the captures' t01/t105, or (id int, v text) as their t."""
+    ids = range(1, TABLE_ROWS + 1)
+    if text:
+        sb.create_table(name, "id int, v text", "id", rows=[(i, "row %d" % i) for i in ids])
+    else:
+        sb.create_table(name, "id int, val int", "id", rows=[(i, i) for i in ids])
 
 
 def _safely(scenario, build):
@@ -296,7 +297,7 @@ class BlockingChain(Scenario):
         _safely(self, self._build)
 
     def _build(self):
-        _table(self.sb, self.table, "id int, v text")
+        _table(self.sb, self.table, text=True)
         holder = self.session("holder")
         holder.run("BEGIN")
         holder.run(self.holder_sql.format(t=self.table))
@@ -462,32 +463,39 @@ class PreparedXact(Scenario):
                 self.seg_rows(c, "ROLLBACK PREPARED '%s'" % self.gid)
 
 
-# public entry points (the contract) -------------------------------------------
+# public entry points (the contract; docs/sandbox.md) ----------------------------
 def global_deadlock(sb, **kw):
+    """GlobalDeadlock: A and B deadlocked across contents 0 and 1."""
     return GlobalDeadlock(sb, **kw)
 
 
 def dotted_edge(sb, **kw):
+    """DottedEdge: a dotted tuple-lock edge, no deadlock until .end_c()."""
     return DottedEdge(sb, **kw)
 
 
 def blocking_chain(sb, waiters=3, **kw):
+    """BlockingChain: an idle-in-transaction root and `waiters` waiters."""
     return BlockingChain(sb, waiters=waiters, **kw)
 
 
 def lock_queue(sb, **kw):
+    """LockQueue: waiters queued behind a waiting ACCESS EXCLUSIVE request."""
     return LockQueue(sb, **kw)
 
 
 def mirror_down_syncrep(sb, content=0, **kw):
+    """MirrorDownSyncRep: commits waiting in SyncRep, FTS paused, mirror stopped."""
     return MirrorDownSyncRep(sb, content=content, **kw)
 
 
 def frozen_segment(sb, content=0):
+    """FrozenSegment: a primary stopped with SIGSTOP."""
     return FrozenSegment(sb, content=content)
 
 
 def prepared_xact(sb, content=0, orphan=True, **kw):
+    """PreparedXact: a prepared transaction on a segment blocking a waiter."""
     return PreparedXact(sb, content=content, orphan=orphan, **kw)
 
 

@@ -55,7 +55,7 @@ CREATE TABLE gpsim.relation_map (
 );
 -- FTS handshake for gp_request_fts_probe_scan(): sequences change outside
 -- transactions, so the FTS process sees a request at once
-CREATE SEQUENCE gpsim.fts_probe_request MINVALUE 0 START 0;
+CREATE SEQUENCE gpsim.fts_probe_request MINVALUE 0 START 1;
 CREATE SEQUENCE gpsim.fts_probe_done MINVALUE 0 START 0;
 
 -- helpers -----------------------------------------------------------------
