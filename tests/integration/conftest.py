@@ -4,8 +4,11 @@ per test session and reused when one with the same topology already runs.
 GPSANDBOX_DIR / GPSANDBOX_PORT choose the cluster (defaults /tmp/gpsandbox and
 7000), so several developers on one machine can run separate clusters.
 """
+import contextlib
+import fcntl
 import os
 import sys
+import time
 
 import pytest
 
@@ -16,11 +19,44 @@ if _SANDBOX not in sys.path:
 from gpsandbox import Sandbox, SandboxError  # noqa: E402  (needs the path above)
 
 
+@contextlib.contextmanager
+def exclusive(sb, wait=float(os.environ.get("GPSANDBOX_LOCK_WAIT", "1800"))):
+    """One test session at a time per sandbox (flock on <base-dir>.lock): two
+    sessions on one cluster would pause FTS, stop nodes and reset each other's
+    state. Waits up to `wait` seconds for the other session, then fails."""
+    path = sb.base_dir.rstrip("/") + ".lock"
+    with open(path, "a+") as f:
+        deadline = time.monotonic() + wait
+        told = False
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail("sandbox %s is used by another test session (lock %s); set "
+                                "GPSANDBOX_DIR / GPSANDBOX_PORT for your own" % (sb.base_dir, path),
+                                pytrace=False)
+                if not told:
+                    print("\ngpsandbox: waiting for another test session on %s" % sb.base_dir)
+                    told = True
+                time.sleep(1)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
 def sandbox():
-    """The running Sandbox (3 primaries with mirrors, GP7 replication conf).
-    Stopped at the end only if this session started it."""
+    """The running Sandbox (3 primaries with mirrors, GP7 replication conf), used by
+    this test session alone. Stopped at the end only if this session started it."""
     sb = Sandbox.from_env()
+    with exclusive(sb):
+        yield from _session_sandbox(sb)
+
+
+def _session_sandbox(sb):
     started_here = not sb.running()
     status = sb.start(segments=3, mirrors=True, replication_conf="gp7")
     if not started_here and sb.leftovers():
