@@ -31,13 +31,12 @@ cdw --segment-hosts sdw1,sdw2 [--primaries-per-host 1] up servers|mirrors|fts``,
 import argparse
 import json
 import os
-import shutil
 import signal
 import socket
 import sys
 import time
 
-from .cluster import FTS_DEFAULTS, HBA_CONF, HOST, SERVER_CONF, DB_USER, Sandbox, SandboxError
+from .cluster import FTS_DEFAULTS, Sandbox, SandboxError
 from .scenarios import GlobalDeadlock
 
 PHASES = ("servers", "mirrors", "fts")
@@ -118,17 +117,8 @@ class HostSandbox(Sandbox):
             fts=self.fts_settings, created_at=time.time(), host=self.host))
         if not firsts:
             return
-        tmpl = self._path("template")
-        self._run([os.path.join(self.pg_bin, "initdb"), "-D", tmpl, "-U", DB_USER, "-A", "trust",
-                   "-E", "UTF8", "--locale=C.UTF-8", "-N"])
-        with open(os.path.join(tmpl, "postgresql.conf"), "a") as f:
-            f.write(SERVER_CONF.format(host=HOST, sockdir=self.base_dir, module=module))
-        with open(os.path.join(tmpl, "pg_hba.conf"), "w") as f:
-            f.write(HBA_CONF)
-        for n in firsts:
-            self._run(["cp", "-a", tmpl, n["datadir"]])
-            self._write_node_conf(n)
-        shutil.rmtree(tmpl)
+        self._initdb_nodes(firsts, module)
+        self.write_fts_conf(reload=False)
         self._parallel(self._start_server, firsts)
         self._parallel(self._install_sql, firsts)
         if any(n["content"] == -1 for n in firsts):
