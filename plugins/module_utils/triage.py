@@ -345,10 +345,12 @@ def _mirror_loss(index, facts, options):
     if facts.replication is None:
         return findings
     # The catalog says in sync but no walsender streams to the mirror: FTS has not acted yet
-    # (grace period, or FTS paused), and the next commit on that primary will wait.
+    # (grace period, or FTS paused), and the next commit on that primary will wait. A
+    # primary that did not answer is node_unreachable: its walsender state says nothing.
     for content, pair in sorted(pairs_by_content(snapshot.segments).items()):
         mirror = pair["mirror"]
-        if (mirror is None or content in done or mirror.status != "u" or mirror.mode != "s"
+        if (mirror is None or content in done or content in snapshot.unreachable
+                or mirror.status != "u" or mirror.mode != "s"
                 or facts.replication.get(content) == "streaming"):
             continue
         brief = {"content": content, "dbid": mirror.dbid, "role": mirror.role,

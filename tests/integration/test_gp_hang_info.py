@@ -67,13 +67,30 @@ def test_lock_queue_counts_waiters_behind_the_queued_lock(clean_cluster):
         assert evidence["waiter_count"] == 3
 
 
-def test_mirror_down_syncrep_wait(clean_cluster):
+def fts_budget(result):
+    """FTS's whole budget to mark a dead mirror down, from the settings read (seconds)."""
+    s = {k: float(v) for k, v in result["facts"]["settings"].items() if k.startswith("gp_fts_")}
+    return (s["gp_fts_probe_interval"] + s["gp_fts_mark_mirror_down_grace_period"]
+            + s["gp_fts_probe_timeout"] * (s["gp_fts_probe_retries"] + 1))
+
+
+def test_mirror_down_syncrep_wait_then_fts_not_probing(clean_cluster):
+    # The scenario pauses the sandbox's FTS: once the commits have waited longer than FTS's
+    # whole budget (its settings are small on the sandbox), FTS is not probing.
     with scenarios.mirror_down_syncrep(clean_cluster, content=0):
         (result,) = diagnose(clean_cluster, {})
-        assert problems(result) == {"syncrep_wait": "critical"}
         evidence = finding(result, "syncrep_wait")["evidence"]
         assert evidence["content"] == 0 and evidence["waiting_count"] >= 2
         assert evidence["mirror"]["status"] == "u" and evidence["fts_has_acted"] is False
+        budget = fts_budget(result)
+        expected = {"syncrep_wait": "critical"}
+        if evidence["longest_wait_seconds"] > budget:
+            expected["fts_not_probing"] = "high"
+        assert problems(result) == expected
+        time.sleep(max(0.0, budget + 1 - evidence["longest_wait_seconds"]))
+        (later,) = diagnose(clean_cluster, {})
+        assert problems(later) == {"syncrep_wait": "critical", "fts_not_probing": "high"}
+        assert finding(later, "fts_not_probing")["evidence"]["contents"] == [0]
 
 
 def test_frozen_segment_is_named_within_the_budget(clean_cluster):

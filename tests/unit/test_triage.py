@@ -160,6 +160,15 @@ def test_mirror_not_streaming_while_catalog_says_in_sync():
     assert "walsender is absent" in f.summary
 
 
+def test_no_mirror_finding_for_a_primary_that_did_not_answer():
+    snap = snapshot_from_capture("healthy_baseline")
+    facts = facts_from_capture("healthy_baseline")
+    facts.replication[1] = None
+    findings = diagnose_capture("x", facts=facts,
+                                snapshot=_with(snap, unreachable={1: "timeout: no answer"})).findings
+    assert _problems(findings) == {"node_unreachable": "critical"}
+
+
 def test_segment_down_after_fts_mark_down_no_syncrep_wait():
     f = _one(diagnose_capture("mirror_down_syncrep_wait__after_fts_mark_down").findings,
              "segment_down")
