@@ -239,9 +239,15 @@ class Standby:
         self._as_owner([os.path.join(PG_BIN, "pg_ctl"), "-D", self.datadir, "-l",
                         os.path.join(self.datadir, "log"), "-w", "start"])
         with self.sb.connect(-1, utility=True) as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS gpe_coord_commit (at timestamptz)")
             conn.execute("ALTER SYSTEM SET synchronous_standby_names = 'gp_walreceiver'")
             conn.execute("SELECT pg_reload_conf()")
         assert wait_for(lambda: self.walsender() and self.walsender()[1] == "streaming", 30)
+        # The walsender takes the new synchronous_standby_names at its next reload: until
+        # then it is 'async' and commits do not wait for it.
+        assert wait_for(lambda: self.sb.query(
+            -1, "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'gp_walreceiver'")
+            == [("sync",)], 30), "the standby never became synchronous"
         return self
 
     def walsender(self):
@@ -279,6 +285,7 @@ class Standby:
             # Our own test setting on the coordinator (not FTS's line on a primary): RESET is right here.
             conn.execute("ALTER SYSTEM RESET synchronous_standby_names")
             conn.execute("SELECT pg_reload_conf()")
+            conn.execute("DROP TABLE IF EXISTS gpe_coord_commit")
         subprocess.run([os.path.join(PG_BIN, "pg_ctl"), "-D", self.datadir, "-m", "immediate", "stop"],
                        user=sb_owner(self.sb), capture_output=True, timeout=60)
         subprocess.run(["rm", "-rf", self.datadir], check=False)
@@ -298,14 +305,15 @@ def standby_coordinator(sb, port):
 
 
 def coordinator_commit(sb):
-    """A coordinator-local commit (an xid, so a commit record that waits for a
-    synchronous standby), in a thread; returns the thread (``done``)."""
+    """A coordinator-local commit that wrote WAL (a row; a transaction that only took
+    an xid does not wait for a synchronous standby: RecordTransactionCommit), in a
+    thread; returns the thread (``done``)."""
     box = {}
 
     def run():
         try:
             with sb.connect(-1, utility=True, application_name="gpe_coord_commit") as conn:
-                conn.execute("SELECT txid_current()")
+                conn.execute("INSERT INTO gpe_coord_commit VALUES (now())")
         except Exception as exc:
             box["error"] = exc
     thread = threading.Thread(target=run, daemon=True)
