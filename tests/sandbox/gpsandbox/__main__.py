@@ -87,8 +87,14 @@ def _inject(sb, args):
 
 
 def _print_status(status):
-    print("sandbox %s (base port %s): %s" % (status["base_dir"], status["base_port"],
-                                             "running" if status.get("running") else "not running"))
+    stopped = [n for n in status.get("nodes", []) if not n["running"]]
+    if status.get("running"):
+        state = "running"
+    elif stopped and len(stopped) < len(status["nodes"]):
+        state = "degraded: %d of %d nodes stopped" % (len(stopped), len(status["nodes"]))
+    else:
+        state = "not running"
+    print("sandbox %s (base port %s): %s" % (status["base_dir"], status["base_port"], state))
     if not status.get("nodes"):
         return
     print("  segments %s, mirrors %s, replication conf %s, FTS %s" % (
