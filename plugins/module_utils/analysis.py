@@ -125,7 +125,7 @@ def _analyse(snapshot, policy, matcher):
         else:  # it held only through a wait into another cycle (e.g. a dotted edge), broken there
             d["resolution"] = "released_by_other_victim"
 
-    block_edges = blocking.block_edges(index, edges + [e for _, e in dropped])
+    block_edges = blocking.block_edges(index, edges + [edge for _why, edge in dropped])
     trees = blocking.blocking_trees(index, block_edges)
     verdict = "deadlock" if deadlocks else ("blocking" if trees else "none")
     notes = _notes(snapshot, index, dropped, unresolved)
@@ -208,13 +208,13 @@ def _notes(snapshot, index, dropped, unresolved):
     if index.live_gxids is None and snapshot.edges:
         notes.append("gp_distributed_xacts was not collected and the coordinator's locks show no "
                      "distributed xid: wait edges were kept without checking that their gxids are live")
-    counts = collections.Counter(why for why, _ in dropped)
+    counts = collections.Counter(why for why, _edge in dropped)
     for why, count in sorted(counts.items()):
         notes.append("%d wait edge%s left out of the wait-for graph: %s (still counted in blocking trees)"
                      % (count, "" if count == 1 else "s", why))
-    syncrep = {s: places for s, places in index.syncrep_sessions.items()}
+    syncrep = dict(index.syncrep_sessions.items())
     if syncrep:
-        contents = sorted({c for places in syncrep.values() for c, _ in places})
+        contents = sorted({c for places in syncrep.values() for c, _pid in places})
         notes.append("%d session%s wait%s for synchronous replication (SyncRep) on content %s: a mirror is "
                      "probably down and FTS has not acted; this is not a lock wait, cancelling is ignored "
                      "and killing does not release it (check the mirrors and FTS)" % (

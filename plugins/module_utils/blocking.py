@@ -343,8 +343,8 @@ def explain_tree(tree):
             text += ("; its coordinator backend pid %s is still %s (%s): the commit is in progress, do not "
                      "kill it" % (root["coordinator_pid"], root["coordinator_state"], root["coordinator_query"]))
     elif root.get("idle_in_transaction_since"):
-        text += ". It is %s since %s (%ss)" % (root["state"], root["idle_in_transaction_since"],
-                                             root["state_age_s"])
+        text += ". It is %s since %s (%ss)" % (
+            root["state"], root["idle_in_transaction_since"], root["state_age_s"])
     elif root.get("state"):
         text += ". It is %s" % root["state"]
     if root.get("syncrep_contents"):

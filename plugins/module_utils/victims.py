@@ -107,7 +107,7 @@ def candidate(index, gxid, sess_id=None, never_choose=None, prepared=False, poli
     info["in_syncrep"] = bool(syncrep)
     if syncrep:
         reasons.append("waiting for synchronous replication (SyncRep) on content %s: cancel is ignored there"
-                       % ", ".join(str(c) for c in sorted({c for c, _ in syncrep})))
+                       % ", ".join(str(c) for c in sorted({c for c, _pid in syncrep})))
     prepared_on = sorted({p.content for p in index.prepared_by_gxid.get(gxid, ())})
     info["in_two_phase_commit"] = bool(prepared_on)
     if prepared_on:

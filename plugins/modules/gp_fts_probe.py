@@ -26,12 +26,13 @@ description:
     defaults 20 s and 5 where a setting does not exist). A probe that does not finish in
     time (FTS paused, hung or busy) is reported, not waited on.
   - Returns C(gp_segment_configuration) before and after, the differences per dbid (role,
-    status, mode) and the new C(gp_configuration_history) rows. RV(changed) is true only
+    status, mode) and the new C(gp_configuration_history) rows. C(changed) is true only
     when the catalog changed.
   - A cluster without mirrors is reported as such and not probed (FTS skips probing it,
     its log says C(skipping FTS probes due to no mirrors)).
 version_added: 0.1.0
-author: gpops.greenplum developers
+author:
+  - gpops.greenplum contributors (@gpops)
 extends_documentation_fragment:
   - gpops.greenplum.connection
 options:
@@ -43,9 +44,10 @@ options:
 attributes:
   check_mode:
     support: full
-    details: Reports the current catalog and FTS settings and does not probe.
+    description: Reports the current catalog and FTS settings and does not probe.
   diff_mode:
     support: none
+    description: The module reports catalog changes in RV(changes), not as a diff.
 seealso:
   - module: gpops.greenplum.gp_sync_replication
   - name: Greenplum FTS (gp_request_fts_probe_scan)
@@ -80,7 +82,7 @@ probed:
 fts_state:
   description:
     - C(probed) (the call finished a probe cycle), C(timeout) (no cycle finished within
-      RV(probe_timeout)), C(error) (the call failed, see RV(probe.error)), C(no_mirrors)
+      RV(probe_timeout)), C(error) (the call failed, see C(probe.error)), C(no_mirrors)
       (mirrorless cluster, not probed), C(check_mode) (not probed).
   returned: always
   type: str

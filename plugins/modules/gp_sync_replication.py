@@ -36,7 +36,8 @@ description:
     C(synchronous_standby_names); for a connected but stalled standby coordinator use
     O(standby_walsender).
 version_added: 0.1.0
-author: gpops.greenplum developers
+author:
+  - gpops.greenplum contributors (@gpops)
 extends_documentation_fragment:
   - gpops.greenplum.connection
 options:
@@ -55,7 +56,7 @@ options:
       - V(on), switch it on where the mirror streams and has caught up.
       - V(auto), on where caught up, off where proven not streaming, else nothing.
     type: str
-    choices: [off, on, auto]
+    choices: ['off', 'on', auto]
   force:
     description:
       - With O(state=off), switch off even where the mirror streams. Gives up durability with
@@ -106,9 +107,10 @@ options:
 attributes:
   check_mode:
     support: full
-    details: Observes and decides, reports the statements it would run in RV(executed_queries), and changes nothing.
+    description: Observes and decides, reports the statements it would run in RV(executed_queries), and changes nothing.
   diff_mode:
     support: full
+    description: Shows each primary's C(synchronous_standby_names) before and after.
 seealso:
   - module: gpops.greenplum.gp_fts_probe
   - name: Patroni synchronous replication modes
@@ -119,7 +121,7 @@ seealso:
 EXAMPLES = r"""
 - name: Release commits waiting for a dead mirror, where FTS has not acted
   gpops.greenplum.gp_sync_replication:
-    state: off
+    state: 'off'
     only_waiting: true
   register: sync
 
@@ -131,7 +133,7 @@ EXAMPLES = r"""
 - name: Back on for content 0 once its mirror streams again
   gpops.greenplum.gp_sync_replication:
     content: 0
-    state: on
+    state: 'on'
 
 - name: End the coordinator's walsender if the standby coordinator is stalled
   gpops.greenplum.gp_sync_replication:
@@ -170,7 +172,9 @@ primaries:
       type: dict
       sample: {setting: "", source: configuration file, sourcefile: /data/primary/gpseg0/postgresql.auto.conf}
     replication:
-      description: The mirror's walsender on the primary, C(state) (null when none), C(sync_state), C(pid), C(flush_lag_bytes), C(replay_lag_bytes), C(lag_bytes).
+      description: >-
+        The mirror's walsender on the primary, C(state) (null when none), C(sync_state), C(pid),
+        C(flush_lag_bytes), C(replay_lag_bytes), C(lag_bytes).
       type: dict
       sample: {state: null, sync_state: null, pid: null, flush_lag_bytes: null, replay_lag_bytes: null, lag_bytes: null}
     syncrep_waiters:
@@ -315,8 +319,8 @@ def _line(entry):
     waiters = entry["syncrep_waiters"]
     waiting = ("%d backend(s) waiting in SyncRep (longest %s s); " % (
         len(waiters), waiters[0]["waiting_seconds"]) if waiters else "")
-    return "content %d (dbid %d): %s%s: %s" % (entry["content"], entry["dbid"], waiting,
-                                              entry["verdict"], entry["reason"])
+    return "content %d (dbid %d): %s%s: %s" % (
+        entry["content"], entry["dbid"], waiting, entry["verdict"], entry["reason"])
 
 
 def _setting_text(entries, key):
