@@ -1,5 +1,5 @@
 # Entry points for a fresh machine. Each target installs what it needs first.
-.PHONY: setup demo test unit integration sandbox-start sandbox-stop bench molecule quality
+.PHONY: setup demo test check unit integration sandbox-start sandbox-stop bench molecule quality
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -10,7 +10,15 @@ setup:
 demo: setup
 	@bash scripts/demo.sh
 
+# The whole suite, as CI runs it: pytest (unit, and integration on the sandbox), the
+# quality gates (sanity, lint, build), and the molecule scenarios on podman hosts.
 test: setup
+	@$(VENV)/bin/pytest -q -p no:cacheprovider
+	@bash scripts/quality.sh
+	@$(MAKE) --no-print-directory molecule
+
+# Only pytest (unit and integration), for the development loop.
+check: setup
 	@$(VENV)/bin/pytest -q -p no:cacheprovider
 
 unit: setup
