@@ -78,7 +78,8 @@ def build_report(hang_info, cluster, actions=None, after=None):
 
     ``hang_info``: dict with ``findings``, ``snapshot``, ``facts``, ``analysis`` (as
     ``gp_hang_info`` returns them); the graph is drawn from ``analysis``. ``cluster``: label.
-    ``actions``: list of dicts (what was done). ``after``: optional later
+    ``actions``: list of dicts (what was done); a plain sentence (as the stale-lock
+    modules return their actions) becomes ``{"action": sentence}``. ``after``: optional later
     ``gp_hang_info`` result. Raises KeyError when ``hang_info`` lacks
     ``findings`` or ``snapshot``."""
     findings = list(hang_info["findings"])
@@ -94,7 +95,7 @@ def build_report(hang_info, cluster, actions=None, after=None):
         "counts": severity_counts(findings),
         "findings": findings,
         "graph": wait_for_graph(hang_info.get("analysis") or {}),
-        "actions": list(actions or []),
+        "actions": [a if isinstance(a, dict) else {"action": str(a)} for a in actions or []],
         "after": None,
         "snapshot": snapshot,
         "facts": hang_info.get("facts") or {},

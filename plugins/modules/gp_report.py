@@ -55,9 +55,10 @@ options:
   actions:
     description:
       - What was done, as the acting modules return it (each item a dict; C(action), C(target),
-        C(changed) and C(result) are shown when present).
+        C(changed) and C(result) are shown when present), or a sentence (as M(gpops.greenplum.gp_pidfile),
+        M(gpops.greenplum.gp_nodelock) and M(gpops.greenplum.gp_prepared_xacts) return their C(actions)).
     type: list
-    elements: dict
+    elements: raw
     default: []
   after:
     description:
@@ -163,7 +164,7 @@ def main():
         hang_info=dict(type="dict", required=True),
         dest=dict(type="path", required=True),
         cluster=dict(type="str", default="cluster"),
-        actions=dict(type="list", elements="dict", default=[]),
+        actions=dict(type="list", elements="raw", default=[]),
         after=dict(type="dict"),
     ), supports_check_mode=True)
     p = module.params

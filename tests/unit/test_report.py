@@ -131,6 +131,13 @@ def test_action_target_from_what_acting_modules_return():
     assert "| cancel | 6912 | 28 | 7 | done | SELECT pg_cancel_backend(a.pid) ... |" in text
 
 
+def test_sentence_actions_of_the_stale_lock_modules_are_kept_as_said():
+    said = "removed stale /data/primary/gpseg0/postmaster.pid (PID 4242 is sleep, not the server)"
+    doc = _doc("global_deadlock_2seg", actions=[said])
+    assert doc["actions"] == [{"action": said}]
+    assert "- " + said in report.render_markdown(doc)
+
+
 def test_mermaid_escapes_quotes_and_brackets():
     graph = {"nodes": [{"id": "s1", "label": 'app "x" <y>', "roles": []},
                        {"id": "s2", "label": "b", "roles": ["root"]}],
