@@ -135,7 +135,9 @@ def test_never_waits_on_a_lock_itself(clean_cluster):
         holder.execute("ROLLBACK")
     assert problems(result) == {"node_unreachable": "critical"}, result.get("summary")
     reasons = [n["reason"] for n in finding(result, "node_unreachable")["evidence"]["nodes"]]
-    assert any("lock timeout" in r for r in reasons), reasons
+    # Usually the catalog read hits lock_timeout; when the relcache init file is being
+    # rebuilt, the new connection's own start-up reads pg_class and connect_timeout ends it.
+    assert any("lock timeout" in r or r.startswith("timeout") or "timeout:" in r for r in reasons), reasons
     assert result["elapsed_s"] < 20 and elapsed < 120, (result["elapsed_s"], elapsed)
 
 
