@@ -203,8 +203,15 @@ def test_probe_scan_waits_for_a_new_whole_cycle(sandbox, clean_cluster):
     called = time.time()
     with sandbox.connect() as conn:
         assert conn.execute("SELECT * FROM gp_request_fts_probe_scan()").fetchall() == [(True,)]
+        returned = time.time()
+    # The FTS process writes its status file just after it records the cycle in the
+    # catalog (which is what the call waits for): give the file a moment to catch up.
+    deadline = time.monotonic() + 5
     status = sandbox.fts.status()
-    assert status["cycles"] > before and status["last_cycle_end"] > called
+    while status["last_cycle_end"] <= called and time.monotonic() < deadline:
+        time.sleep(0.1)
+        status = sandbox.fts.status()
+    assert status["cycles"] > before and called < status["last_cycle_end"] <= returned + 5
 
 
 def test_frozen_segment_utility_connection_times_out(sandbox, clean_cluster):
