@@ -28,20 +28,10 @@ import time
 from psycopg import sql
 
 from playbook import ROOT, ANSIBLE_PLAYBOOK
+from stale_fixtures import wait_for  # noqa: F401 (re-exported to the mirror tests)
 
 TABLE = "gpe_mirror_t"
 PG_BIN = os.environ.get("GPSANDBOX_PG_BIN", "/usr/lib/postgresql/15/bin")
-
-
-def wait_for(predicate, timeout=30.0, interval=0.1):
-    """Poll ``predicate()`` until it returns a true value (returned) or ``timeout`` s pass (None)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return None
 
 
 def module_args(sb):
