@@ -13,7 +13,7 @@ if _COLLECTIONS not in sys.path:
     sys.path.insert(0, _COLLECTIONS)
 
 SHARED_FIXTURES = os.environ.get(
-    "GPOPS_FIXTURES", os.path.join(os.path.dirname(ROOT), "shared", "fixtures", "gp7"))
+    "GPOPS_FIXTURES", os.path.join(ROOT, "tests", "fixtures", "gp7"))
 
 # pytest imports every conftest.py as the module ``conftest``: the last one imported
 # wins (tests/integration/ is collected before tests/unit/), so `from conftest import

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.environ.get("GPOPS_FIXTURES",
-                          os.path.join(os.path.dirname(ROOT), "shared", "fixtures", "gp7"))
+                          os.path.join(ROOT, "tests", "fixtures", "gp7"))
 
 
 def capture(name):

@@ -1,4 +1,4 @@
-"""Turn a capture of a real Greenplum 7 cluster (../shared/fixtures/gp7/*.json, format
+"""Turn a capture of a real Greenplum 7 cluster (tests/fixtures/gp7/*.json, format
 in its README.md) into a ``ClusterSnapshot``, as the snapshot layer would build it.
 
 ``source='dispatch'``: the queries run on the coordinator in dispatch mode

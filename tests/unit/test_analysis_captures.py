@@ -1,4 +1,4 @@
-"""analyse() on real Greenplum 7 captures (../shared/fixtures/gp7): each gives the
+"""analyse() on real Greenplum 7 captures (tests/fixtures/gp7): each gives the
 verdict its description states, through the dispatched queries and, where the
 capture has them, through the utility-mode queries of each primary."""
 import dataclasses

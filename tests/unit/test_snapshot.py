@@ -1,4 +1,4 @@
-"""Snapshot building from real Greenplum 7 captures (../shared/fixtures/gp7), with the
+"""Snapshot building from real Greenplum 7 captures (tests/fixtures/gp7), with the
 same code the live collection uses: the dispatched variant (coordinator rows that
 include every primary) and the utility-mode variant (rows per node)."""
 import json
@@ -13,7 +13,7 @@ from ansible_collections.gpops.greenplum.plugins.module_utils.records import row
 # As tests/conftest.py (not imported: with tests/integration collected too, the module
 # name ``conftest`` may be the other one).
 SHARED_FIXTURES = os.environ.get("GPOPS_FIXTURES", os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "fixtures", "gp7"))
+    os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "gp7"))
 needs_captures = pytest.mark.skipif(not os.path.isdir(SHARED_FIXTURES),
                                     reason="no captures in " + SHARED_FIXTURES)
 pytestmark = needs_captures

@@ -1,4 +1,4 @@
-"""Triage inputs from the real GP7 captures (../shared/fixtures/gp7): the facts a
+"""Triage inputs from the real GP7 captures (tests/fixtures/gp7): the facts a
 live run reads beside the snapshot (settings, walsender states), and the
 ``gp_hang_info`` result a capture gives, for the triage and report tests."""
 from ansible_collections.gpops.greenplum.plugins.module_utils import analysis, diagnosis, triage
