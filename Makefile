@@ -1,5 +1,5 @@
 # Entry points for a fresh machine. Each target installs what it needs first.
-.PHONY: setup demo test check unit integration sandbox-start sandbox-stop bench molecule quality
+.PHONY: setup demo demo-sandbox gp7-start gp7-stop test check unit integration sandbox-start sandbox-stop bench molecule quality
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -10,9 +10,21 @@ setup:
 demo: setup
 	@bash scripts/demo.sh
 
+# The same on the PostgreSQL sandbox (fast; no Greenplum build).
+demo-sandbox: setup
+	@bash scripts/demo-sandbox.sh
+
+# The real Greenplum 7 demo cluster (built the first time, then cached).
+gp7-start:
+	@bash scripts/greenplum-cluster.sh start
+
+gp7-stop:
+	@bash scripts/greenplum-cluster.sh stop
+
 # The whole suite, as CI runs it: pytest (unit, and integration on the sandbox), the
 # quality gates (sanity, lint, build), and the molecule scenarios on podman hosts.
 test: setup
+	@bash scripts/greenplum-cluster.sh start
 	@$(VENV)/bin/pytest -q -p no:cacheprovider
 	@bash scripts/quality.sh
 	@$(MAKE) --no-print-directory molecule
