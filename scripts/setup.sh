@@ -10,7 +10,7 @@ apt_packages=(
   postgresql-15 postgresql-contrib postgresql-server-dev-15 postgresql-client-15
   build-essential libkrb5-dev procps psmisc util-linux
   slony1-2-bin postgresql-15-slony1-2
-  auditd
+  auditd apache2
 )
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -36,6 +36,13 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/pip install -q --upgrade pip
   (cd tests && ../.venv/bin/pip install -q -r requirements-test.txt)
   echo "$want" > "$stamp"
+fi
+
+# filelock 3.x (it polls flock(LOCK_NB) and sleeps, so a self-deadlock is no kernel wait;
+# 4.x raises instead): only for the lock-file tests' helper, never on the managed nodes.
+if [ ! -d .venv-filelock3/filelock ]; then
+  echo "setup: installing filelock 3.x into .venv-filelock3 (test helper only)"
+  .venv/bin/pip install -q --target .venv-filelock3 'filelock==3.16.1'
 fi
 
 mkdir -p .collections/ansible_collections/gpops
