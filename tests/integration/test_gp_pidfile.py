@@ -168,35 +168,13 @@ def test_bad_input_fails_clearly_and_removes_nothing(pg_server, tmp_path, sleepe
     assert result["failed"] and "expected_owner" in result["msg"]
 
 
-def _shm_free(shm_id):
-    with open("/proc/sysvipc/shm") as handle:
-        rows = [line.split() for line in handle.read().splitlines()[1:]]
-    return all(int(row[1]) != shm_id or int(row[6]) == 0 for row in rows)
-
-
-def _rewrite_pid(path, pid):
-    """Put ``pid`` on line 1 in place (owner and mode kept), as PID reuse after a crash leaves it."""
-    with open(path) as handle:
-        lines = handle.read().split("\n")
-    lines[0] = str(pid)
-    with open(path, "w") as handle:
-        handle.write("\n".join(lines))
-
-
 def test_crash_leaves_both_lock_files_and_both_go_together(pg_server, sleeper_of):
     """kill -9 of the postmaster leaves postmaster.pid and .s.PGSQL.<port>.lock; with their PID reused
     by a process of the same user PostgreSQL refuses to start over either. One run removes both, and
     the server really starts."""
-    with open(pg_server.pidfile) as handle:
-        lines = handle.read().split("\n")
-    postmaster, shm_id = int(lines[0]), int(lines[6].split()[1])
-    socket_lock = os.path.join(pg_server.sockdir, ".s.PGSQL.%d.lock" % pg_server.port)
-    assert lines[4] == pg_server.sockdir and os.path.exists(socket_lock)
-    os.kill(postmaster, 9)
-    assert wait_for(lambda: _gone(postmaster) and _shm_free(shm_id))
     sleeper = sleeper_of(OS_USER)
-    _rewrite_pid(pg_server.pidfile, sleeper.pid)
-    _rewrite_pid(socket_lock, sleeper.pid)
+    pg_server.crash_leaving_lock_files(sleeper.pid)
+    socket_lock = pg_server.socket_lock
     assert pg_server.start().returncode != 0 and LOCK_EXISTS in pg_server.log()
 
     args = {"data_directories": [pg_server.datadir], "state": "absent"}
@@ -222,7 +200,7 @@ def test_crash_leaves_both_lock_files_and_both_go_together(pg_server, sleeper_of
 def test_socket_lock_of_a_running_server_with_wrong_expectations_is_live(pg_server):
     """The caller's expected_command/expected_owner are wrong; the process listens on the file's port,
     works in its data directory and is a postgres of the file's owner: live, never removed."""
-    socket_lock = os.path.join(pg_server.sockdir, ".s.PGSQL.%d.lock" % pg_server.port)
+    socket_lock = pg_server.socket_lock
     before = open(socket_lock).read()
     for wrong in ({"expected_command": "^nginx$"}, {"expected_owner": "root"}):
         for path in (socket_lock, pg_server.pidfile):
