@@ -23,6 +23,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
   # Debian's package starts a default cluster on 5432; the sandbox does not need it.
   $SUDO systemctl stop postgresql 2>/dev/null || $SUDO service postgresql stop 2>/dev/null || true
+  # Debian's apache2 starts listening on every address, port 80; the tests start their own
+  # httpd on 127.0.0.1 only.
+  if printf '%s\n' "${missing[@]}" | grep -qx apache2; then
+    $SUDO systemctl disable --now apache2 2>/dev/null || $SUDO service apache2 stop 2>/dev/null || true
+  fi
 fi
 
 if [ ! -x .venv/bin/python ]; then
