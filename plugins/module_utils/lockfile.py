@@ -34,7 +34,6 @@ import re
 import select
 import shutil
 import struct
-import subprocess
 import sys
 import time
 from typing import Dict, List, Optional, Tuple
@@ -355,18 +354,20 @@ def is_python(info):
     return any(name.startswith("python") for name in names if name)
 
 
-def python_stack(pid, py_spy, timeout=30):
-    """``py-spy dump --pid PID --locals`` text, or (None, reason). Never raises."""
+def python_stack(pid, py_spy, run_command):
+    """``py-spy dump --pid PID --locals`` text and None, or (None, reason). Never raises.
+
+    ``run_command``: ``AnsibleModule.run_command`` (argv list -> (rc, stdout, stderr)).
+    """
     if not py_spy:
         return None, "py-spy is not installed (pip install py-spy)"
     try:
-        res = subprocess.run([py_spy, "dump", "--pid", str(pid), "--locals"], capture_output=True, text=True,
-                             timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        rc, out, err = run_command([py_spy, "dump", "--pid", str(pid), "--locals"])
+    except OSError as exc:
         return None, "py-spy dump failed: %s" % exc
-    if res.returncode != 0:
-        return None, "py-spy dump failed: %s" % ((res.stderr or res.stdout).strip().splitlines() or ["?"])[0]
-    return res.stdout, None
+    if rc != 0:
+        return None, "py-spy dump failed: %s" % (((err or out).strip().splitlines() or ["rc %d" % rc])[0])
+    return out, None
 
 
 _STACK_LOCK_FILE = re.compile(r'^\s*(?:lock_filename|lock_file|_lock_file)\s*:\s*"([^"]+)"', re.M)
@@ -387,9 +388,11 @@ def _wchan_syscall(pid, proc):
     return read("wchan"), read("syscall")
 
 
-def pid_targets(pid, locks, proc=procinfo.PROC, py_spy=None):
+def pid_targets(pid, locks, proc=procinfo.PROC, py_spy=None, run_command=None):
     """What to look at for one process: the files it waits for in the kernel, holds locks on,
-    or (Python) names in its stack. Returns (targets {key: path}, facts). Raises :class:`PidError`."""
+    or (Python) names in its stack (``py_spy`` path, run with ``run_command``, see
+    :func:`python_stack`; None: no stack). Returns (targets {key: path}, facts).
+    Raises :class:`PidError`."""
     info = procinfo.read_process(pid, proc)
     if info is None:
         raise PidError("pid: no process %d on this host" % pid)
@@ -410,7 +413,7 @@ def pid_targets(pid, locks, proc=procinfo.PROC, py_spy=None):
         for lock in lines:
             if lock is not None:
                 targets.setdefault(lock.file_key, None)
-    stack, stack_error = (python_stack(pid, py_spy) if is_python(info)
+    stack, stack_error = (python_stack(pid, py_spy if run_command else None, run_command) if is_python(info)
                           else (None, "not a Python process (%s)" % info.comm))
     for path in stack_lock_files(stack):
         try:

@@ -117,7 +117,6 @@ audit:
 """
 
 import datetime
-import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -140,13 +139,10 @@ def _auditctl(module, *args):
     path = module.get_bin_path("auditctl", opt_dirs=["/usr/sbin", "/sbin"])
     if not path:
         return None, "auditctl is not installed (Debian package auditd)"
-    try:
-        res = subprocess.run([path] + list(args), capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return None, "auditctl %s: %s" % (" ".join(args), exc)
-    if res.returncode != 0:
-        return None, "auditctl %s: %s" % (" ".join(args), (res.stderr or res.stdout).strip())
-    return res.stdout, None
+    rc, out, err = module.run_command([path] + list(args))
+    if rc != 0:
+        return None, "auditctl %s: %s" % (" ".join(args), (err or out).strip())
+    return out, None
 
 
 def audit_state(module, key):
