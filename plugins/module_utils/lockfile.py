@@ -280,6 +280,8 @@ def watch_opens(targets, seconds):
                     continue
                 try:
                     st = os.fstat(fd)
+                except OSError:
+                    continue
                 finally:
                     os.close(fd)
                 key = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)

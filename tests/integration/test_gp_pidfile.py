@@ -155,6 +155,15 @@ def test_bad_input_fails_clearly_and_removes_nothing(pg_server, tmp_path, sleepe
     assert result["failed"] and "not_a_pidfile" in result["msg"] and conf in result["msg"]
     assert result["removed"] == [] and stale.exists() and os.path.exists(conf)
 
+    link = tmp_path / "link.pid"
+    link.symlink_to(stale)
+    for path in (link, tmp_path):
+        result = run_module("gp_pidfile", {"paths": [str(path), str(stale)], "state": "absent"})
+        assert result["failed"] and result["msg"].startswith("paths/data_directories: nothing removed")
+        assert str(path) in result["msg"] and result["verdicts"][str(path)] == "not_a_pidfile"
+        assert result["removed"] == [] and stale.exists() and link.is_symlink()
+    assert "symbolic link to %s" % stale in run_module("gp_pidfile", {"paths": [str(link)]})["msg"]
+
     result = run_module("gp_pidfile", {"paths": [str(stale)], "state": "absent", "proc_path": str(tmp_path)})
     assert result["failed"] and "procfs" in result["msg"] and stale.exists()
 
