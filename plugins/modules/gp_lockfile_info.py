@@ -207,8 +207,8 @@ def main():
     facts = None
     if p["pid"] is not None:
         try:
-            pid_files, facts = lockfile.pid_targets(p["pid"], locks, proc, p["py_spy"] or lockfile.find_py_spy(),
-                                                   module.run_command)
+            py_spy = p["py_spy"] or lockfile.find_py_spy()
+            pid_files, facts = lockfile.pid_targets(p["pid"], locks, proc, py_spy, module.run_command)
         except lockfile.PidError as exc:
             module.fail_json(msg=str(exc), files=[], self_deadlocks=[])
         except procinfo.ProcUnreadable as exc:
