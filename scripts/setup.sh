@@ -10,7 +10,7 @@ apt_packages=(
   postgresql-15 postgresql-contrib postgresql-server-dev-15 postgresql-client-15
   build-essential libkrb5-dev procps psmisc util-linux
   slony1-2-bin postgresql-15-slony1-2
-  auditd
+  auditd apache2
 )
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -23,6 +23,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
   # Debian's package starts a default cluster on 5432; the sandbox does not need it.
   $SUDO systemctl stop postgresql 2>/dev/null || $SUDO service postgresql stop 2>/dev/null || true
+  # Debian's apache2 starts listening on every address, port 80; the tests start their own
+  # httpd on 127.0.0.1 only.
+  if printf '%s\n' "${missing[@]}" | grep -qx apache2; then
+    $SUDO systemctl disable --now apache2 2>/dev/null || $SUDO service apache2 stop 2>/dev/null || true
+  fi
 fi
 
 if [ ! -x .venv/bin/python ]; then
@@ -36,6 +41,13 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/pip install -q --upgrade pip
   (cd tests && ../.venv/bin/pip install -q -r requirements-test.txt)
   echo "$want" > "$stamp"
+fi
+
+# filelock 3.x (it polls flock(LOCK_NB) and sleeps, so a self-deadlock is no kernel wait;
+# 4.x raises instead): only for the lock-file tests' helper, never on the managed nodes.
+if [ ! -d .venv-filelock3/filelock ]; then
+  echo "setup: installing filelock 3.x into .venv-filelock3 (test helper only)"
+  .venv/bin/pip install -q --target .venv-filelock3 'filelock==3.16.1'
 fi
 
 mkdir -p .collections/ansible_collections/gpops

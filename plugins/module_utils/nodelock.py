@@ -19,7 +19,11 @@ What Slony-I records (``slony1_base.sql``, ``slony1_funcs.sql``, Slony-I 2.2):
 The rule used here (DESIGN.md "stale node lock"): a row is ``live`` only if a
 backend with ``nl_backendpid`` is in ``pg_stat_activity`` of this database,
 is a client backend, runs as the Slony user, carries a slon
-``application_name``, and started no later than the row was written. The
+``application_name`` of the thread that writes such a row (``nl_conncnt`` 0:
+the local listen thread, ``slon.local_listen``; any other: another slon
+thread), does not back another node's row its thread fits (one backend
+registers one row: a backend of node 2's slon does not own node 1's row), and
+started no later than the row was written. The
 row's time is its inserting transaction's commit time
 (``pg_xact_commit_timestamp(xmin)``) when ``track_commit_timestamp`` is on;
 otherwise it is unknown and the evidence says so: identity then rests on the
@@ -53,6 +57,9 @@ from ansible_collections.gpops.greenplum.plugins.module_utils.connection import 
 
 LIVE, STALE = "live", "stale"
 SLON_APPLICATION_NAME = r"^slon\."
+# The one slon thread that writes a row with nl_conncnt = 0 (local_listen.c); every other
+# row comes from registerNodeConnection() of another thread (remote listener, workers).
+LOCAL_LISTEN = "slon.local_listen"
 
 FIND_CLUSTERS_SQL = """
 SELECT n.nspname AS schema, pg_catalog.pg_get_userbyid(n.nspowner) AS owner
@@ -143,14 +150,48 @@ def _check(name, passed, detail):
     return {"check": name, "passed": passed, "detail": detail}
 
 
-def judge_row(row, backend, slony_user, application_name=SLON_APPLICATION_NAME):
-    # type: (NodeLock, Optional[Dict[str, Any]], str, Optional[str]) -> Tuple[str, List[Dict[str, Any]]]
+def thread_fits(row, name):
+    """Whether a backend named ``name`` (its ``application_name``) is the slon thread that writes ``row``.
+
+    A row with ``nl_conncnt`` 0 is written only by the local listen thread
+    (``slon.local_listen``); any other row by ``registerNodeConnection()`` of another
+    slon thread, never by the local listen thread. Returns (fits, detail).
+    """
+    name = name or ""
+    if row.nl_conncnt == 0:
+        return name == LOCAL_LISTEN, "a conncnt 0 row is written by slon's local listen thread (%s); " \
+            "this backend is %r" % (LOCAL_LISTEN, name)
+    return name != LOCAL_LISTEN, "a conncnt %d row is written by registerNodeConnection() of a slon thread " \
+        "other than %s; this backend is %r" % (row.nl_conncnt, LOCAL_LISTEN, name)
+
+
+def _one_row_check(row, backend, others, application_name):
+    """Does the backend already back another node's row (``others``: rows naming the same PID)?"""
+    if not others:
+        return _check("one_row_per_backend", True, "PID %d backs no other sl_nodelock row" % row.nl_backendpid)
+    names = ", ".join("node %d conn %d" % o.key for o in others)
+    if not application_name:
+        return _check("one_row_per_backend", None, "PID %d also backs %s; which one it wrote is unknown "
+                      "(application_name check off)" % (row.nl_backendpid, names))
+    name = backend.get("application_name")
+    mine = thread_fits(row, name)[0]
+    theirs = any(thread_fits(o, name)[0] and o.nl_nodeid != row.nl_nodeid for o in others)
+    if theirs and not mine:
+        return _check("one_row_per_backend", False, "PID %d (%r) backs %s, which its thread writes: one backend "
+                      "registers one row, so it does not own this one" % (row.nl_backendpid, name, names))
+    return _check("one_row_per_backend", None if theirs == mine else True,
+                  "PID %d also backs %s" % (row.nl_backendpid, names))
+
+
+def judge_row(row, backend, slony_user, application_name=SLON_APPLICATION_NAME, others=()):
+    # type: (NodeLock, Optional[Dict[str, Any]], str, Optional[str], Any) -> Tuple[str, List[Dict[str, Any]]]
     """Decide one row; pure. Returns (verdict, evidence).
 
     ``backend``: the ``pg_stat_activity`` row with pid ``row.nl_backendpid``
     (as from :func:`read_backends`) or None; ``slony_user``: the role slon
     connects as; ``application_name``: regex a slon connection's
-    ``application_name`` matches (None or empty: not checked).
+    ``application_name`` matches (None or empty: neither it nor the slon thread
+    is checked); ``others``: the other rows of the table naming the same PID.
     ``evidence``: ``{check, passed, detail}``, ``passed`` False being proof
     against the row's backend, None an unknown fact.
     """
@@ -172,6 +213,9 @@ def judge_row(row, backend, slony_user, application_name=SLON_APPLICATION_NAME):
                                "application_name %r %s /%s/ (slon names its connections slon.<thread>)" % (
                                    name, "matches" if re.search(application_name, name) else "does not match",
                                    application_name)))
+        fits, detail = thread_fits(row, name)
+        evidence.append(_check("slon_thread", fits, detail))
+    evidence.append(_one_row_check(row, backend, [o for o in others if o.key != row.key], application_name))
     started = backend.get("backend_start")
     if row.row_written is None:
         evidence.append(_check("started_before_row", None,
@@ -219,9 +263,14 @@ def assess(conn, clusters, slony_user=None, application_name=SLON_APPLICATION_NA
         backends = read_backends(conn, [r.nl_backendpid for r in rows]) if rows else {}
         for row in rows:
             backend = backends.get(row.nl_backendpid)
-            verdict, evidence = judge_row(row, backend, slony_user or cluster.owner, application_name)
+            verdict, evidence = judge_row(row, backend, slony_user or cluster.owner, application_name,
+                                          _same_pid(rows, row))
             out.append((cluster, row, verdict, evidence, backend))
     return out
+
+
+def _same_pid(rows, row):
+    return [r for r in rows if r.nl_backendpid == row.nl_backendpid and r.key != row.key]
 
 
 def delete_statement(cluster):
@@ -253,12 +302,13 @@ def delete_stale(conn, targets, slony_user=None, application_name=SLON_APPLICATI
         query(conn, "SELECT pg_catalog.pg_stat_clear_snapshot()")
         pids = [now[0].nl_backendpid for _cluster, now, _row in locked if now]
         backends = read_backends(conn, pids) if pids else {}
+        every = {cluster.schema: read_rows(conn, cluster) for cluster, _now, _row in locked}
         for cluster, now, row in locked:
             if not now or now[0].nl_backendpid != row.nl_backendpid:
                 skipped.append((cluster, row, "row changed or gone since it was judged"))
                 continue
             verdict = judge_row(now[0], backends.get(row.nl_backendpid), slony_user or cluster.owner,
-                                application_name)[0]
+                                application_name, _same_pid(every[cluster.schema], now[0]))[0]
             if verdict != STALE:
                 skipped.append((cluster, row, "verdict is now %s" % verdict))
                 continue

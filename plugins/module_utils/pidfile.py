@@ -27,9 +27,28 @@ PostgreSQL's own rules, ``src/backend/utils/init/miscinit.c`` ``CreateLockFile``
   (``PGSharedMemoryIsInUse``, ``src/backend/port/sysv_shmem.c``: the segment
   exists, belongs to the server's user and ``shm_nattch`` > 0).
 
+What keeps a file live (any one suffices, whatever else failed): the process
+listens on the TCP port the file names; for PostgreSQL files, the process is a
+``postgres`` of the file's owner working in the file's data directory (facts of
+PostgreSQL itself, not of the caller's ``expected_command``/``expected_owner``);
+for ``postmaster.pid``, its shared memory is still attached; for any file, some
+process holds a ``flock``/``fcntl`` lock on it. A wrong expectation of the
+caller is no evidence of staleness against these facts.
+
+What makes a file stale: no process has the PID (and nothing above keeps it),
+the process is a zombie or this tool, or an identity check (command, owner,
+working directory) failed and nothing above keeps it live. The start time
+against the file's time (``started_before_file``) is reported but never decides:
+an mtime older than the process's start is what a copy with kept times, a
+``touch`` or a clock step gives for a live daemon.
+
 Verdicts: ``live`` (the file belongs to a running process or its shared memory
 is in use), ``stale`` (proven not to), ``absent`` (no such file),
 ``not_a_pidfile`` and ``unreadable`` (nothing can be decided; never removed).
+
+A ``postmaster.pid`` and the socket lock file it names (line 4 port, line 5
+socket directory: ``<dir>/.s.PGSQL.<port>.lock``) are one decision when the
+latter names the same PID and data directory: :func:`companion_socket_lock`.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -42,7 +61,7 @@ import re
 import stat as stat_mod
 from typing import Any, Dict, List, Optional, Tuple
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import procinfo
+from ansible_collections.gpops.greenplum.plugins.module_utils import lockfile, procinfo
 
 POSTMASTER = "postmaster"  # a data directory's postmaster.pid
 SOCKET_LOCK = "socket_lock"  # PostgreSQL's .s.PGSQL.<port>.lock
@@ -166,6 +185,37 @@ class Observation:
     shm_segment: Optional[procinfo.SharedMemorySegment] = None
     shm_error: Optional[str] = None
     listening_ports: Optional[List[int]] = None
+    # PIDs holding a flock/fcntl/OFD lock on the file (-1: an OFD lock); None = unknown.
+    locked_by: Optional[List[int]] = None
+    symlink_to: Optional[str] = None
+
+
+def locks_on(file_key, proc=procinfo.PROC):
+    """PIDs holding a lock on the file with ``file_key`` (``/proc/locks``), or None when unreadable."""
+    try:
+        return sorted({lock.pid for lock in lockfile.read_locks(proc)
+                       if lock.file_key == file_key and not lock.blocked})
+    except procinfo.ProcUnreadable:
+        return None
+
+
+def companion_socket_lock(parsed):
+    """The socket lock file a ``postmaster.pid`` names: ``<line 5>/.s.PGSQL.<line 4>.lock``, or None.
+
+    ``parsed``: a :class:`PidFile` of kind ``postmaster``. None when the file names
+    no port or no absolute socket directory (``unix_socket_directories`` empty, or
+    an abstract ``@`` socket, which has no lock file).
+    """
+    if parsed is None or parsed.port is None or not (parsed.socket_directory or "").startswith("/"):
+        return None
+    return os.path.join(parsed.socket_directory, ".s.PGSQL.%d.lock" % parsed.port)
+
+
+def same_server(postmaster, socket_lock):
+    """True when a socket lock file was written by the server of a ``postmaster.pid``: the same PID
+    and data directory (both :class:`PidFile`). Such files are judged and removed together."""
+    return (postmaster is not None and socket_lock is not None and socket_lock.pid == postmaster.pid
+            and os.path.realpath(socket_lock.data_directory or "") == os.path.realpath(postmaster.data_directory))
 
 
 def observe(path, expected_command=None, expected_uid=None, proc=procinfo.PROC):
@@ -185,6 +235,12 @@ def observe(path, expected_command=None, expected_uid=None, proc=procinfo.PROC):
     obs = Observation(path=path, kind=kind, our_pids=(os.getpid(), os.getppid()),
                       expected_command=expected_command or (POSTGRES_COMMAND if kind != PIDFILE else None))
     try:
+        lst = os.lstat(path)
+        if stat_mod.S_ISLNK(lst.st_mode):
+            obs.symlink_to = os.path.realpath(path)
+            obs.parse_error = ("a symbolic link to %s: daemons and PostgreSQL write their pid and lock files "
+                               "in place, so this is not judged (give the file itself)" % obs.symlink_to)
+            return obs
         st = os.stat(path)
     except FileNotFoundError:
         obs.missing = True
@@ -225,6 +281,7 @@ def observe(path, expected_command=None, expected_uid=None, proc=procinfo.PROC):
                                     if s.shmid == obs.parsed.shm_id), None)
         if obs.process is not None and obs.parsed.port is not None:
             obs.listening_ports = procinfo.listening_ports(obs.parsed.pid, proc)
+        obs.locked_by = locks_on((os.major(st.st_dev), os.minor(st.st_dev), st.st_ino), proc)
     except procinfo.ProcUnreadable as exc:
         obs.proc_error = str(exc)
     return obs
@@ -248,11 +305,6 @@ def _identity_checks(obs):
                                  proc.uid, obs.expected_uid,
                                  "" if proc.uid == obs.expected_uid else
                                  " (PostgreSQL's rule: another user's process is not a competing server)")))
-    written = parsed.start_time if parsed.start_time is not None else obs.file.mtime
-    late = proc.start_time > written + START_TIME_TOLERANCE
-    checks.append(_check("started_before_file", not late,
-                         "process started at %.0f, %s the file's time %.0f" % (
-                             proc.start_time, "after" if late else "not after", written)))
     if obs.expected_command:
         names = procinfo.program_names(proc)
         matched = any(re.search(obs.expected_command, name) for name in names)
@@ -268,6 +320,39 @@ def _identity_checks(obs):
     if proc.state == "Z":
         checks.append(_check("not_zombie", False, "PID %d is a zombie: it has exited" % proc.pid))
     return checks
+
+
+def _time_check(obs):
+    """Process start against the file's time: reported, never decisive (see the module doc)."""
+    written = obs.parsed.start_time if obs.parsed.start_time is not None else obs.file.mtime
+    late = obs.process.start_time > written + START_TIME_TOLERANCE
+    return _check("started_before_file", not late,
+                  "process started at %.0f, %s the file's time %.0f%s" % (
+                      obs.process.start_time, "after" if late else "not after", written,
+                      " (a time alone never makes a file stale: copies, touch and clock steps change it)"
+                      if late else ""))
+
+
+def _alive_checks(obs, attached):
+    """Facts that the process (or someone) still uses the file; any True keeps it live."""
+    proc, parsed = obs.process, obs.parsed
+    out = []
+    if obs.locked_by:
+        out.append(_check("file_locked", True, "PID(s) %s hold a lock on the file" % obs.locked_by))
+    if attached:
+        out.append(_check("shared_memory_in_use", True, "the server's shared memory is still attached"))
+    if proc is None or proc.state == "Z" or proc.pid in obs.our_pids:
+        return out
+    if obs.listening_ports is not None and parsed.port is not None and parsed.port in obs.listening_ports:
+        out.append(_check("listens_on_port", True, "PID %d listens on TCP port %d, the file's port" % (
+            proc.pid, parsed.port)))
+    if obs.kind != PIDFILE and obs.expected_cwd is not None and proc.cwd is not None:
+        names = procinfo.program_names(proc)
+        if (any(re.search(POSTGRES_COMMAND, name) for name in names) and proc.uid == obs.file.uid
+                and os.path.realpath(proc.cwd) == obs.expected_cwd):
+            out.append(_check("postgres_server", True, "PID %d is a postgres of the file's owner (uid %d) "
+                              "working in %s" % (proc.pid, proc.uid, obs.expected_cwd)))
+    return out
 
 
 def shm_in_use(obs):
@@ -305,13 +390,16 @@ def judge(obs):
             evidence.append(_check("shared_memory_attached", attached, "segment key %d id %d: %s" % (
                 obs.parsed.shm_key, obs.parsed.shm_id,
                 "gone" if seg is None else "uid %d, %d attached" % (seg.uid, seg.nattch))))
+    alive = _alive_checks(obs, attached)
     if obs.process is None:
         evidence.append(_check("process_exists", False, "no process with PID %d" % obs.parsed.pid))
+        evidence.extend(c for c in alive if c["check"] != "shared_memory_in_use")
         # PostgreSQL refuses to start over attached memory: "pre-existing shared memory block is still in use".
-        return (LIVE if attached else STALE), evidence
+        return (LIVE if alive else STALE), evidence
     evidence.append(_check("process_exists", True, "PID %d exists (%s)" % (obs.process.pid, obs.process.comm)))
     checks = _identity_checks(obs)
     evidence.extend(checks)
+    evidence.append(_time_check(obs))
     if obs.kind == POSTMASTER:
         line = os.path.realpath(obs.parsed.data_directory)
         evidence.append(_check("data_directory_line", line == obs.expected_cwd,
@@ -321,8 +409,11 @@ def judge(obs):
         evidence.append(_check("listening", obs.parsed.port in obs.listening_ports,
                                "process listens on TCP %s, the file names port %d" % (
                                    obs.listening_ports, obs.parsed.port)))
-    # Only identity checks decide; the data directory line and the port are reported.
-    if any(c["passed"] is False for c in checks) and not attached:
+    evidence.extend(c for c in alive if c["check"] not in ("shared_memory_in_use",))
+    # Only identity checks decide, and only when no fact says the file is still in use (a
+    # zombie or this tool never counts as using it); the time, the data directory line and
+    # the port are reported.
+    if any(c["passed"] is False for c in checks) and not alive:
         return STALE, evidence
     return LIVE, evidence
 

@@ -109,6 +109,22 @@ def parse_stat(text):
     return comm, rest[0], int(rest[1]), int(rest[19])
 
 
+PF_KTHREAD = 0x00200000  # include/linux/sched.h: the task is a kernel thread
+
+
+def is_kernel_thread(pid, proc=PROC):
+    """True when ``pid`` is a kernel thread (``/proc/PID/stat`` field 9 has PF_KTHREAD), False when
+    not, None when the process is gone or its stat unreadable."""
+    text = _read(os.path.join(proc, str(int(pid)), "stat"))
+    if text is None:
+        return None
+    try:
+        flags = int(text[text.rindex(")") + 2:].split()[6])
+    except (ValueError, IndexError):
+        return None
+    return bool(flags & PF_KTHREAD)
+
+
 def _real_uid(status_text):
     for line in status_text.splitlines():
         if line.startswith("Uid:"):

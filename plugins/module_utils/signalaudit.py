@@ -162,3 +162,40 @@ def summary(records):
         counts[ident] = counts.get(ident, 0) + 1
     return [{"exe": exe, "user": user, "signal": sig, "count": n}
             for (exe, user, sig), n in sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))]
+
+
+def parse_status(text):
+    # type: (str) -> Dict[str, Optional[int]]
+    """``auditctl -s`` output as ``{enabled, pid, lost, backlog, ...}`` (ints; None when not a number).
+
+    ``enabled``: 0 auditing off (the kernel records nothing), 1 on, 2 on and locked;
+    ``pid``: the audit daemon's PID, 0 when none runs (records then go to the kernel
+    log at best, never to ``audit.log``).
+    """
+    status = {}
+    for line in (text or "").splitlines():
+        name, _sep, value = line.strip().partition(" ")
+        if name:
+            value = value.strip().split()[0] if value.strip() else ""
+            status[name] = int(value) if value.lstrip("-").isdigit() else None
+    return status
+
+
+def recording_problems(status, rules_loaded, key=DEFAULT_KEY):
+    # type: (Optional[Dict[str, Optional[int]]], Optional[int], str) -> List[str]
+    """Why the audit could not have recorded signals now; pure. Empty when it can.
+
+    ``status``: :func:`parse_status` of ``auditctl -s`` (None: could not be read);
+    ``rules_loaded``: rules with ``key`` in ``auditctl -l -k key`` (None: unknown).
+    Unknown facts are not problems here; the caller reports them as unknown.
+    """
+    problems = []
+    if status is not None:
+        if status.get("enabled") == 0:
+            problems.append("auditing is disabled in the kernel (auditctl -s: enabled 0): nothing is recorded")
+        if status.get("pid") == 0:
+            problems.append("auditd is not running (auditctl -s: pid 0): no record reaches the audit log")
+    if rules_loaded == 0:
+        problems.append("no audit rule with key %r is loaded (auditctl -l -k %s): no signal is recorded under it"
+                        % (key, key))
+    return problems

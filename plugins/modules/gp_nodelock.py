@@ -21,9 +21,19 @@ description:
     C(duplicate key value violates unique constraint "sl_nodelock-pkey").
   - A row is V(live) only if a backend with that PID is in C(pg_stat_activity) of this
     database, is a client backend, runs as O(slony_user), has a slon C(application_name)
-    (O(slon_application_name)), and started no later than the row was written. The row's
+    (O(slon_application_name)) of the thread that writes such a row (C(slon_thread) - a
+    row with C(nl_conncnt) 0 is written only by slon's local listen thread,
+    C(slon.local_listen); any other row by C(registerNodeConnection()) of another slon
+    thread), does not back another node's row that its thread fits
+    (C(one_row_per_backend) - one backend registers one row, so a backend of node 2's slon
+    does not own node 1's row), and started no later than the row was written. The row's
     time is its commit time when C(track_commit_timestamp) is on; otherwise it is
     reported as unknown and identity rests on the other facts.
+  - What keeps a row live is its backend passing all of these; what makes it V(stale) is
+    one of them proven false (no such backend, another database or user, another
+    program or slon thread, a backend that belongs to another node's row, a backend
+    started after the row). Only the row itself is removed; nothing else is removed with
+    it (slon writes it again when it starts).
   - A row is V(stale) when one of those facts is proven false; an unknown fact is stated
     in the evidence and never taken as proof. With O(state=absent) only V(stale) rows are deleted, in one
     transaction, each re-read C(FOR UPDATE) and re-judged first, so a slon starting
@@ -47,8 +57,9 @@ options:
   slon_application_name:
     description:
       - Regular expression that a slon connection's C(application_name) matches (slon sets
-        C(slon.<thread>), e.g. C(slon.local_listen)). An empty string turns the check off
-        (for slon versions before 2.0, which set none).
+        C(slon.<thread>), e.g. C(slon.local_listen)). An empty string turns this check and
+        the slon thread check off (for slon versions before 2.0, which set none); a PID
+        that backs rows of two nodes is then reported as unknown, never as proof.
     type: str
     default: ^slon\.
   state:

@@ -17,9 +17,27 @@ description:
     is really the one the file belongs to, instead of trusting C(kill -0), which a
     reused PID fools.
   - Identity is checked from C(/proc/PID), with the command (C(comm), executable, command
-    line), the owner uid, the start time against the file's time, and for PostgreSQL
-    files the working directory (a server runs in its data directory); the file's data
+    line), the owner uid, and for PostgreSQL files the working directory (a server runs in
+    its data directory). The start time against the file's time, the file's data
     directory line and whether the process listens on its port are reported too.
+  - What makes a file V(stale) - no process has the PID; or the process is a zombie or
+    this tool; or an identity check (O(expected_command), O(expected_owner), for
+    PostgreSQL files the C(postgres) command, the file's owner and the data directory)
+    failed - and none of the facts that keep it live holds.
+  - What keeps a file V(live), whatever else failed (a wrong expectation of the caller is
+    no evidence against these) - the process listens on the TCP port the file names;
+    for PostgreSQL files it is a C(postgres) of the file's owner working in the data
+    directory; for C(postmaster.pid) its shared memory is still attached; any process
+    holds a C(flock)/C(fcntl) lock on the file. A time comparison alone never makes a
+    file stale (an mtime older than the process start is what a copy with kept times, a
+    C(touch) or a clock step gives).
+  - What is removed together - a stale C(postmaster.pid) and the socket lock file it
+    names (line 4 the port, line 5 the socket directory -
+    C(<dir>/.s.PGSQL.<port>.lock)) are one decision; PostgreSQL refuses to start while
+    either names a live PID. Both are removed (the socket lock first) only when both are
+    stale; if the socket lock is live (another server on that port) neither is, and the
+    reason is given. After the removal C(start_blocked_by) lists what is left (empty - the
+    server can start). A plain pid file is removed on its own.
   - Follows PostgreSQL's own rules (C(CreateLockFile) in
     C(src/backend/utils/init/miscinit.c)), by which a PID equal to this tool's own or its parent's,
     or a process of another user than the file's owner, is not a competing server; a
@@ -27,8 +45,9 @@ description:
     (C(/proc/sysvipc/shm), as C(PGSharedMemoryIsInUse)) is live even when its PID is gone.
   - With O(state=absent), removes only files proven C(stale), each re-checked right
     before C(unlink); the file of a running server is never removed.
-  - A path that is not a pid file, or an unreadable file or C(/proc), fails the module
-    before anything is removed.
+  - A path that is not a pid file (a directory, garbage, a symbolic link - lock files are
+    written in place, a link is not judged), or an unreadable file or C(/proc), fails the
+    module before anything is removed.
 version_added: 0.1.0
 author: gpops.greenplum contributors (@gpops)
 options:
@@ -132,6 +151,7 @@ files:
         - {check: process_exists, passed: true, detail: "PID 4242 exists (sleep)"}
         - {check: command, passed: false, detail: "process names ['sleep', 'sleep', 'sleep'] do not match /^(postgres|postmaster)$/"}
       removed: true
+      start_blocked_by: []
 verdicts:
   description: Path to verdict (live, stale, absent, not_a_pidfile, unreadable).
   returned: always
@@ -174,6 +194,42 @@ def _failed_checks(evidence):
     return "; ".join(c["detail"] for c in evidence if c["passed"] is False)
 
 
+def _observe_all(paths, expected_command, expected_uid, proc):
+    """Observe ``paths`` and, after each ``postmaster.pid``, the socket lock file it names (if present)."""
+    seen, observed = set(), []
+    for path in paths:
+        if os.path.realpath(path) in seen:
+            continue
+        seen.add(os.path.realpath(path))
+        obs = pidfile.observe(path, expected_command, expected_uid, proc)
+        observed.append(obs)
+    for obs in list(observed):
+        companion = pidfile.companion_socket_lock(obs.parsed) if obs.kind == pidfile.POSTMASTER else None
+        if companion and os.path.realpath(companion) not in seen and os.path.lexists(companion):
+            seen.add(os.path.realpath(companion))
+            observed.append(pidfile.observe(companion, expected_command, expected_uid, proc))
+    return observed
+
+
+def _groups(observed):
+    """``{postmaster.pid path: [socket lock paths it names]}`` for the files observed: one decision each."""
+    by_real = {os.path.realpath(obs.path): obs.path for obs in observed}
+    groups = {}
+    for obs in observed:
+        companion = pidfile.companion_socket_lock(obs.parsed) if obs.kind == pidfile.POSTMASTER else None
+        if companion and os.path.realpath(companion) in by_real:
+            groups[obs.path] = [by_real[os.path.realpath(companion)]]
+        elif obs.kind == pidfile.POSTMASTER:
+            groups[obs.path] = []
+    return groups
+
+
+def _remove(module, obs, p, expected_uid):
+    if module.check_mode:
+        return True, "would remove"
+    return pidfile.remove_if_stale(obs.path, obs, p["expected_command"], expected_uid, p["proc_path"])
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -195,9 +251,14 @@ def main():
         module.fail_json(msg="paths or data_directories: give at least one file or data directory")
     expected_uid = _uid(module, p["expected_owner"])
 
-    observed = [pidfile.observe(path, p["expected_command"], expected_uid, p["proc_path"]) for path in paths]
+    observed = _observe_all(paths, p["expected_command"], expected_uid, p["proc_path"])
     judged = [(obs,) + pidfile.judge(obs) for obs in observed]
     files = [pidfile.report(obs, verdict, evidence) for obs, verdict, evidence in judged]
+    groups = _groups(observed)
+    for entry in files:
+        for head, members in groups.items():
+            if entry["path"] in members:
+                entry["removed_with"] = head
     verdicts = {f["path"]: f["verdict"] for f in files}
     bad = [f for f in files if f["verdict"] in (pidfile.NOT_A_PIDFILE, pidfile.UNREADABLE)]
     if bad:
@@ -208,22 +269,32 @@ def main():
 
     removed, actions = [], []
     if p["state"] == "absent":
-        for (obs, verdict, evidence), entry in zip(judged, files):
-            if verdict != pidfile.STALE:
+        by_path = {obs.path: (obs, verdict, evidence, entry) for (obs, verdict, evidence), entry in zip(judged, files)}
+        members = {m for group in groups.values() for m in group}
+        for obs, verdict, evidence in judged:
+            if verdict != pidfile.STALE or obs.path in members:
                 continue
-            why = _failed_checks(evidence)
-            if module.check_mode:
-                done, reason = True, "would remove"
-            else:
-                done, reason = pidfile.remove_if_stale(obs.path, obs, p["expected_command"], expected_uid,
-                                                       p["proc_path"])
-            entry["removed"] = done
-            if done:
-                removed.append(obs.path)
+            group = [by_path[m] for m in groups.get(obs.path, [])]
+            live = [(m[0].path, m[1]) for m in group if m[1] != pidfile.STALE]
+            if live:
+                by_path[obs.path][3]["removed"] = False
+                actions.append("left stale %s: it and %s are one decision, and %s" % (
+                    obs.path, ", ".join(m[0].path for m in group),
+                    "; ".join("%s is %s" % lv for lv in live)))
+                continue
+            # The socket lock files first: a server starting meanwhile takes postmaster.pid first.
+            for m_obs, _verdict, m_evidence, m_entry in group + [by_path[obs.path]]:
+                done, reason = _remove(module, m_obs, p, expected_uid)
+                m_entry["removed"] = done
+                if not done:
+                    actions.append("left %s: %s" % (m_obs.path, reason))
+                    break
+                removed.append(m_obs.path)
                 actions.append("%s stale %s (%s)" % ("would remove" if module.check_mode else "removed",
-                                                     obs.path, why))
-            else:
-                actions.append("left %s: %s" % (obs.path, reason))
+                                                     m_obs.path, _failed_checks(m_evidence)))
+            if groups.get(obs.path) is not None and not module.check_mode:
+                left = [path for path in [obs.path] + groups[obs.path] if os.path.lexists(path)]
+                by_path[obs.path][3]["start_blocked_by"] = left
     module.exit_json(
         changed=bool(removed), files=files, verdicts=verdicts, removed=removed, actions=actions,
         diff=dict(before={"present": sorted(f["path"] for f in files if f["verdict"] != pidfile.ABSENT)},

@@ -19,6 +19,12 @@ description:
     user and login user) and the target (PID, user, command).
   - For incidents such as a backend that PANICs after a SIGUSR2 nobody admits sending, or
     backends that die without a log line explaining why.
+  - Says whether the audit could have recorded anything at all - it reads C(auditctl -s)
+    (auditing C(enabled 0), or no C(auditd) running, C(pid 0)) and C(auditctl -l -k KEY)
+    (no rule with the key loaded). When it could not, an empty C(signals) does not mean
+    that nobody sent a signal - the module fails (O(require_recording=true), the default) or
+    warns and returns C(recording=false) with the reasons in C(audit.problems). When
+    C(auditctl) cannot be run (not root), C(recording) is null (unknown) and a warning says so.
   - Read-only.
 version_added: 0.1.0
 author: gpops.greenplum contributors (@gpops)
@@ -41,6 +47,13 @@ options:
     type: list
     elements: str
     default: [postgres, postmaster]
+  require_recording:
+    description:
+      - Fail when the audit of this host cannot record (disabled, no auditd, no rule with
+        O(key)). Set to V(false) to read saved logs of another host or time; the result
+        then carries C(recording=false), C(audit.problems) and a warning.
+    type: bool
+    default: true
   since:
     description:
       - Report only signals at or after this time, as epoch seconds or ISO 8601
@@ -91,6 +104,16 @@ summary:
   type: list
   elements: dict
   sample: [{exe: /usr/bin/kill, user: gpadmin, signal: SIGUSR2, count: 1}]
+recording:
+  description: Whether this host's audit records signals now (null - could not be checked).
+  returned: always
+  type: bool
+  sample: true
+audit:
+  description: What C(auditctl) says - the status, the rules loaded with the key, and why it cannot record.
+  returned: always
+  type: dict
+  sample: {status: {enabled: 1, pid: 812, lost: 0}, rules_loaded: 10, problems: [], error: null}
 """
 
 import datetime
@@ -111,6 +134,29 @@ def _epoch(text):
     return when.timestamp()
 
 
+def _auditctl(module, *args):
+    """stdout of ``auditctl ARGS``, or (None, reason)."""
+    path = module.get_bin_path("auditctl", opt_dirs=["/usr/sbin", "/sbin"])
+    if not path:
+        return None, "auditctl is not installed (Debian package auditd)"
+    rc, out, err = module.run_command([path] + list(args))
+    if rc != 0:
+        return None, "auditctl %s: %s" % (" ".join(args), (err or out).strip())
+    return out, None
+
+
+def audit_state(module, key):
+    """``{status, rules_loaded, problems, error}`` of this host's audit; unknown facts are None."""
+    text, error = _auditctl(module, "-s")
+    status = signalaudit.parse_status(text) if text is not None else None
+    rules, rules_error = _auditctl(module, "-l", "-k", key)
+    loaded = None
+    if rules is not None:
+        loaded = len([line for line in rules.splitlines() if line.rstrip().endswith("key=%s" % key)])
+    return {"status": status, "rules_loaded": loaded,
+            "problems": signalaudit.recording_problems(status, loaded, key), "error": error or rules_error}
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -118,6 +164,7 @@ def main():
             log_paths=dict(type="list", elements="path", default=["/var/log/audit/audit.log"]),
             target_comms=dict(type="list", elements="str", default=list(signalaudit.POSTGRES_COMMS)),
             since=dict(type="str"),
+            require_recording=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
     )
@@ -135,8 +182,22 @@ def main():
                 lines.extend(handle)
         except OSError as exc:
             module.fail_json(msg="log_paths: cannot read %s: %s" % (path, exc.strerror or exc))
+    audit = audit_state(module, p["key"])
+    recording = False if audit["problems"] else (None if audit["error"] else True)
     found = signalaudit.senders(lines, p["key"], p["target_comms"] or None, since)
-    module.exit_json(changed=False, signals=found, summary=signalaudit.summary(found))
+    result = dict(changed=False, signals=found, summary=signalaudit.summary(found), recording=recording, audit=audit)
+    if recording is False:
+        why = "; ".join(audit["problems"])
+        if p["require_recording"]:
+            module.fail_json(msg="require_recording: the audit of this host cannot record signals, so no signal "
+                                 "found means nothing: %s. Run the role gpops.greenplum.gp_signal_audit (state "
+                                 "present), or set require_recording: false to read saved logs" % why, **result)
+        module.warn("the audit of this host cannot record signals (%s): an empty list does not mean nobody sent "
+                    "one" % why)
+    elif recording is None:
+        module.warn("whether the audit records signals is unknown (%s): an empty list does not mean nobody sent "
+                    "one" % audit["error"])
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

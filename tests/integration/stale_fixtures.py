@@ -111,6 +111,34 @@ class PgServer:
         os.chmod(self.pidfile, 0o600)
         shutil.chown(self.pidfile, OS_USER, OS_USER)
 
+    @property
+    def socket_lock(self):
+        return os.path.join(self.sockdir, ".s.PGSQL.%d.lock" % self.port)
+
+    def crash_leaving_lock_files(self, pid):
+        """kill -9 the postmaster and wait until its backends are gone (shared memory no longer
+        attached); then put ``pid`` on line 1 of postmaster.pid and of the socket lock file, in place
+        (owner and mode kept), as a crash followed by PID reuse leaves them."""
+        with open(self.pidfile) as handle:
+            lines = handle.read().split("\n")
+        postmaster, shm_id = int(lines[0]), int(lines[6].split()[1])
+        assert lines[4] == self.sockdir and os.path.exists(self.socket_lock)
+        os.kill(postmaster, 9)
+
+        def gone():
+            with open("/proc/sysvipc/shm") as handle:
+                rows = [line.split() for line in handle.read().splitlines()[1:]]
+            attached = any(int(row[1]) == shm_id and int(row[6]) > 0 for row in rows)
+            return not attached and not os.path.exists("/proc/%d/cwd" % postmaster)
+
+        assert wait_for(gone), "the killed postmaster's backends did not exit"
+        for path in (self.pidfile, self.socket_lock):
+            with open(path) as handle:
+                text = handle.read().split("\n")
+            text[0] = str(pid)
+            with open(path, "w") as handle:
+                handle.write("\n".join(text))
+
     def psql(self, sql, dbname="postgres"):
         res = subprocess.run([PG_BIN + "/psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-d", self.conninfo(dbname),
                               "-c", sql], capture_output=True, text=True, timeout=60)

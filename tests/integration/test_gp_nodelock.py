@@ -98,7 +98,7 @@ def test_row_naming_an_unrelated_backend_is_removed_and_slon_starts(slony):
         [row] = report["rows"]
         assert row["verdict"] == "stale" and row["backend"]["application_name"] == "reporting"
         failed = {c["check"] for c in row["evidence"] if c["passed"] is False}
-        assert failed == {"application_name"}
+        assert failed == {"application_name", "slon_thread"}
         _remove_and_restart(slony, reused)
         assert other.execute("select 1").fetchone() == (1,), "the unrelated session was touched"
 
@@ -144,3 +144,46 @@ def test_commit_timestamps_give_the_row_time(slony_factory):
     assert row["row_written"] is not None
     checks = {c["check"]: c["passed"] for c in row["evidence"]}
     assert checks["started_before_row"] is True and row["verdict"] == "live"
+
+
+def test_row_of_node_1_naming_a_backend_of_node_2s_slon_is_stale(slony):
+    """Two nodes, each with its slon. Node 2's slon has a backend in node 1's database (its remote
+    listener, slon.node_1_listen) that backs node 2's row there. Node 1's crashed slon left its
+    conncnt-0 row, now naming that backend: Slony's kill -0 keeps it, slon 1 fails with the duplicate
+    key. The row is stale (conncnt 0 is the local listen thread's; the backend backs node 2's row);
+    node 2's row stays."""
+    slon1 = _start(slony)
+    own = _slon_backend(slony)
+    slon2 = slony.start_slon(2)
+    theirs_sql = ("select l.nl_backendpid from _gpops.sl_nodelock l join pg_stat_activity a on a.pid = l.nl_backendpid"
+                  " where l.nl_nodeid = 2 and a.application_name = 'slon.node_1_listen'")
+    theirs = wait_for(lambda: slony.server.psql(theirs_sql, "db1"), timeout=60)
+    assert theirs, "slon 2 did not register its connection to node 1"
+    theirs = int(theirs)
+
+    # Both slons running: every row is live, nothing is removed.
+    result = run_module("gp_nodelock", _args(slony, state="absent"))
+    assert result["changed"] is False and result["removed"] == []
+    assert {(r["nl_nodeid"], r["verdict"]) for r in result["rows"]} == {(1, "live"), (2, "live")}, result["rows"]
+
+    slony.crash(slon1, own)
+    slony.server.psql("update _gpops.sl_nodelock set nl_backendpid = %d where nl_nodeid = 1 and nl_conncnt = 0"
+                      % theirs, "db1")
+    _slon_fails_with_duplicate_key(slony)
+
+    report = run_module("gp_nodelock", _args(slony))
+    rows = {(r["nl_nodeid"], r["nl_conncnt"]): r for r in report["rows"]}
+    stale = rows[(1, 0)]
+    assert stale["verdict"] == "stale" and stale["backend"]["application_name"] == "slon.node_1_listen"
+    assert {c["check"] for c in stale["evidence"] if c["passed"] is False} == {"slon_thread", "one_row_per_backend"}
+    [node2] = [r for key, r in rows.items() if key[0] == 2]
+    assert node2["verdict"] == "live" and node2["nl_backendpid"] == theirs
+
+    result = run_module("gp_nodelock", _args(slony, state="absent"))
+    assert result["removed"] == [{"schema": "_gpops", "nl_nodeid": 1, "nl_conncnt": 0, "nl_backendpid": theirs}]
+    assert slony.server.psql("select count(*) from _gpops.sl_nodelock where nl_nodeid = 2 and nl_backendpid = %d"
+                             % theirs, "db1") == "1"
+    assert run_module("gp_nodelock", _args(slony, state="absent"))["changed"] is False
+    _start(slony)
+    assert _slon_backend(slony) != theirs
+    assert slon2.poll() is None, "node 2's slon was hurt"

@@ -30,9 +30,11 @@ def sleeper_of(spawn):
 
 
 def _only(result):
+    """The one file asked about (a postmaster.pid's socket lock file comes with it, ``removed_with`` it)."""
     assert not result.get("failed"), result.get("msg")
-    assert len(result["files"]) == 1
-    return result["files"][0]
+    asked = [f for f in result["files"] if "removed_with" not in f]
+    assert len(asked) == 1
+    return asked[0]
 
 
 def test_running_server_file_is_live_and_untouched(pg_server):
@@ -153,6 +155,15 @@ def test_bad_input_fails_clearly_and_removes_nothing(pg_server, tmp_path, sleepe
     assert result["failed"] and "not_a_pidfile" in result["msg"] and conf in result["msg"]
     assert result["removed"] == [] and stale.exists() and os.path.exists(conf)
 
+    link = tmp_path / "link.pid"
+    link.symlink_to(stale)
+    for path in (link, tmp_path):
+        result = run_module("gp_pidfile", {"paths": [str(path), str(stale)], "state": "absent"})
+        assert result["failed"] and result["msg"].startswith("paths/data_directories: nothing removed")
+        assert str(path) in result["msg"] and result["verdicts"][str(path)] == "not_a_pidfile"
+        assert result["removed"] == [] and stale.exists() and link.is_symlink()
+    assert "symbolic link to %s" % stale in run_module("gp_pidfile", {"paths": [str(link)]})["msg"]
+
     result = run_module("gp_pidfile", {"paths": [str(stale)], "state": "absent", "proc_path": str(tmp_path)})
     assert result["failed"] and "procfs" in result["msg"] and stale.exists()
 
@@ -164,3 +175,119 @@ def test_bad_input_fails_clearly_and_removes_nothing(pg_server, tmp_path, sleepe
 
     result = run_module("gp_pidfile", {"paths": [str(stale)], "expected_owner": "no-such-user-here"})
     assert result["failed"] and "expected_owner" in result["msg"]
+
+
+def test_crash_leaves_both_lock_files_and_both_go_together(pg_server, sleeper_of):
+    """kill -9 of the postmaster leaves postmaster.pid and .s.PGSQL.<port>.lock; with their PID reused
+    by a process of the same user PostgreSQL refuses to start over either. One run removes both, and
+    the server really starts."""
+    sleeper = sleeper_of(OS_USER)
+    pg_server.crash_leaving_lock_files(sleeper.pid)
+    socket_lock = pg_server.socket_lock
+    assert pg_server.start().returncode != 0 and LOCK_EXISTS in pg_server.log()
+
+    args = {"data_directories": [pg_server.datadir], "state": "absent"}
+    preview = run_module("gp_pidfile", args, check=True)
+    assert preview["changed"] is True and preview["removed"] == [socket_lock, pg_server.pidfile]
+    assert [f["verdict"] for f in preview["files"]] == ["stale", "stale"]
+    assert preview["files"][1]["removed_with"] == pg_server.pidfile
+    assert os.path.exists(socket_lock) and os.path.exists(pg_server.pidfile), "check mode removed a file"
+
+    result = run_module("gp_pidfile", args)
+    assert result["changed"] is True and result["removed"] == [socket_lock, pg_server.pidfile]
+    assert result["files"][0]["start_blocked_by"] == []
+    assert not os.path.exists(socket_lock) and not os.path.exists(pg_server.pidfile)
+    res = pg_server.start()
+    assert res.returncode == 0, res.stderr + pg_server.log()
+    assert pg_server.psql("select 1") == "1"
+    assert sleeper.poll() is None
+    again = run_module("gp_pidfile", args)
+    assert again["changed"] is False and again["removed"] == []
+    assert [f["verdict"] for f in again["files"]] == ["live", "live"]
+
+
+def test_socket_lock_of_a_running_server_with_wrong_expectations_is_live(pg_server):
+    """The caller's expected_command/expected_owner are wrong; the process listens on the file's port,
+    works in its data directory and is a postgres of the file's owner: live, never removed."""
+    socket_lock = pg_server.socket_lock
+    before = open(socket_lock).read()
+    for wrong in ({"expected_command": "^nginx$"}, {"expected_owner": "root"}):
+        for path in (socket_lock, pg_server.pidfile):
+            result = run_module("gp_pidfile", dict(wrong, paths=[path], state="absent"))
+            assert not result.get("failed"), result.get("msg")
+            assert result["changed"] is False and result["removed"] == []
+            entry = result["files"][0]
+            assert entry["verdict"] == "live", entry["evidence"]
+            checks = {c["check"]: c["passed"] for c in entry["evidence"]}
+            assert checks["listens_on_port"] is True and checks["postgres_server"] is True
+            assert False in (checks.get("command"), checks.get("owner"))
+    assert open(socket_lock).read() == before
+    assert pg_server.psql("select 1") == "1"
+
+
+APACHE_CONF = """\
+ServerRoot /etc/apache2
+DefaultRuntimeDir {tmp}
+PidFile {tmp}/apache2.pid
+Mutex file:{tmp} default
+Listen 127.0.0.1:{port}
+ServerName localhost
+User www-data
+Group www-data
+ErrorLog {tmp}/error.log
+LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
+LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
+DocumentRoot {tmp}
+"""
+
+
+@pytest.fixture
+def apache(tmp_path):
+    """Debian's Apache httpd on 127.0.0.1 and a free high port, with its pid file under ``tmp_path``."""
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    conf = tmp_path / "httpd.conf"
+    conf.write_text(APACHE_CONF.format(tmp=tmp_path, port=port))
+    os.chmod(tmp_path, 0o755)
+    res = subprocess.run(["/usr/sbin/apache2", "-f", str(conf), "-k", "start"], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    pidfile = tmp_path / "apache2.pid"
+    assert wait_for(lambda: pidfile.exists() and pidfile.read_text().strip()), "apache wrote no pid file"
+    pid = int(pidfile.read_text())
+    yield {"pid": pid, "pidfile": str(pidfile), "port": port, "conf": str(conf)}
+    subprocess.run(["/usr/sbin/apache2", "-f", str(conf), "-k", "stop"], capture_output=True, timeout=60)
+    wait_for(lambda: _gone(pid), timeout=20)
+
+
+def test_live_apache_pidfile_older_than_the_process_is_live(apache):
+    """touch -d '-60 seconds' (or a copy with kept mtime, a clock step): a time alone never makes a
+    live matching process's file stale."""
+    subprocess.run(["touch", "-d", "-60 seconds", apache["pidfile"]], check=True)
+    before = open(apache["pidfile"]).read()
+    for extra in ({"expected_command": "^apache2$"}, {}):
+        for check in (True, False):
+            result = run_module("gp_pidfile", dict(extra, paths=[apache["pidfile"]], state="absent"), check=check)
+            entry = _only(result)
+            assert entry["verdict"] == "live", entry["evidence"]
+            assert result["changed"] is False and result["removed"] == []
+            checks = {c["check"]: c["passed"] for c in entry["evidence"]}
+            assert checks["started_before_file"] is False and entry["process"]["comm"] == "apache2"
+    assert open(apache["pidfile"]).read() == before
+    assert not _gone(apache["pid"])
+
+
+def test_apache_pidfile_naming_a_reused_pid_is_removed(apache, sleeper_of):
+    sleeper = sleeper_of("www-data")
+    res = subprocess.run(["/usr/sbin/apache2", "-f", apache["conf"], "-k", "stop"], capture_output=True, timeout=60)
+    assert res.returncode == 0 and wait_for(lambda: _gone(apache["pid"]), timeout=20)
+    with open(apache["pidfile"], "w") as handle:
+        handle.write("%d\n" % sleeper.pid)
+    args = {"paths": [apache["pidfile"]], "expected_command": "^apache2$", "state": "absent"}
+    result = run_module("gp_pidfile", args)
+    assert result["removed"] == [apache["pidfile"]] and not os.path.exists(apache["pidfile"])
+    assert "command" in {c["check"] for c in result["files"][0]["evidence"] if c["passed"] is False}
+    assert run_module("gp_pidfile", args)["changed"] is False
+    assert sleeper.poll() is None

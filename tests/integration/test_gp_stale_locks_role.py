@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 def scene(pg_factory, slony_factory, spawn, tmp_path):
     blocked = pg_factory()
     sleeper = spawn(["sleep", "600"], user=OS_USER, group=OS_USER)
-    blocked.stop_leaving_pidfile(sleeper.pid)
+    blocked.crash_leaving_lock_files(sleeper.pid)  # postmaster.pid and .s.PGSQL.<port>.lock left
     daemon_pid = tmp_path / "pgbouncer.pid"
     daemon_pid.write_text("%d\n" % sleeper.pid)
     lock = tmp_path / "job.lock"
@@ -41,7 +41,7 @@ def scene(pg_factory, slony_factory, spawn, tmp_path):
 def test_report_then_remove(scene):
     recap, out, facts = run_role("gp_stale_locks", scene["vars"], save="gp_stale_locks_result")
     assert recap.get("failed") == 0 and recap.get("changed") == 0, out
-    assert [f["verdict"] for f in facts["pidfiles"]] == ["stale", "stale"]
+    assert [f["verdict"] for f in facts["pidfiles"]] == ["stale", "stale", "stale"]
     assert [r["verdict"] for r in facts["nodelocks"]] == ["stale"]
     assert facts["lockfiles"][0]["holders"] and facts["self_deadlocks"] == []
     assert facts["removed_files"] == [] and facts["removed_nodelocks"] == []
@@ -51,7 +51,7 @@ def test_report_then_remove(scene):
     recap, out, facts = run_role("gp_stale_locks", removing, save="gp_stale_locks_result")
     assert recap.get("failed") == 0 and recap.get("changed") == 3, out
     assert sorted(facts["removed_files"]) == sorted([os.path.join(scene["blocked"].datadir, "postmaster.pid"),
-                                                     scene["pidfile"]])
+                                                     scene["blocked"].socket_lock, scene["pidfile"]])
     assert [r["nl_conncnt"] for r in facts["removed_nodelocks"]] == [0]
     assert scene["blocked"].start().returncode == 0
     assert scene["slony"].server.psql("select count(*) from _gpops.sl_nodelock", "db1") == "0"

@@ -6,6 +6,7 @@ signal sent to a PostgreSQL backend is reported with its sender, a second run ch
 nothing, state absent removes the rules. Everywhere: the rule text the role writes, and
 the report parsed from audit records the test writes.
 """
+import json
 import os
 import re
 import shutil
@@ -62,12 +63,13 @@ def test_report_from_written_audit_records(tmp_path):
         'type=OBJ_PID msg=audit(1795244400.250:17): opid=8080 oauid=-1 ouid=1000 oses=-1 ocomm="postgres"\n'
         'type=PROCTITLE msg=audit(1795244400.250:17): proctitle=2F7573722F62696E2F6B696C6C002D555352320038303830\n'
         % KEY)
-    result = run_module("gp_signal_audit_info", {"key": KEY, "log_paths": [str(log)]})
+    result = run_module("gp_signal_audit_info", {"key": KEY, "log_paths": [str(log)], "require_recording": False})
+    assert result["recording"] in (True, False, None) and "problems" in result["audit"]
     [sent] = result["signals"]
     assert (sent["signal"], sent["target_pid"], sent["sender"]["cmdline"]) == ("SIGUSR2", 8080,
                                                                                "/usr/bin/kill -USR2 8080")
     assert result["summary"] == [{"exe": "/usr/bin/kill", "user": 1000, "signal": "SIGUSR2", "count": 1}]
-    later = run_module("gp_signal_audit_info", {"key": KEY, "log_paths": [str(log)],
+    later = run_module("gp_signal_audit_info", {"key": KEY, "log_paths": [str(log)], "require_recording": False,
                                                 "since": "2026-11-21T07:40:01"})
     assert later["signals"] == []
     bad = run_module("gp_signal_audit_info", {"log_paths": [str(tmp_path / "none.log")]})
@@ -85,36 +87,57 @@ def _audit_status():
     return dict(line.split(" ", 1) for line in res.stdout.splitlines() if " " in line), None
 
 
+def _stop_auditd():
+    pid = int(_audit_status()[0].get("pid") or 0)
+    if pid:
+        os.kill(pid, signal.SIGTERM)
+        assert wait_for(lambda: _audit_status()[0].get("pid", "0") == "0", timeout=20), "auditd did not stop"
+
+
 @pytest.fixture
-def auditd():
-    """A running auditd with auditing enabled (started here if needed, stopped after)."""
+def audit_off():
+    """This machine's audit made useless, as in the incident: auditd stopped and auditing disabled
+    (auditctl -e 0). Put back as it was after the test, whatever happens."""
     status, reason = _audit_status()
     if status is None:
         pytest.skip(reason)
-    enabled = status.get("enabled")
-    if enabled == "0":
-        subprocess.run(["auditctl", "-e", "1"], check=True, capture_output=True)
-    started = None
-    if status.get("pid", "0") == "0":
-        started = subprocess.Popen(["auditd", "-n"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if not wait_for(lambda: _audit_status()[0].get("pid", "0") != "0", timeout=10):
-            started.kill()
-            pytest.skip("auditd did not start on this machine")
+    enabled, running = status.get("enabled"), status.get("pid", "0") != "0"
+    if enabled == "2":
+        pytest.skip("the audit configuration of this machine is locked (enabled 2)")
+    _stop_auditd()
+    subprocess.run(["auditctl", "-e", "0"], check=True, capture_output=True)
     yield
-    if started is not None:
-        started.send_signal(signal.SIGTERM)
-        started.wait(timeout=30)
-    if enabled == "0":
-        subprocess.run(["auditctl", "-e", "0"], capture_output=True)
+    _stop_auditd()
+    subprocess.run(["auditctl", "-e", enabled], capture_output=True)
+    if running:
+        subprocess.run(["service", "auditd", "start"], capture_output=True, timeout=60)
 
 
-def test_live_signal_to_a_backend_is_reported(auditd, pg_server, tmp_path):
+def test_report_fails_when_the_audit_cannot_record(audit_off, tmp_path):
+    """With auditing disabled and no auditd, an empty report would read "nobody sent a signal"."""
+    log = tmp_path / "audit.log"
+    log.write_text("")
+    result = run_module("gp_signal_audit_info", {"key": KEY, "log_paths": [str(log)]})
+    assert result["failed"] and result["msg"].startswith("require_recording:")
+    assert "enabled 0" in result["msg"] and "auditd is not running" in result["msg"]
+    assert "no audit rule with key" in result["msg"]
+    warned = run_module("gp_signal_audit_info", {"key": KEY, "log_paths": [str(log)], "require_recording": False})
+    assert not warned.get("failed") and warned["signals"] == [] and warned["recording"] is False
+    assert len(warned["audit"]["problems"]) == 3
+    assert "cannot record signals" in json.dumps(warned["warnings"])
+
+
+def test_role_makes_auditing_effective_and_a_signal_to_a_backend_is_reported(audit_off, pg_server, tmp_path):
+    """Auditing disabled and auditd stopped: the role (state present) starts auditd, enables auditing and
+    loads the rules; a kill -USR2 to a backend is then reported with its sender."""
     rules_file = str(tmp_path / "gpops-signals.rules")
     role_vars = {"gp_signal_audit_key": KEY, "gp_signal_audit_rules_file": rules_file,
                  "gp_signal_audit_install_package": False, "gp_signal_audit_signals": ["SIGUSR2", "SIGTERM"]}
     try:
         recap, out, _ = run_role("gp_signal_audit", role_vars)
         assert recap.get("failed") == 0 and recap.get("changed", 0) >= 2, out
+        status = _audit_status()[0]
+        assert status["enabled"] in ("1", "2") and status["pid"] != "0", status
         loaded = subprocess.run(["auditctl", "-l", "-k", KEY], capture_output=True, text=True).stdout
         assert len([line for line in loaded.splitlines() if KEY in line]) == 4
         written = [line for line in open(rules_file).read().splitlines() if not line.startswith("#")]

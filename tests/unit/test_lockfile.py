@@ -62,3 +62,39 @@ def test_shared_locks_do_not_conflict():
 def test_contended_files():
     keys = lockfile.contended_files(lockfile.parse_proc_locks(PROC_LOCKS))
     assert keys == sorted([KEY, (0xfe, 0, 77), (0xfe, 0, 88), (0xfe, 0, 66)])
+
+
+def _fd(pid, fd, line):
+    return lockfile.FdLock(pid=pid, fd=fd, path="/x", lock=lockfile.parse_lock_line(line))
+
+
+def test_waiter_sharing_the_holding_description_waits_for_the_others():
+    """fork: parent 100 and child 101 share the description that holds the flock; 101 waits through its own."""
+    locks = lockfile.parse_proc_locks("1: FLOCK  ADVISORY  WRITE 100 fe:00:5 0 EOF\n"
+                                      "1: -> FLOCK  ADVISORY  WRITE 101 fe:00:5 0 EOF\n")
+    shared = [_fd(100, 3, "1: FLOCK  ADVISORY  WRITE 100 fe:00:5 0 EOF"),
+              _fd(101, 3, "1: FLOCK  ADVISORY  WRITE 100 fe:00:5 0 EOF")]
+    result = lockfile.analyse(locks, shared, (0xfe, 0, 5))
+    assert result["self_deadlocks"] == []
+    [waiter] = result["waiters"]
+    assert waiter["blocked_by"] == [100, 101] and waiter["shares_description_with"] == [100]
+    # The parent gone without unlocking: the child alone holds the description.
+    result = lockfile.analyse(locks, shared[1:], (0xfe, 0, 5))
+    assert [d["pid"] for d in result["self_deadlocks"]] == [101]
+
+
+def test_polling_waiters_from_watched_opens():
+    locks = lockfile.parse_proc_locks("1: FLOCK  ADVISORY  WRITE 100 fe:00:5 0 EOF\n")
+    result = lockfile.analyse(locks, [], (0xfe, 0, 5), opens={100: 12, 200: 9, 300: 1})
+    assert [(w["pid"], w["wait"], w["blocked_by"]) for w in result["waiters"]] == [(100, "polling", [100]),
+                                                                                 (200, "polling", [100])]
+    assert [(d["pid"], d["wait"], d["opens"]) for d in result["self_deadlocks"]] == [(100, "polling", 12)]
+    shared = lockfile.parse_proc_locks("1: FLOCK  ADVISORY  READ 100 fe:00:5 0 EOF\n")
+    assert lockfile.analyse(shared, [], (0xfe, 0, 5), opens={200: 9})["waiters"] == []  # nothing exclusive held
+
+
+def test_stack_lock_files():
+    stack = 'Thread 1 (idle): "MainThread"\n    BaseFileLock.acquire (filelock/_api.py:344)\n' \
+            '        Locals:\n            lock_filename: "/run/x.lock"\n            start_time: 3.0\n'
+    assert lockfile.stack_lock_files(stack) == ["/run/x.lock"]
+    assert lockfile.stack_lock_files(None) == []

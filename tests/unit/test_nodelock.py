@@ -35,11 +35,13 @@ def test_no_backend_is_stale_even_if_kill_0_finds_a_process():
 
 
 @pytest.mark.parametrize("over,failed", [
-    (dict(application_name="psql"), {"application_name"}),
-    (dict(application_name=None), {"application_name"}),
+    (dict(application_name="psql"), {"application_name", "slon_thread"}),
+    (dict(application_name=None), {"application_name", "slon_thread"}),
     (dict(usename="report"), {"slony_user"}),
     (dict(same_database=False, datname="other"), {"same_database"}),
-    (dict(backend_type="autovacuum worker", application_name=""), {"client_backend", "application_name"}),
+    (dict(backend_type="autovacuum worker", application_name=""),
+     {"client_backend", "application_name", "slon_thread"}),
+    (dict(application_name="slon.origin_1_provider_1"), {"slon_thread"}),
     (dict(backend_start=T0 + datetime.timedelta(seconds=5)), {"started_before_row"}),
 ])
 def test_a_reused_pid_is_stale_and_the_failed_fact_is_named(over, failed):
@@ -64,6 +66,29 @@ def test_application_name_check_can_be_turned_off():
     verdict, evidence = nodelock.judge_row(_row(), _backend(application_name="psql"), "slony", None)
     assert verdict == nodelock.LIVE
     assert "application_name" not in {c["check"] for c in evidence}
+
+
+def _row2(nodeid, conncnt, pid=4242):
+    return nodelock.NodeLock(nl_nodeid=nodeid, nl_conncnt=conncnt, nl_backendpid=pid, row_xmin="9",
+                             row_written=None)
+
+
+def test_backend_of_another_nodes_slon_does_not_own_a_conncnt_0_row():
+    """Node 1's stale row names a backend of node 2's slon, which backs node 2's row (2, 1)."""
+    theirs = _backend(application_name="slon.node_1_listen")
+    verdict, evidence = nodelock.judge_row(_row2(1, 0), theirs, "slony", others=[_row2(2, 1)])
+    assert verdict == nodelock.STALE and _failed(evidence) == {"slon_thread", "one_row_per_backend"}
+    verdict, evidence = nodelock.judge_row(_row2(2, 1), theirs, "slony", others=[_row2(1, 0)])
+    assert verdict == nodelock.LIVE, evidence
+    # The local listen thread writes only conncnt 0 rows.
+    verdict, evidence = nodelock.judge_row(_row2(2, 1), _backend(), "slony")
+    assert verdict == nodelock.STALE and _failed(evidence) == {"slon_thread"}
+
+
+def test_two_rows_with_one_pid_and_no_application_name_check_decide_nothing():
+    verdict, evidence = nodelock.judge_row(_row2(1, 0), _backend(), "slony", None, others=[_row2(2, 1)])
+    assert verdict == nodelock.LIVE
+    assert [c["passed"] for c in evidence if c["check"] == "one_row_per_backend"] == [None]
 
 
 def test_schema_of_cluster_name():

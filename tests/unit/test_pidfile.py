@@ -95,7 +95,6 @@ def test_gone_pid_is_stale():
 @pytest.mark.parametrize("process,failed", [
     (_proc(comm="sleep", cmdline=("sleep", "600"), cwd="/home/x"), {"command", "data_directory"}),
     (_proc(uid=0), {"owner"}),
-    (_proc(start=1732169999.0), {"started_before_file"}),
     (_proc(pid=2), {"not_our_own_pid"}),
     (_proc(cwd="/data/other"), {"data_directory"}),
     (_proc(state="Z"), {"not_zombie"}),
@@ -151,12 +150,61 @@ def test_observe_plain_pidfile_of_another_program(tmp_path, sleeper):
     assert verdict == pidfile.STALE and _failed(evidence) == {"command"}
 
 
-def test_process_started_after_the_file_was_written(tmp_path, sleeper):
+def test_process_started_after_the_file_was_written_is_reported_not_decisive(tmp_path, sleeper):
+    """A time alone never makes a live process's file stale (a copy with kept mtime, touch, a clock step)."""
     path = _write(tmp_path, "sleep.pid", "%d\n" % sleeper.pid)
     old = time.time() - 3600
     os.utime(path, (old, old))
     verdict, evidence = pidfile.judge(pidfile.observe(path))
-    assert verdict == pidfile.STALE and _failed(evidence) == {"started_before_file"}
+    assert verdict == pidfile.LIVE and _failed(evidence) == {"started_before_file"}
+    verdict, evidence = pidfile.judge(pidfile.observe(path, expected_command="^nginx$"))
+    assert verdict == pidfile.STALE and _failed(evidence) == {"started_before_file", "command"}
+
+
+def test_started_late_postgres_server_is_live():
+    verdict, evidence = pidfile.judge(_obs(_proc(start=1732169999.0)))
+    assert verdict == pidfile.LIVE and _failed(evidence) == {"started_before_file"}
+
+
+def test_wrong_expectation_is_no_proof_against_a_postgres_server():
+    """The caller's expected_command/expected_owner fail, PostgreSQL's own facts say it is the server."""
+    obs = _obs(_proc())
+    obs.expected_command, obs.expected_uid = "^nginx$", 0
+    verdict, evidence = pidfile.judge(obs)
+    assert verdict == pidfile.LIVE and _failed(evidence) == {"command", "owner"}
+    assert [c["passed"] for c in evidence if c["check"] == "postgres_server"] == [True]
+    obs.listening_ports = [6000]
+    obs.process = _proc(cwd="/elsewhere")
+    verdict, evidence = pidfile.judge(obs)
+    assert verdict == pidfile.LIVE and [c["passed"] for c in evidence if c["check"] == "listens_on_port"] == [True]
+
+
+def test_a_locked_file_is_live(tmp_path, sleeper):
+    import fcntl
+    path = _write(tmp_path, "nginx.pid", "%d\n" % sleeper.pid)
+    with open(path) as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        verdict, evidence = pidfile.judge(pidfile.observe(path, expected_command="^nginx$"))
+    assert verdict == pidfile.LIVE and [c["passed"] for c in evidence if c["check"] == "file_locked"] == [True]
+
+
+def test_symlink_is_not_judged(tmp_path, sleeper):
+    target = _write(tmp_path, "real.pid", "%d\n" % sleeper.pid)
+    link = tmp_path / "link.pid"
+    link.symlink_to(target)
+    verdict, evidence = pidfile.judge(pidfile.observe(str(link)))
+    assert verdict == pidfile.NOT_A_PIDFILE and "symbolic link to %s" % target in evidence[0]["detail"]
+
+
+def test_companion_socket_lock():
+    parsed = pidfile.parse_pidfile(POSTMASTER_TEXT, pidfile.POSTMASTER)
+    assert pidfile.companion_socket_lock(parsed) == "/tmp/.s.PGSQL.6000.lock"
+    sock = pidfile.parse_pidfile("4242\n/data/gpseg0/\n1732160000\n6000\n/tmp\n", pidfile.SOCKET_LOCK)
+    assert pidfile.same_server(parsed, sock)
+    other = pidfile.parse_pidfile("4243\n/data/gpseg0\n1732160000\n6000\n/tmp\n", pidfile.SOCKET_LOCK)
+    assert not pidfile.same_server(parsed, other)
+    nosock = pidfile.parse_pidfile("4242\n/data/gpseg0\n1732160000\n6000\n\n", pidfile.POSTMASTER)
+    assert pidfile.companion_socket_lock(nosock) is None
 
 
 def test_our_own_pid_is_never_a_competing_process(tmp_path):

@@ -99,3 +99,13 @@ def test_role_signal_numbers_match_the_parser():
     with open(role_vars) as handle:
         numbers = yaml.safe_load(handle)["gp_signal_audit_numbers"]
     assert numbers == signalaudit.SIGNALS
+
+
+def test_audit_status_and_why_it_cannot_record():
+    status = signalaudit.parse_status("enabled 0\nfailure 1\npid 0\nrate_limit 0\nloginuid_immutable 0 unlocked\n")
+    assert status["enabled"] == 0 and status["pid"] == 0 and status["loginuid_immutable"] == 0
+    problems = signalaudit.recording_problems(status, 0, "k")
+    assert [p.split(" (")[0] for p in problems] == [
+        "auditing is disabled in the kernel", "auditd is not running", "no audit rule with key 'k' is loaded"]
+    assert signalaudit.recording_problems({"enabled": 1, "pid": 812}, 10) == []
+    assert signalaudit.recording_problems(None, None) == []  # unknown is not a problem: the module says unknown
