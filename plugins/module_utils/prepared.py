@@ -19,9 +19,11 @@ coordinator (``IsDtxInProgress``). "In progress" is read from two places: a
 QD in "Retry Commit Prepared" keeps both, so such a transaction is never
 touched: it must be committed, not rolled back.
 
-Where the segments keep a distributed commit log (``gp_distributed_log``), a gxid
-it records as committed anywhere is never rolled back either; where it cannot be
-read the evidence says so (Greenplum's own rule needs only the coordinator).
+The segments keep a distributed commit log (``gp_distributed_log``, read from every
+primary through ``gp_dist_random``: the coordinator's copy is empty on Greenplum 7): a
+gxid it records as committed on any segment is never rolled back. Where it cannot be
+read (a segment down, an error), the commit is unknown and nothing is rolled back: a
+rollback of a transaction committed elsewhere would lose its writes on this segment.
 
 :func:`classify` decides (pure, over a ``ClusterSnapshot``);
 :func:`rollback` acts on one decision: a utility-mode connection to the segment
@@ -48,7 +50,11 @@ ORPHANED, IN_PROGRESS, TOO_YOUNG, COMMITTED, FOREIGN_GID, COORDINATOR = (
 # gp_dtx_recovery_prepared_period default (GREENPLUM.md §8).
 DEFAULT_MIN_AGE = 120.0
 
-COMMIT_LOG_SQL = ("SELECT DISTINCT distributed_xid::text AS gxid FROM gp_distributed_log"
+# The segments hold the distributed commit log; the coordinator's own gp_distributed_log
+# is empty on Greenplum 7 (docs/real-greenplum.md). gp_dist_random() is parser syntax
+# (parse_clause.c), not a function: it cannot be schema-qualified, its argument is.
+COMMIT_LOG_SQL = ("SELECT DISTINCT distributed_xid::text AS gxid"
+                  " FROM gp_dist_random('pg_catalog.gp_distributed_log')"
                   " WHERE status = 'Committed' AND distributed_xid::text = ANY(%(gxids)s)")
 
 
@@ -119,6 +125,8 @@ def classify(snapshot, min_age=DEFAULT_MIN_AGE, committed=None, commit_log_error
             evidence.append("commit log not checked: %s" % (commit_log_error or "not read"))
         elif px.gxid is not None and str(px.gxid) not in committed:
             evidence.append("gp_distributed_log records no commit of gxid %d" % px.gxid)
+        elif px.gxid is not None:
+            evidence.append("gp_distributed_log on the segments records gxid %d as committed" % px.gxid)
         out.append({
             "content": px.content, "gid": px.gid, "gxid": px.gxid, "transaction": px.transaction,
             "prepared": px.prepared.isoformat() if px.prepared else None, "age_s": age,
@@ -130,8 +138,9 @@ def classify(snapshot, min_age=DEFAULT_MIN_AGE, committed=None, commit_log_error
 
 
 def read_committed(conn, gxids):
-    """gxids (text) that ``gp_distributed_log`` records as committed: (set, None), or
-    (None, reason) where the log cannot be read (no such view, an error)."""
+    """gxids (text) that the segments' ``gp_distributed_log`` records as committed, asked
+    through the coordinator connection ``conn``: (set, None), or (None, reason) where the
+    log cannot be read (no such view, a segment down, an error)."""
     if not gxids:
         return set(), None
     try:
@@ -148,11 +157,17 @@ def rollback_statement(gid):
 def rollback(params, server, node, decision, coordinator_conn):
     """Roll back one ``orphaned`` decision on ``node`` (a ``SegmentConfig``).
 
-    Re-checks first: the gid is still prepared there, and the coordinator still does
-    not have its gxid (``gp_distributed_xacts`` and ``distributed xid`` locks).
+    Re-checks first: the gid is still prepared there, the coordinator still does not
+    have its gxid (``gp_distributed_xacts`` and ``distributed xid`` locks), and the
+    segments' distributed commit log (read again now) does not record it as committed.
     Returns (done, statement_text or reason). Raises ``GpConnectionError``.
     """
     gxid = str(decision["gxid"])
+    committed, why = read_committed(coordinator_conn, {gxid})
+    if committed is None:
+        return False, "the distributed commit log could not be read (%s): commit unknown" % why
+    if gxid in committed:
+        return False, "gp_distributed_log now records gxid %s as committed" % gxid
     again = query(coordinator_conn,
                   "SELECT 1 FROM gp_distributed_xacts WHERE distributed_xid::text = %(g)s UNION ALL "
                   "SELECT 1 FROM pg_locks WHERE locktype = 'distributed xid' AND transactionid::text = %(g)s"

@@ -440,18 +440,39 @@ def _prepared_locks(index, prepared):
     return []
 
 
+# A prepared transaction lives milliseconds between PREPARE and COMMIT PREPARED while
+# its coordinator still has the gxid; one the coordinator no longer has, seen this
+# long after it was prepared, is no snapshot-timing artefact.
+_ORPHAN_NOTICE_AGE = 5.0
+
+
+def _orphan_severity(age, threshold, waiters):
+    """info as soon as the coordinator no longer has the gxid (Greenplum's dtx recovery
+    should abort it: "unable to complete 'Abort' broadcast ... dtx recovery process will
+    continue trying that", cdbtm.c); medium once someone waits on it; high once it is
+    older than ``prepared_xact_age`` (Greenplum's own orphan rule)."""
+    if age is not None and age >= threshold:
+        return "high"
+    return "medium" if waiters else "info"
+
+
 def _orphaned_prepared(index, facts, options):
-    """Greenplum's own orphan rule, as ``prepared.classify`` decides it for
-    ``gp_prepared_xacts`` (GREENPLUM.md §8): older than ``prepared_xact_age`` and its
-    gxid not in progress on the coordinator. A gid Greenplum did not form (a
-    utility-mode ``PREPARE TRANSACTION``) that old is reported too: nothing in
-    Greenplum ever resolves it. One finding per gid, across its segments."""
+    """Prepared transactions whose gxid the coordinator no longer has: ``prepared.classify``
+    decides them (Greenplum's orphan rule: older than ``prepared_xact_age``,
+    docs/greenplum-internals.md); younger ones are reported too, from
+    ``_ORPHAN_NOTICE_AGE`` on, at a severity that rises with their age
+    (``_orphan_severity``). A gid Greenplum did not form (a utility-mode ``PREPARE
+    TRANSACTION``) older than ``prepared_xact_age`` is reported too: nothing in Greenplum
+    ever resolves it. One finding per gid, across its segments."""
     if index.live_gxids is None or not index.snapshot.prepared_xacts:
         return []  # liveness unknown: never call a prepared transaction orphaned
     by_gid = {}
-    for d in prepared.classify(index.snapshot, min_age=options.prepared_xact_age):
-        old = d["age_s"] is not None and d["age_s"] >= options.prepared_xact_age
-        if d["verdict"] == prepared.ORPHANED or (d["verdict"] == prepared.FOREIGN_GID and old):
+    threshold = options.prepared_xact_age
+    for d in prepared.classify(index.snapshot, min_age=threshold):
+        old = d["age_s"] is not None and d["age_s"] >= threshold
+        unknown_young = (d["verdict"] == prepared.TOO_YOUNG and d["gxid"] is not None
+                         and d["age_s"] is not None and d["age_s"] >= min(_ORPHAN_NOTICE_AGE, threshold))
+        if d["verdict"] == prepared.ORPHANED or unknown_young or (d["verdict"] == prepared.FOREIGN_GID and old):
             by_gid.setdefault(d["gid"], []).append(d)
     findings = []
     for gid, decisions in sorted(by_gid.items()):
@@ -466,22 +487,31 @@ def _orphaned_prepared(index, facts, options):
                           "locks": sorted({_lock_label(r) for r in _prepared_locks(index, px)})
                           if px else []})
         gxid = decisions[0]["gxid"]
+        age = _max(i["age_s"] for i in items)
+        severity = _orphan_severity(age, threshold, any(i["waiters"] for i in items))
         if gxid is None:
             remedy = _remedy("Greenplum did not form this gid, so neither Greenplum nor "
                              "gp_prepared_xacts resolves it: ask who prepared it, then COMMIT "
                              "PREPARED or ROLLBACK PREPARED it in utility mode on its segment.")
         else:
             remedy = _remedy("Roll it back with gp_prepared_xacts (state: absent), which re-checks "
-                             "the coordinator and the distributed commit log first; if the "
-                             "distributed transaction committed, COMMIT PREPARED it instead, in "
-                             "utility mode on each listed segment.", module="gp_prepared_xacts",
-                             state="absent", gids=[gid], min_age=options.prepared_xact_age)
+                             "the coordinator and the segments' distributed commit log first; if "
+                             "the distributed transaction committed, COMMIT PREPARED it instead, in "
+                             "utility mode on each listed segment. Greenplum's dtx recovery process "
+                             "retries the abort by itself (every gp_dtx_recovery_interval) once the "
+                             "segment accepts it.", module="gp_prepared_xacts",
+                             state="absent", gids=[gid], min_age=min(threshold, age))
+        if decisions[0]["verdict"] == prepared.TOO_YOUNG:
+            state = ("the coordinator no longer has gxid %s (%.0f s old; an orphan at %.0f s: a "
+                     "failed abort or commit broadcast leaves this)" % (gxid, age, threshold))
+        else:
+            state = "is orphaned (%.0f s old; %s)" % (age, decisions[0]["reason"])
         findings.append(Finding(
-            "orphaned_prepared_xact", "high",
-            "prepared transaction gid %s on content %s is orphaned (%.0f s old; %s) and keeps its "
-            "locks" % (gid, ", ".join(str(i["content"]) for i in items),
-                       _max(i["age_s"] for i in items), decisions[0]["reason"]),
-            {"gxid": gxid, "prepared": items, "blocked": []}, remedy))
+            "orphaned_prepared_xact", severity,
+            "prepared transaction gid %s on content %s: %s; it keeps its locks"
+            % (gid, ", ".join(str(i["content"]) for i in items), state),
+            {"gxid": gxid, "prepared": items, "blocked": [], "age_s": age,
+             "orphan_age_s": threshold}, remedy))
     return findings
 
 

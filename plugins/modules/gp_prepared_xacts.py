@@ -22,8 +22,8 @@ description:
     (no C(gp_distributed_xacts) row and no C(distributed xid) lock there). A transaction
     whose gxid the coordinator still has, such as one whose QD is in "Retry Commit
     Prepared", is V(in_progress) and never touched; it must be committed, not rolled back.
-    Where C(gp_distributed_log) can be read, a gxid it records as committed is never rolled
-    back either.
+    A gxid that the segments' C(gp_distributed_log) records as committed is never rolled
+    back either; where that log cannot be read (a segment down), nothing is rolled back.
   - With O(state=absent), runs C(ROLLBACK PREPARED) for the orphans only, each in a
     utility-mode connection to its segment and database, after reading the row again and
     asking the coordinator again.
@@ -124,6 +124,11 @@ unreachable_nodes:
   sample: {"2": "timeout: no answer within 30.0 s"}
 """
 
+try:
+    import psycopg
+except ImportError:  # pragma: no cover - gp_module reports the missing library
+    psycopg = None
+
 from ansible_collections.gpops.greenplum.plugins.module_utils import catalog, prepared, snapshot
 from ansible_collections.gpops.greenplum.plugins.module_utils.connection import GpConnectionError, NotGreenplumError
 from ansible_collections.gpops.greenplum.plugins.module_utils.module_base import gp_module
@@ -150,19 +155,28 @@ def main():
             snap.prepared_xacts = [px for px in snap.prepared_xacts if px.gid in p["gids"]]
         committed, why = prepared.read_committed(conn, {str(px.gxid) for px in snap.prepared_xacts if px.gxid})
         decisions = prepared.classify(snap, p["min_age"], committed, why)
-        rolled, queries, actions = [], [], []
+        rolled, queries, actions, failed = [], [], [], []
         nodes = {n.content: n for n in catalog.primaries(segments)}
         for d in decisions:
             d["rolled_back"] = False
             if d["verdict"] != prepared.ORPHANED or p["state"] != "absent":
+                continue
+            if committed is None:  # unknown never licenses a rollback
+                actions.append("content %d: left gid %s: the distributed commit log could not be read "
+                               "(%s), so whether gxid %s committed is unknown"
+                               % (d["content"], d["gid"], why, d["gxid"]))
                 continue
             if module.check_mode:
                 done, text = True, prepared.rollback_statement(d["gid"]).as_string(conn)
             else:
                 try:
                     done, text = prepared.rollback(p, server, nodes[d["content"]], d, conn)
-                except GpConnectionError as exc:
-                    done, text = False, str(exc)
+                except (GpConnectionError, psycopg.Error) as exc:
+                    # The segment refused or did not answer: the step failed, the others go on.
+                    failed.append("content %d: ROLLBACK PREPARED '%s' failed: %s"
+                                  % (d["content"], d["gid"], " ".join(str(exc).split())[:300]))
+                    actions.append(failed[-1])
+                    continue
             if done:
                 d["rolled_back"] = True
                 rolled.append({"content": d["content"], "gid": d["gid"], "database": d["database"]})
@@ -171,8 +185,11 @@ def main():
                                                           text, d["reason"]))
             else:
                 actions.append("content %d: left gid %s: %s" % (d["content"], d["gid"], text))
-    module.exit_json(changed=bool(rolled), prepared_xacts=decisions, rolled_back=rolled, executed_queries=queries,
-                     actions=actions, unreachable_nodes={str(c): r for c, r in snap.unreachable.items()})
+    result = dict(changed=bool(rolled), prepared_xacts=decisions, rolled_back=rolled, executed_queries=queries,
+                  actions=actions, unreachable_nodes={str(c): r for c, r in snap.unreachable.items()})
+    if failed:
+        module.fail_json(msg="; ".join(failed), **result)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -303,6 +303,29 @@ class GP7Cluster:
         except psycopg.Error:
             pass
 
+    def finish_prepared(self):
+        """Finish what a test left prepared on the segments (its sessions are gone): COMMIT
+        PREPARED where the segments' gp_distributed_log records the commit, else ROLLBACK
+        PREPARED, in utility mode on the segment."""
+        for n in self.configuration():
+            if n["content"] < 0 or n["role"] != "p" or n["status"] != "u":
+                continue
+            try:
+                rows = self.query("SELECT gid, database FROM pg_catalog.pg_prepared_xacts",
+                                  content=n["content"], dbname="postgres")
+                committed = {r[0] for r in self.query(
+                    "SELECT distributed_xid::text FROM gp_dist_random('pg_catalog.gp_distributed_log') "
+                    "WHERE status = 'Committed'", dbname="postgres")}
+            except psycopg.Error:
+                continue
+            for gid, database in rows:
+                verb = "COMMIT" if gid in committed else "ROLLBACK"
+                try:
+                    with self.connect(content=n["content"], dbname=database) as conn:
+                        conn.execute("%s PREPARED '%s'" % (verb, gid.replace("'", "''")))
+                except psycopg.Error:
+                    pass
+
     def leftovers(self):
         """What a test left behind: nodes not healthy, prepared transactions, sessions."""
         left = []
@@ -331,6 +354,8 @@ class GP7Cluster:
             self.script("start")
         self.reset_faults()
         self.end_test_sessions()
+        if self.leftovers():
+            self.finish_prepared()
         if self.healthy() and not self.leftovers():
             return
         for n in self.configuration():
