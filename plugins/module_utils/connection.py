@@ -43,6 +43,7 @@ import time
 import traceback
 
 from ansible.module_utils.basic import env_fallback
+from ansible_collections.gpops.greenplum.plugins.module_utils import sql
 
 try:
     import psycopg
@@ -203,8 +204,7 @@ def server_info(conn):
     where the GUC does not exist, so a plain PostgreSQL answers without error).
     Raises ``NotGreenplumError``."""
     with conn.cursor() as cur:
-        cur.execute("SELECT version(), current_setting('gp_server_version', true),"
-                    " current_setting('gp_server_version_num', true)")
+        cur.execute(sql.SERVER_VERSION)
         version, gp_version, gp_version_num = cur.fetchone()
     return parse_server_version(version, gp_version or None, gp_version_num or None)
 

@@ -35,11 +35,7 @@ __metaclass__ = type
 
 from typing import Any, Dict, List, Optional
 
-try:
-    from psycopg import sql
-except ImportError:  # pragma: no cover - modules report the missing library
-    sql = None
-
+from ansible_collections.gpops.greenplum.plugins.module_utils import sql
 from ansible_collections.gpops.greenplum.plugins.module_utils.connection import connect, query
 from ansible_collections.gpops.greenplum.plugins.module_utils.records import COORDINATOR_CONTENT
 
@@ -47,9 +43,6 @@ ORPHANED, IN_PROGRESS, TOO_YOUNG, COMMITTED, FOREIGN_GID, COORDINATOR = (
     "orphaned", "in_progress", "too_young", "committed", "foreign_gid", "coordinator")
 # gp_dtx_recovery_prepared_period default (GREENPLUM.md §8).
 DEFAULT_MIN_AGE = 120.0
-
-COMMIT_LOG_SQL = ("SELECT DISTINCT distributed_xid::text AS gxid FROM gp_distributed_log"
-                  " WHERE status = 'Committed' AND distributed_xid::text = ANY(%(gxids)s)")
 
 
 def coordinator_gxids(snapshot):
@@ -135,14 +128,14 @@ def read_committed(conn, gxids):
     if not gxids:
         return set(), None
     try:
-        return {r["gxid"] for r in query(conn, COMMIT_LOG_SQL, {"gxids": sorted(gxids)})}, None
+        return {r["gxid"] for r in query(conn, sql.COMMITTED_GXIDS, {"gxids": sorted(gxids)})}, None
     except Exception as exc:  # the view is Greenplum's only; any failure means "not checked"
         return None, " ".join(str(exc).split())[:200]
 
 
 def rollback_statement(gid):
     """``ROLLBACK PREPARED`` takes a string literal, not a parameter."""
-    return sql.SQL("ROLLBACK PREPARED {}").format(sql.Literal(gid))
+    return sql.rollback_prepared(gid)
 
 
 def rollback(params, server, node, decision, coordinator_conn):
@@ -153,16 +146,13 @@ def rollback(params, server, node, decision, coordinator_conn):
     Returns (done, statement_text or reason). Raises ``GpConnectionError``.
     """
     gxid = str(decision["gxid"])
-    again = query(coordinator_conn,
-                  "SELECT 1 FROM gp_distributed_xacts WHERE distributed_xid::text = %(g)s UNION ALL "
-                  "SELECT 1 FROM pg_locks WHERE locktype = 'distributed xid' AND transactionid::text = %(g)s"
-                  " AND gp_segment_id = -1", {"g": gxid})
+    again = query(coordinator_conn, sql.COORDINATOR_HAS_GXID, {"g": gxid})
     if again:
         return False, "the coordinator has gxid %s again" % gxid
     conn = connect(params, host=node.address, port=node.port, dbname=decision["database"], utility=True,
                    server=server)
     with conn:
-        if not query(conn, "SELECT 1 FROM pg_prepared_xacts WHERE gid = %(gid)s", {"gid": decision["gid"]}):
+        if not query(conn, sql.PREPARED_GID_EXISTS, {"gid": decision["gid"]}):
             return False, "gid %s is no longer prepared on content %d" % (decision["gid"], decision["content"])
         statement = rollback_statement(decision["gid"])
         text = statement.as_string(conn)
