@@ -16,7 +16,7 @@ Public API:
 ``conn``: an autocommit connection to the coordinator (dispatch mode). ``pid`` is
 the coordinator (QD) pid; ``backend_start`` (datetime) and ``sess_id`` come from the
 snapshot the decision used. A pid is reused by the OS after its backend exits, and
-in "Retry Commit Prepared" a QD's ``sess_id`` changes (GREENPLUM.md first section),
+in "Retry Commit Prepared" a QD's ``sess_id`` changes (docs/greenplum-internals.md#signalling-backends),
 so both must still match, and the backend must be a client backend (never FTS, GDD,
 dtx recovery, walsenders), or nothing is signalled and the record says why. The
 signalling statement repeats the identity check, so nothing can change between
@@ -28,7 +28,7 @@ request: "<message>"``), as GDD uses; elsewhere the 1-argument forms are used
 (``to_regprocedure`` of the ``pg_catalog`` signature tells which exist; every name is
 schema-qualified, never resolved through the role's ``search_path``).
 Cancelling a QD cancels its QEs; terminating a QD makes its QEs exit when their
-client socket closes (GREENPLUM.md §12).
+client socket closes (docs/greenplum-internals.md#signalling-backends).
 """
 
 from __future__ import absolute_import, division, print_function

@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: gpops.greenplum contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Cluster topology from ``gp_segment_configuration`` (GREENPLUM.md §5).
+"""Cluster topology from ``gp_segment_configuration``
+(docs/greenplum-internals.md#segment-configuration-and-fts).
 
 Public API:
 

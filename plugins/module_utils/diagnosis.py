@@ -15,9 +15,9 @@
 - ``collect_facts(params, timeout) -> triage.ClusterFacts``: on the coordinator
   (one connection from ``connection.connect``, so with ``statement_timeout`` and
   ``lock_timeout``): the settings in ``SETTINGS`` (``pg_settings``), the
-  mirrors' walsender states (``gp_stat_replication``, GREENPLUM.md §11) and,
-  only when ``gp_resource_manager`` is ``queue``,
-  ``gp_toolkit.gp_locks_on_resqueue`` (§9). Whatever could not be read is
+  mirrors' walsender states (``gp_stat_replication``) and, only when
+  ``gp_resource_manager`` is ``queue``, ``gp_toolkit.gp_locks_on_resqueue``
+  (both in docs/greenplum-internals.md#resource-queues). Whatever could not be read is
   named in ``ClusterFacts.errors`` and left unknown, never guessed.
 - ``fts_process_running(port, datadir, proc='/proc') -> bool or None``: whether
   the coordinator's FTS probe process runs on this host.

@@ -7,7 +7,7 @@ probe changed in the catalog.
 - ``fts_settings(conn) -> dict``: ``gp_fts_probe_interval``, ``gp_fts_probe_timeout``,
   ``gp_fts_probe_retries``, ``gp_fts_mark_mirror_down_grace_period`` (seconds /
   count, ints) read on the coordinator, Greenplum's defaults (60, 20, 5, 30;
-  GREENPLUM.md §4) where a setting does not exist; ``source`` says which.
+  docs/greenplum-internals.md#defaults) where a setting does not exist; ``source`` says which.
 - ``probe_timeout(settings) -> float``: seconds to allow one probe cycle.
 - ``request_probe(conn, timeout) -> dict``: ``SELECT pg_catalog.gp_request_fts_probe_scan()``.
 - ``catalog_diff(before, after) -> list``: pure; per dbid changes of role,
@@ -57,7 +57,8 @@ def fts_settings(conn):
 def probe_timeout(settings):
     """Seconds one ``gp_request_fts_probe_scan()`` may take: a probe cycle with a
     dead segment lasts up to ``gp_fts_probe_timeout x (gp_fts_probe_retries + 1)``
-    (GREENPLUM.md §4), plus one retry interval per retry and a margin."""
+    (docs/greenplum-internals.md#segment-configuration-and-fts), plus one retry
+    interval per retry and a margin."""
     retries = settings["gp_fts_probe_retries"]
     return float(settings["gp_fts_probe_timeout"] * (retries + 1) + retries + PROBE_MARGIN_S)
 
@@ -112,7 +113,7 @@ def history_since(conn, after):
     """``gp_configuration_history`` rows newer than ``after`` (all when None), oldest
     first: [{time (ISO text), dbid, description}]. FTS writes one per changed
     member: "FTS: update role, status, and mode for dbid %d with contentid %d to
-    %c, %c, and %c" (GREENPLUM.md §5)."""
+    %c, %c, and %c" (docs/greenplum-internals.md#segment-configuration-and-fts)."""
     if after is None:
         rows = query(conn, sql.CONFIGURATION_HISTORY)
     else:

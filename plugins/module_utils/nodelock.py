@@ -16,7 +16,7 @@ What Slony-I records (``slony1_base.sql``, ``slony1_funcs.sql``, Slony-I 2.2):
 - Before registering, slon names its connection ``slon.<thread>`` with
   ``store_application_name()`` (``application_name``, e.g. ``slon.local_listen``).
 
-The rule used here (DESIGN.md "stale node lock"): a row is ``live`` only if a
+The rule used here (docs/stale-locks.md#slony-i-node-locks-gp_nodelock): a row is ``live`` only if a
 backend with ``nl_backendpid`` is in ``pg_stat_activity`` of this database,
 is a client backend, runs as the Slony user, carries a slon
 ``application_name``, and started no later than the row was written. The

@@ -7,7 +7,8 @@ A distributed transaction that touched several segments is PREPARED on each of
 them and then committed (or aborted) by the coordinator. If that second phase
 does not reach a segment, the prepared transaction stays there holding its
 locks; Greenplum's dtx recovery sweeps orphans only after an abort broadcast has
-failed (GREENPLUM.md §8, ``AbortOrphanedPreparedTransactions``).
+failed (``AbortOrphanedPreparedTransactions``,
+docs/greenplum-internals.md#prepared-transactions).
 
 Greenplum's own orphan rule, followed here: a segment's prepared transaction is
 an orphan when it is older than a threshold (``gp_dtx_recovery_prepared_period``,
@@ -41,7 +42,7 @@ from ansible_collections.gpops.greenplum.plugins.module_utils.records import COO
 
 ORPHANED, IN_PROGRESS, TOO_YOUNG, COMMITTED, FOREIGN_GID, COORDINATOR = (
     "orphaned", "in_progress", "too_young", "committed", "foreign_gid", "coordinator")
-# gp_dtx_recovery_prepared_period default (GREENPLUM.md §8).
+# gp_dtx_recovery_prepared_period default (docs/greenplum-internals.md#defaults).
 DEFAULT_MIN_AGE = 120.0
 
 

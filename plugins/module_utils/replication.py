@@ -13,8 +13,8 @@ thing over a connection made by ``connection.connect`` (timeouts included):
 - ``apply_switch(conn, method, value, datadir)``: GP7/Cloudberry
   ``ALTER SYSTEM SET synchronous_standby_names = <value>`` then
   ``pg_reload_conf()``; GP6 the same value in ``gp_replication.conf`` in the
-  primary's data directory, then ``pg_reload_conf()`` (GREENPLUM.md, verified
-  section and §4). Never ``ALTER SYSTEM RESET``.
+  primary's data directory, then ``pg_reload_conf()``
+  (docs/greenplum-internals.md#synchronous-replication-switch). Never ``ALTER SYSTEM RESET``.
 - ``wait_applied(conn, value, timeout)``: poll until the setting is in effect.
 - ``walsender_sample(conn)`` / ``terminate_walsender(conn, pid)``: the
   coordinator's walsender serving the standby coordinator.
@@ -68,8 +68,8 @@ def choose_method(method, server, setting, datadir):
     """Resolve ``method: auto``: ``gp_replication_conf`` on Greenplum 6, or where the
     current value comes from a ``gp_replication.conf`` (GP6-style layouts), or where
     that file exists in ``datadir`` on this host; else ``alter_system`` (GP7,
-    Cloudberry: FTS writes ``postgresql.auto.conf`` there, GREENPLUM.md verified
-    section)."""
+    Cloudberry: FTS writes ``postgresql.auto.conf`` there,
+    docs/greenplum-internals.md#synchronous-replication-switch)."""
     if method != "auto":
         return method
     if server is not None and server.flavor == "greenplum" and server.major <= 6:

@@ -20,7 +20,8 @@ Public API:
 - ``filter_records(snapshot, waiting_only=False, relation=None, session=None,
   content=None) -> dict``: the ``locks``, ``edges`` and ``backends`` a user asked for.
 
-How it collects (GREENPLUM.md §1, §2, §6, §7):
+How it collects (docs/greenplum-internals.md#locks-and-sessions,
+#wait-for-edges-gp_dist_wait_status, #utility-mode):
 
 1. On the coordinator, in dispatch mode: ``pg_locks``, ``gp_dist_wait_status()``,
    ``gp_stat_activity`` (Greenplum 7 / Cloudberry) and ``gp_distributed_xacts``;

@@ -127,3 +127,23 @@ def test_the_check_catches_an_unqualified_name():
         "pg_cancel_backend (unqualified catalog object)", "pg_cancel_backend() (unqualified function)"]
     assert _unqualified("SELECT * FROM gp_toolkit.gp_locks_on_resqueue") == []
     assert _unqualified("SELECT pg_catalog.max(time) AS t FROM pg_catalog.gp_configuration_history") == []
+
+
+def test_knowledge_lives_in_the_repository():
+    """Nothing in plugins/, docs/ or tests/ sends the reader to files outside the
+    repository (``../shared``, GREENPLUM.md, DESIGN.md): Greenplum facts are in
+    docs/greenplum-internals.md."""
+    pattern = re.compile(r"\.\./shared|GREENPLUM\.md|DESIGN\.md")
+    found = []
+    for top in ("plugins", "docs", "tests"):
+        for folder, _dirs, files in os.walk(os.path.join(ROOT, top)):
+            for name in files:
+                if not name.endswith((".py", ".md", ".c", ".sql", ".yml", ".yaml", ".txt", ".cfg")):
+                    continue
+                path = os.path.join(folder, name)
+                if path == os.path.abspath(__file__):
+                    continue
+                with open(path, errors="replace") as f:
+                    found += ["%s:%d" % (os.path.relpath(path, ROOT), n)
+                              for n, line in enumerate(f, 1) if pattern.search(line)]
+    assert not found, "references to knowledge outside the repository:\n" + "\n".join(found)

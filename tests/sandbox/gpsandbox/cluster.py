@@ -37,7 +37,7 @@ SLOT = "internal_wal_replication_slot"
 WALRECEIVER_APPNAME = "gp_walreceiver"
 REPLICATION_CONFS = ("gp7", "gp6")
 
-# Small test defaults of Greenplum's FTS GUCs (GREENPLUM.md section 4), seconds.
+# Small test defaults of Greenplum's FTS GUCs (docs/greenplum-internals.md#defaults), seconds.
 FTS_DEFAULTS = {
     "probe_interval": 2.0,
     "probe_timeout": 2.0,
