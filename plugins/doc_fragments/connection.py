@@ -64,8 +64,9 @@ options:
 requirements:
   - psycopg >= 3.1 on the managed node
 notes:
-  - Catalog objects are named unqualified, as Greenplum users do; the role's C(search_path) is
-    never overridden.
+  - Every catalog object is named with its schema (C(pg_catalog.pg_locks),
+    C(pg_catalog.pg_cancel_backend(...)), C(gp_toolkit.*)), so the login role's C(search_path)
+    plays no part in what is read or signalled.
   - Segments are reached in utility mode (C(-c gp_role=utility) on Greenplum 7 and Cloudberry,
     C(-c gp_session_role=utility) on Greenplum 6).
 '''

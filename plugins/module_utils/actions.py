@@ -16,7 +16,7 @@ Public API:
 ``conn``: an autocommit connection to the coordinator (dispatch mode). ``pid`` is
 the coordinator (QD) pid; ``backend_start`` (datetime) and ``sess_id`` come from the
 snapshot the decision used. A pid is reused by the OS after its backend exits, and
-in "Retry Commit Prepared" a QD's ``sess_id`` changes (GREENPLUM.md first section),
+in "Retry Commit Prepared" a QD's ``sess_id`` changes (docs/greenplum-internals.md#signalling-backends),
 so both must still match, and the backend must be a client backend (never FTS, GDD,
 dtx recovery, walsenders), or nothing is signalled and the record says why. The
 signalling statement repeats the identity check, so nothing can change between
@@ -25,9 +25,10 @@ the check and the signal.
 Greenplum 7 has ``pg_cancel_backend(int, text)`` / ``pg_terminate_backend(int, text)``
 (``pg_proc.dat`` oids 7155/7154; the client sees ``canceling statement due to user
 request: "<message>"``), as GDD uses; elsewhere the 1-argument forms are used
-(``to_regprocedure`` tells which exist, through the role's ``search_path``).
+(``to_regprocedure`` of the ``pg_catalog`` signature tells which exist; every name is
+schema-qualified, never resolved through the role's ``search_path``).
 Cancelling a QD cancels its QEs; terminating a QD makes its QEs exit when their
-client socket closes (GREENPLUM.md §12).
+client socket closes (docs/greenplum-internals.md#signalling-backends).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -37,19 +38,15 @@ __metaclass__ = type
 import dataclasses
 import datetime
 
+from ansible_collections.gpops.greenplum.plugins.module_utils import sql
 from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
     classify_error, psycopg, query)
 from ansible_collections.gpops.greenplum.plugins.module_utils.records import Backend
 
-_FUNCTIONS = {"cancel": "pg_cancel_backend", "terminate": "pg_terminate_backend"}
-# One statement re-checks the identity and signals: a row only if pid, start time and
-# session still match (the kind of backend was checked just before; it cannot change
-# for the same pid and start time).
-_SIGNAL_SQL = (
-    "SELECT {function}(a.pid{message}) AS signalled FROM pg_stat_activity a"
-    " WHERE a.pid = %(pid)s AND a.backend_start = %(backend_start)s AND a.sess_id = %(sess_id)s")
-_HAS_MESSAGE_FORM_SQL = "SELECT to_regprocedure(%s) IS NOT NULL AS present"
-_CURRENT_SQL = "SELECT * FROM pg_stat_activity WHERE pid = %s"
+# One statement (sql.signal_backend) re-checks the identity and signals: a row only if
+# pid, start time and session still match (the kind of backend was checked just
+# before; it cannot change for the same pid and start time).
+_FUNCTIONS = sql.SIGNAL_FUNCTIONS
 
 
 @dataclasses.dataclass
@@ -76,10 +73,8 @@ def planned(action, pid, sess_id, reason):
 
 
 def _statement(conn, action):
-    function = _FUNCTIONS[action]
-    with_message = query(conn, _HAS_MESSAGE_FORM_SQL, ("%s(integer,text)" % function,))[0]["present"]
-    return _SIGNAL_SQL.format(function=function,
-                              message=", %(message)s::text" if with_message else ""), with_message
+    with_message = query(conn, sql.FUNCTION_EXISTS, (sql.function_signature(action, True),))[0]["present"]
+    return sql.signal_backend(action, with_message), with_message
 
 
 def _mismatch(current, backend_start, sess_id):
@@ -101,7 +96,7 @@ def _signal(conn, action, pid, message, backend_start, sess_id):
         return ActionRecord(action, pid, sess_id, at, "skipped",
                             "identity unknown (no backend_start or sess_id in the snapshot)")
     try:
-        rows = query(conn, _CURRENT_SQL, (pid,))
+        rows = query(conn, sql.BACKEND_BY_PID, (pid,))
         why = _mismatch(Backend.from_row(rows[0]) if rows else None, backend_start, sess_id)
         if why:
             return ActionRecord(action, pid, sess_id, at, "skipped", why)

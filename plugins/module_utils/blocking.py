@@ -15,8 +15,8 @@ Who blocks a waiting lock request, as ``pg_blocking_pids()`` sees it (PostgreSQL
 ``GetLockConflicts``/``pg_blocking_pids`` in ``lockfuncs.c``): the processes holding a
 conflicting mode on the same lock, and the processes queued *ahead* of it whose
 requested mode conflicts with it. The second kind has no edge in
-``gp_dist_wait_status()`` (GREENPLUM.md first section: SELECTs queued behind a waiting
-``LOCK ... ACCESS EXCLUSIVE``). ``Backend.blocking_pids`` is used when it was
+``gp_dist_wait_status()`` (SELECTs queued behind a waiting ``LOCK ... ACCESS
+EXCLUSIVE``; docs/greenplum-internals.md#wait-for-edges-gp_dist_wait_status). ``Backend.blocking_pids`` is used when it was
 collected; otherwise it is inferred from the lock rows with PostgreSQL's conflict
 table, the queue ordered by wait start (``waitstart`` where the server has it, else
 the waiting backend's ``state_change``/``query_start``).
@@ -214,7 +214,8 @@ def _prepared_info(index, key):
         "age_s": seconds_between(index.taken_at, prepared_at),
         "owner": rows[0].owner if rows else None, "database": rows[0].database if rows else None,
         # A coordinator backend still on this gxid: the two-phase commit is in progress
-        # (e.g. "Retry Commit Prepared"); none: in doubt, dtx recovery's business (§8).
+        # (e.g. "Retry Commit Prepared"); none: in doubt, dtx recovery's business
+        # (docs/greenplum-internals.md#prepared-transactions).
         "coordinator_pid": qd.pid if qd else None,
         "coordinator_state": qd.state if qd else None,
         "coordinator_query": qd.query if qd else None,

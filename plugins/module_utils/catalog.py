@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: gpops.greenplum contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Cluster topology from ``gp_segment_configuration`` (GREENPLUM.md §5).
+"""Cluster topology from ``gp_segment_configuration``
+(docs/greenplum-internals.md#segment-configuration-and-fts).
 
 Public API:
 
@@ -28,15 +29,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.gpops.greenplum.plugins.module_utils import sql
 from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
     call_with_deadline, connect, describe_node, query, server_info)
 from ansible_collections.gpops.greenplum.plugins.module_utils.records import (
     COORDINATOR_CONTENT, SegmentConfig)
-
-SEGMENT_CONFIGURATION_SQL = (
-    "SELECT dbid, content, role, preferred_role, mode, status, port, hostname, address, datadir"
-    " FROM gp_segment_configuration ORDER BY content, dbid")
-
 
 def segments_from_rows(rows):
     """``gp_segment_configuration`` rows (dicts) -> ``SegmentConfig`` records, by content."""
@@ -45,7 +42,7 @@ def segments_from_rows(rows):
 
 def segment_configuration(conn):
     """Read the topology on the coordinator connection ``conn``."""
-    return segments_from_rows(query(conn, SEGMENT_CONFIGURATION_SQL))
+    return segments_from_rows(query(conn, sql.SEGMENT_CONFIGURATION))
 
 
 def _one(segments, content, role):

@@ -16,11 +16,11 @@ Public API (other module_utils and every module use these):
   autocommit=True, statement_timeout=None) -> psycopg.Connection``: every connection
   carries ``connect_timeout``, ``statement_timeout`` and ``lock_timeout`` (so that
   collection never queues behind a lock itself). ``utility=True`` adds the flavor's
-  utility-mode option (GREENPLUM.md §6). Raises ``GpConnectionError``.
+  utility-mode option (docs/greenplum-internals.md#utility-mode). Raises ``GpConnectionError``.
 - ``server_info(conn) -> ServerInfo``: flavor (``greenplum``, ``cloudberry``,
   ``sandbox``), major version, version string and number, from
-  ``gp_server_version_num`` / ``gp_server_version`` and ``version()`` (GREENPLUM.md,
-  first section and §10). Raises ``NotGreenplumError`` for any other server.
+  ``gp_server_version_num`` / ``gp_server_version`` and ``version()``
+  (docs/greenplum-internals.md#server-and-version). Raises ``NotGreenplumError`` for any other server.
 - ``run_on_nodes(nodes, fn, timeout) -> (results_by_content, unreachable_by_content)``:
   ``fn(node)`` on every node at once, each bounded by a client-side deadline.
 - ``run_with_deadline(fn, timeout) -> (ok, result or reason)`` and
@@ -43,6 +43,7 @@ import time
 import traceback
 
 from ansible.module_utils.basic import env_fallback
+from ansible_collections.gpops.greenplum.plugins.module_utils import sql
 
 try:
     import psycopg
@@ -134,14 +135,15 @@ class ServerInfo:
     def utility_option(self):
         """The GUC that opens a utility-mode session: Greenplum 6 knows only
         ``gp_session_role``; Greenplum 7, Cloudberry and the sandbox ``gp_role``
-        (GREENPLUM.md §6)."""
+        (docs/greenplum-internals.md#utility-mode)."""
         if self.flavor == "greenplum" and self.major <= 6:
             return "gp_session_role"
         return "gp_role"
 
     @property
     def has_gp_stat_activity(self):
-        """``gp_stat_activity`` exists from Greenplum 7 on (GREENPLUM.md §7)."""
+        """``gp_stat_activity`` exists from Greenplum 7 on
+        (docs/greenplum-internals.md#locks-and-sessions)."""
         return not (self.flavor == "greenplum" and self.major <= 6)
 
 
@@ -173,7 +175,7 @@ def parse_server_version(version_string, gp_server_version=None, gp_server_versi
 
     Tolerates trailing text after the product (GP7 appends a builder's name).
     Raises ``NotGreenplumError`` when ``version()`` names no known product.
-    Source: GREENPLUM.md first section and §10; Greenplum ``gpversion.py``.
+    Source: docs/greenplum-internals.md#server-and-version; Greenplum ``gpversion.py``.
     """
     text = version_string or ""
     flavor = version = None
@@ -203,8 +205,7 @@ def server_info(conn):
     where the GUC does not exist, so a plain PostgreSQL answers without error).
     Raises ``NotGreenplumError``."""
     with conn.cursor() as cur:
-        cur.execute("SELECT version(), current_setting('gp_server_version', true),"
-                    " current_setting('gp_server_version_num', true)")
+        cur.execute(sql.SERVER_VERSION)
         version, gp_version, gp_version_num = cur.fetchone()
     return parse_server_version(version, gp_version or None, gp_version_num or None)
 

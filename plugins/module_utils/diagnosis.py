@@ -15,9 +15,9 @@
 - ``collect_facts(params, timeout) -> triage.ClusterFacts``: on the coordinator
   (one connection from ``connection.connect``, so with ``statement_timeout`` and
   ``lock_timeout``): the settings in ``SETTINGS`` (``pg_settings``), the
-  mirrors' walsender states (``gp_stat_replication``, GREENPLUM.md §11) and,
-  only when ``gp_resource_manager`` is ``queue``,
-  ``gp_toolkit.gp_locks_on_resqueue`` (§9). Whatever could not be read is
+  mirrors' walsender states (``gp_stat_replication``) and, only when
+  ``gp_resource_manager`` is ``queue``, ``gp_toolkit.gp_locks_on_resqueue``
+  (both in docs/greenplum-internals.md#resource-queues). Whatever could not be read is
   named in ``ClusterFacts.errors`` and left unknown, never guessed.
 - ``fts_process_running(port, datadir, proc='/proc') -> bool or None``: whether
   the coordinator's FTS probe process runs on this host.
@@ -33,7 +33,7 @@ import threading
 import time
 
 from ansible_collections.gpops.greenplum.plugins.module_utils import (
-    analysis, report, triage, victims)
+    analysis, report, sql, triage, victims)
 from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
     GpConnectionError, connect, query, run_with_deadline)
 from ansible_collections.gpops.greenplum.plugins.module_utils.procinfo import (
@@ -49,9 +49,6 @@ SETTINGS = (
     "gp_fts_mark_mirror_down_grace_period", "gp_resource_manager",
     "gp_dtx_recovery_prepared_period", "dtx_phase2_retry_second",
 )
-SETTINGS_SQL = "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)"
-REPLICATION_SQL = "SELECT gp_segment_id, application_name, state FROM gp_stat_replication"
-RESQUEUE_SQL = "SELECT * FROM gp_toolkit.gp_locks_on_resqueue"
 # Greenplum's FTS process title: "postgres:  <port>, ftsprobe process" (GP6, GP7, Cloudberry).
 FTS_TITLE = "ftsprobe"
 
@@ -71,10 +68,10 @@ def _replication_states(rows):
 def _statements(facts_so_far):
     """(fact name, SQL, arguments) to run on the coordinator, in order; the resource-queue
     view only where queues queue (``gp_resource_manager = 'queue'``)."""
-    yield "settings", SETTINGS_SQL, (list(SETTINGS),)
-    yield "replication", REPLICATION_SQL, None
+    yield "settings", sql.SETTINGS_BY_NAME, (list(SETTINGS),)
+    yield "replication", sql.GP_REPLICATION_STATES, None
     if facts_so_far.setting("gp_resource_manager") == "queue":
-        yield "resqueue_locks", RESQUEUE_SQL, None
+        yield "resqueue_locks", sql.RESQUEUE_LOCKS, None
 
 
 def collect_facts(params, timeout):
@@ -90,8 +87,8 @@ def collect_facts(params, timeout):
     if not ok:
         facts.errors["coordinator"] = conn
     else:
-        for name, sql, args in _statements(facts):
-            ok, rows = bounded(lambda sql=sql, args=args: query(conn, sql, args))
+        for name, statement, args in _statements(facts):
+            ok, rows = bounded(lambda statement=statement, args=args: query(conn, statement, args))
             if not ok:
                 facts.errors[name] = rows
                 if rows.startswith("timeout"):

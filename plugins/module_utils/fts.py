@@ -7,9 +7,9 @@ probe changed in the catalog.
 - ``fts_settings(conn) -> dict``: ``gp_fts_probe_interval``, ``gp_fts_probe_timeout``,
   ``gp_fts_probe_retries``, ``gp_fts_mark_mirror_down_grace_period`` (seconds /
   count, ints) read on the coordinator, Greenplum's defaults (60, 20, 5, 30;
-  GREENPLUM.md §4) where a setting does not exist; ``source`` says which.
+  docs/greenplum-internals.md#defaults) where a setting does not exist; ``source`` says which.
 - ``probe_timeout(settings) -> float``: seconds to allow one probe cycle.
-- ``request_probe(conn, timeout) -> dict``: ``SELECT gp_request_fts_probe_scan()``.
+- ``request_probe(conn, timeout) -> dict``: ``SELECT pg_catalog.gp_request_fts_probe_scan()``.
 - ``catalog_diff(before, after) -> list``: pure; per dbid changes of role,
   status, mode (and added/removed rows).
 - ``history_since(conn, after) -> list``: new ``gp_configuration_history`` rows.
@@ -21,6 +21,7 @@ __metaclass__ = type
 
 import time
 
+from ansible_collections.gpops.greenplum.plugins.module_utils import sql
 from ansible_collections.gpops.greenplum.plugins.module_utils.connection import query
 
 try:
@@ -46,8 +47,7 @@ def fts_settings(conn):
 
     Returns {name: int, ..., "source": {name: "server" | "default"}}. A setting
     missing on the server (another build, or a sandbox) takes Greenplum's default."""
-    rows = query(conn, "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)",
-                 (list(FTS_DEFAULTS),))
+    rows = query(conn, sql.SETTINGS_BY_NAME, (list(FTS_DEFAULTS),))
     found = {r["name"]: int(float(r["setting"])) for r in rows}
     out = {name: found.get(name, default) for name, default in FTS_DEFAULTS.items()}
     out["source"] = {name: ("server" if name in found else "default") for name in FTS_DEFAULTS}
@@ -57,7 +57,8 @@ def fts_settings(conn):
 def probe_timeout(settings):
     """Seconds one ``gp_request_fts_probe_scan()`` may take: a probe cycle with a
     dead segment lasts up to ``gp_fts_probe_timeout x (gp_fts_probe_retries + 1)``
-    (GREENPLUM.md §4), plus one retry interval per retry and a margin."""
+    (docs/greenplum-internals.md#segment-configuration-and-fts), plus one retry
+    interval per retry and a margin."""
     retries = settings["gp_fts_probe_retries"]
     return float(settings["gp_fts_probe_timeout"] * (retries + 1) + retries + PROBE_MARGIN_S)
 
@@ -70,10 +71,10 @@ def request_probe(conn, timeout):
     Returns {completed: bool, seconds: float, error: None or text}. A timeout or
     an error is data (FTS hung or paused, a build without FTS), not an exception;
     psycopg errors other than statement failures propagate."""
-    query(conn, "SELECT set_config('statement_timeout', %s, false)", (str(int(timeout * 1000)),))
+    query(conn, sql.SET_STATEMENT_TIMEOUT, (str(int(timeout * 1000)),))
     started = time.monotonic()
     try:
-        query(conn, "SELECT gp_request_fts_probe_scan()")
+        query(conn, sql.REQUEST_FTS_PROBE)
         error = None
     except psycopg.errors.QueryCanceled:
         error = ("timeout: FTS did not finish a probe cycle within %.1f s (FTS paused, hung, busy "
@@ -105,18 +106,17 @@ def catalog_diff(before, after):
 
 def history_last_time(conn):
     """The newest ``gp_configuration_history.time`` (or None)."""
-    return query(conn, "SELECT max(time) AS t FROM gp_configuration_history")[0]["t"]
+    return query(conn, sql.CONFIGURATION_HISTORY_LAST_TIME)[0]["t"]
 
 
 def history_since(conn, after):
     """``gp_configuration_history`` rows newer than ``after`` (all when None), oldest
     first: [{time (ISO text), dbid, description}]. FTS writes one per changed
     member: "FTS: update role, status, and mode for dbid %d with contentid %d to
-    %c, %c, and %c" (GREENPLUM.md §5)."""
+    %c, %c, and %c" (docs/greenplum-internals.md#segment-configuration-and-fts)."""
     if after is None:
-        rows = query(conn, "SELECT time, dbid, description FROM gp_configuration_history ORDER BY time, dbid")
+        rows = query(conn, sql.CONFIGURATION_HISTORY)
     else:
-        rows = query(conn, "SELECT time, dbid, description FROM gp_configuration_history"
-                           " WHERE time > %s ORDER BY time, dbid", (after,))
+        rows = query(conn, sql.CONFIGURATION_HISTORY_SINCE, (after,))
     return [{"time": r["time"].isoformat() if hasattr(r["time"], "isoformat") else r["time"],
              "dbid": r["dbid"], "description": r["description"]} for r in rows]

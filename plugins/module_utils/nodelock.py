@@ -16,7 +16,7 @@ What Slony-I records (``slony1_base.sql``, ``slony1_funcs.sql``, Slony-I 2.2):
 - Before registering, slon names its connection ``slon.<thread>`` with
   ``store_application_name()`` (``application_name``, e.g. ``slon.local_listen``).
 
-The rule used here (DESIGN.md "stale node lock"): a row is ``live`` only if a
+The rule used here (docs/stale-locks.md#slony-i-node-locks-gp_nodelock): a row is ``live`` only if a
 backend with ``nl_backendpid`` is in ``pg_stat_activity`` of this database,
 is a client backend, runs as the Slony user, carries a slon
 ``application_name`` of the thread that writes such a row (``nl_conncnt`` 0:
@@ -49,10 +49,11 @@ import re
 from typing import Any, Dict, List, Optional, Tuple
 
 try:
-    from psycopg import ClientCursor, sql
+    from psycopg import ClientCursor
 except ImportError:  # pragma: no cover - modules report the missing library
-    ClientCursor = sql = None
+    ClientCursor = None
 
+from ansible_collections.gpops.greenplum.plugins.module_utils import sql
 from ansible_collections.gpops.greenplum.plugins.module_utils.connection import query
 
 LIVE, STALE = "live", "stale"
@@ -60,35 +61,6 @@ SLON_APPLICATION_NAME = r"^slon\."
 # The one slon thread that writes a row with nl_conncnt = 0 (local_listen.c); every other
 # row comes from registerNodeConnection() of another thread (remote listener, workers).
 LOCAL_LISTEN = "slon.local_listen"
-
-FIND_CLUSTERS_SQL = """
-SELECT n.nspname AS schema, pg_catalog.pg_get_userbyid(n.nspowner) AS owner
-FROM pg_catalog.pg_namespace n
-JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid
-WHERE c.relname = 'sl_nodelock' AND c.relkind IN ('r', 'p') AND n.nspname LIKE '\\_%%'
-  AND (%(schema)s::text IS NULL OR n.nspname = %(schema)s::text)
-ORDER BY n.nspname
-"""
-
-# CASE keeps pg_xact_commit_timestamp() from being called (it raises) when
-# track_commit_timestamp is off.
-_ROWS_SQL = """
-SELECT l.nl_nodeid, l.nl_conncnt, l.nl_backendpid, l.xmin::text AS row_xmin,
-       CASE WHEN pg_catalog.current_setting('track_commit_timestamp') = 'on'
-            THEN pg_catalog.pg_xact_commit_timestamp(l.xmin) END AS row_written
-FROM {table} l
-{where}
-ORDER BY l.nl_nodeid, l.nl_conncnt
-{lock}
-"""
-
-BACKENDS_SQL = """
-SELECT pid, datname, usename, application_name, backend_start, backend_type, state,
-       client_addr::text AS client_addr, client_port, datname = pg_catalog.current_database() AS same_database
-FROM pg_stat_activity
-WHERE pid = ANY(%(pids)s)
-"""
-
 
 @dataclasses.dataclass(frozen=True)
 class SlonyCluster:
@@ -124,26 +96,20 @@ def schema_of(cluster_name):
 
 def find_clusters(conn, cluster_name=None):
     """Slony-I cluster schemas of the connected database (all, or the named one)."""
-    rows = query(conn, FIND_CLUSTERS_SQL, {"schema": schema_of(cluster_name) if cluster_name else None})
+    rows = query(conn, sql.SLONY_CLUSTERS, {"schema": schema_of(cluster_name) if cluster_name else None})
     return [SlonyCluster(schema=r["schema"], owner=r["owner"]) for r in rows]
-
-
-def _rows_statement(cluster, key=None, lock=False):
-    where = sql.SQL("WHERE l.nl_nodeid = %(nodeid)s AND l.nl_conncnt = %(conncnt)s") if key else sql.SQL("")
-    return sql.SQL(_ROWS_SQL).format(
-        table=sql.Identifier(cluster.schema, "sl_nodelock"), where=where,
-        lock=sql.SQL("FOR UPDATE OF l") if lock else sql.SQL(""))
 
 
 def read_rows(conn, cluster, key=None, lock=False):
     """The cluster's ``sl_nodelock`` rows (or the one with ``key`` = (nodeid, conncnt))."""
     params = {"nodeid": key[0], "conncnt": key[1]} if key else None
-    return [NodeLock(**r) for r in query(conn, _rows_statement(cluster, key, lock), params)]
+    statement = sql.nodelock_rows(cluster.schema, by_key=bool(key), for_update=lock)
+    return [NodeLock(**r) for r in query(conn, statement, params)]
 
 
 def read_backends(conn, pids):
     """``pg_stat_activity`` rows for ``pids``, keyed by pid (the server's own view, any database)."""
-    return {r["pid"]: r for r in query(conn, BACKENDS_SQL, {"pids": list(pids)})}
+    return {r["pid"]: r for r in query(conn, sql.BACKENDS_BY_PIDS, {"pids": list(pids)})}
 
 
 def _check(name, passed, detail):
@@ -275,8 +241,7 @@ def _same_pid(rows, row):
 
 def delete_statement(cluster):
     """The one DELETE this module runs: a row named by its key and its PID."""
-    return sql.SQL("DELETE FROM {} WHERE nl_nodeid = %s AND nl_conncnt = %s AND nl_backendpid = %s").format(
-        sql.Identifier(cluster.schema, "sl_nodelock"))
+    return sql.delete_nodelock(cluster.schema)
 
 
 def render(conn, statement, params):
@@ -299,7 +264,7 @@ def delete_stale(conn, targets, slony_user=None, application_name=SLON_APPLICATI
     deleted, skipped = [], []
     with conn.transaction():
         locked = [(cluster, read_rows(conn, cluster, key=row.key, lock=True), row) for cluster, row in targets]
-        query(conn, "SELECT pg_catalog.pg_stat_clear_snapshot()")
+        query(conn, sql.CLEAR_STATS_SNAPSHOT)
         pids = [now[0].nl_backendpid for _cluster, now, _row in locked if now]
         backends = read_backends(conn, pids) if pids else {}
         every = {cluster.schema: read_rows(conn, cluster) for cluster, _now, _row in locked}

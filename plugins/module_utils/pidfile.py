@@ -7,7 +7,7 @@ A daemon refuses to start when its pid file names a PID that is alive, and
 ``kill -0`` cannot tell a live server from an unrelated process that got the
 same PID after a crash or reboot. This module decides by identity instead.
 
-Layers (DESIGN.md "Layers"): :func:`parse_pidfile` (text -> record),
+Layers (facts, then a pure judgement, then an act that re-checks): :func:`parse_pidfile` (text -> record),
 :func:`observe` (reads the file, ``/proc`` and SysV shared memory: facts),
 :func:`judge` (facts -> verdict and evidence, pure), :func:`remove_if_stale`
 (acts: re-observes, re-judges and unlinks only a file still proven stale).

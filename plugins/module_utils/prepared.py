@@ -7,7 +7,8 @@ A distributed transaction that touched several segments is PREPARED on each of
 them and then committed (or aborted) by the coordinator. If that second phase
 does not reach a segment, the prepared transaction stays there holding its
 locks; Greenplum's dtx recovery sweeps orphans only after an abort broadcast has
-failed (GREENPLUM.md §8, ``AbortOrphanedPreparedTransactions``).
+failed (``AbortOrphanedPreparedTransactions``,
+docs/greenplum-internals.md#prepared-transactions).
 
 Greenplum's own orphan rule, followed here: a segment's prepared transaction is
 an orphan when it is older than a threshold (``gp_dtx_recovery_prepared_period``,
@@ -37,25 +38,14 @@ __metaclass__ = type
 
 from typing import Any, Dict, List, Optional
 
-try:
-    from psycopg import sql
-except ImportError:  # pragma: no cover - modules report the missing library
-    sql = None
-
+from ansible_collections.gpops.greenplum.plugins.module_utils import sql
 from ansible_collections.gpops.greenplum.plugins.module_utils.connection import connect, query
 from ansible_collections.gpops.greenplum.plugins.module_utils.records import COORDINATOR_CONTENT
 
 ORPHANED, IN_PROGRESS, TOO_YOUNG, COMMITTED, FOREIGN_GID, COORDINATOR = (
     "orphaned", "in_progress", "too_young", "committed", "foreign_gid", "coordinator")
-# gp_dtx_recovery_prepared_period default (GREENPLUM.md §8).
+# gp_dtx_recovery_prepared_period default (docs/greenplum-internals.md#defaults).
 DEFAULT_MIN_AGE = 120.0
-
-# The segments hold the distributed commit log; the coordinator's own gp_distributed_log
-# is empty on Greenplum 7 (docs/real-greenplum.md). gp_dist_random() is parser syntax
-# (parse_clause.c), not a function: it cannot be schema-qualified, its argument is.
-COMMIT_LOG_SQL = ("SELECT DISTINCT distributed_xid::text AS gxid"
-                  " FROM gp_dist_random('pg_catalog.gp_distributed_log')"
-                  " WHERE status = 'Committed' AND distributed_xid::text = ANY(%(gxids)s)")
 
 
 def coordinator_gxids(snapshot):
@@ -144,14 +134,14 @@ def read_committed(conn, gxids):
     if not gxids:
         return set(), None
     try:
-        return {r["gxid"] for r in query(conn, COMMIT_LOG_SQL, {"gxids": sorted(gxids)})}, None
+        return {r["gxid"] for r in query(conn, sql.COMMITTED_GXIDS, {"gxids": sorted(gxids)})}, None
     except Exception as exc:  # the view is Greenplum's only; any failure means "not checked"
         return None, " ".join(str(exc).split())[:200]
 
 
 def rollback_statement(gid):
     """``ROLLBACK PREPARED`` takes a string literal, not a parameter."""
-    return sql.SQL("ROLLBACK PREPARED {}").format(sql.Literal(gid))
+    return sql.rollback_prepared(gid)
 
 
 def rollback(params, server, node, decision, coordinator_conn):
@@ -168,16 +158,13 @@ def rollback(params, server, node, decision, coordinator_conn):
         return False, "the distributed commit log could not be read (%s): commit unknown" % why
     if gxid in committed:
         return False, "gp_distributed_log now records gxid %s as committed" % gxid
-    again = query(coordinator_conn,
-                  "SELECT 1 FROM gp_distributed_xacts WHERE distributed_xid::text = %(g)s UNION ALL "
-                  "SELECT 1 FROM pg_locks WHERE locktype = 'distributed xid' AND transactionid::text = %(g)s"
-                  " AND gp_segment_id = -1", {"g": gxid})
+    again = query(coordinator_conn, sql.COORDINATOR_HAS_GXID, {"g": gxid})
     if again:
         return False, "the coordinator has gxid %s again" % gxid
     conn = connect(params, host=node.address, port=node.port, dbname=decision["database"], utility=True,
                    server=server)
     with conn:
-        if not query(conn, "SELECT 1 FROM pg_prepared_xacts WHERE gid = %(gid)s", {"gid": decision["gid"]}):
+        if not query(conn, sql.PREPARED_GID_EXISTS, {"gid": decision["gid"]}):
             return False, "gid %s is no longer prepared on content %d" % (decision["gid"], decision["content"])
         statement = rollback_statement(decision["gid"])
         text = statement.as_string(conn)

@@ -8,7 +8,7 @@ column name, from a live server or from a captured fixture) and builds these
 records with the ``from_row`` constructors; the analysis layer takes records
 and returns records; modules turn records into return values with ``as_dict``.
 
-Columns are always selected by name, never by position (GREENPLUM.md §0), and
+Columns are always selected by name, never by position (docs/greenplum-internals.md), and
 a column missing from a row (GP6 has no ``wait_event``, GP7 has no ``waiting``)
 becomes ``None``. Timestamps are timezone-aware ``datetime`` objects; ISO
 strings (as in captures) are parsed. Durations are float seconds.
@@ -397,7 +397,7 @@ class PreparedXact(_Record):
     def gxid(self):
         """The distributed xid the gid names, or None for a gid Greenplum did not form
         (GP7/Cloudberry ``dtxFormGid``: the decimal gxid; GP6 ``dtxFormGID``:
-        ``%u-%.10u`` = DTM start timestamp, then the gxid; GREENPLUM.md §8)."""
+        ``%u-%.10u`` = DTM start timestamp, then the gxid; docs/greenplum-internals.md#prepared-transactions)."""
         text = self.gid.rsplit("-", 1)[-1]
         return int(text) if text.isdigit() else None
 

@@ -13,8 +13,8 @@ thing over a connection made by ``connection.connect`` (timeouts included):
 - ``apply_switch(conn, method, value, datadir)``: GP7/Cloudberry
   ``ALTER SYSTEM SET synchronous_standby_names = <value>`` then
   ``pg_reload_conf()``; GP6 the same value in ``gp_replication.conf`` in the
-  primary's data directory, then ``pg_reload_conf()`` (GREENPLUM.md, verified
-  section and §4). Never ``ALTER SYSTEM RESET``.
+  primary's data directory, then ``pg_reload_conf()``
+  (docs/greenplum-internals.md#synchronous-replication-switch). Never ``ALTER SYSTEM RESET``.
 - ``wait_applied(conn, value, timeout)``: poll until the setting is in effect.
 - ``walsender_sample(conn)`` / ``terminate_walsender(conn, pid)``: the
   coordinator's walsender serving the standby coordinator.
@@ -32,52 +32,22 @@ import os
 import tempfile
 import time
 
+from ansible_collections.gpops.greenplum.plugins.module_utils import sql
 from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
     GpConnectionError, connect, query, run_on_nodes)
 from ansible_collections.gpops.greenplum.plugins.module_utils.records import Backend
 from ansible_collections.gpops.greenplum.plugins.module_utils.syncrep import (
     GP_WALRECEIVER_APPNAME, Replication, gp_replication_conf_text, is_syncrep_wait)
 
-try:
-    from psycopg import sql
-except ImportError:  # pragma: no cover - connection.py reports the missing library
-    sql = None
-
 ALTER_SYSTEM = "alter_system"
 GP_REPLICATION_CONF = "gp_replication_conf"
 METHODS = ("auto", ALTER_SYSTEM, GP_REPLICATION_CONF)
 GP_REPLICATION_CONF_FILE = "gp_replication.conf"
 
-SETTING_SQL = ("SELECT setting, source, sourcefile FROM pg_settings"
-               " WHERE name = 'synchronous_standby_names'")
-# PostgreSQL 10 renamed xlog/location to wal/lsn; Greenplum 6 is PostgreSQL 9.4.
-_REPLICATION_SQL = (
-    "SELECT pid, application_name, state, sync_state,"
-    " {diff}({current}(), {flush})::bigint AS flush_lag_bytes,"
-    " {diff}({current}(), {replay})::bigint AS replay_lag_bytes,"
-    " {diff}({flush}, '0/0')::bigint AS flush_lsn_bytes,"
-    " {diff}({replay}, '0/0')::bigint AS replay_lsn_bytes,"
-    " {diff}({current}(), '0/0')::bigint AS current_lsn_bytes"
-    " FROM pg_stat_replication WHERE application_name = %s ORDER BY pid")
-_NAMES_PG10 = dict(diff="pg_wal_lsn_diff", current="pg_current_wal_lsn", flush="flush_lsn",
-                   replay="replay_lsn")
-_NAMES_PG94 = dict(diff="pg_xlog_location_diff", current="pg_current_xlog_location",
-                   flush="flush_location", replay="replay_location")
-ACTIVITY_SQL = "SELECT * FROM pg_stat_activity"
-NOW_SQL = "SELECT now() AS now, current_setting('server_version_num')::int AS server_version_num"
-
-
-def replication_sql(server_version_num):
-    """The ``pg_stat_replication`` query for a server of that PostgreSQL version
-    number (e.g. 120012 for GP7, 90426 for GP6)."""
-    names = _NAMES_PG10 if server_version_num >= 100000 else _NAMES_PG94
-    return _REPLICATION_SQL.format(**names)
-
-
 def read_setting(conn):
     """``{setting, source, sourcefile}`` of ``synchronous_standby_names``
     (``sourcefile`` is NULL for non-superusers)."""
-    rows = query(conn, SETTING_SQL)
+    rows = query(conn, sql.SYNC_STANDBY_NAMES_SETTING)
     return rows[0] if rows else {"setting": None, "source": None, "sourcefile": None}
 
 
@@ -87,9 +57,9 @@ def observe_primary(conn, content):
     Returns {setting: {setting, source, sourcefile}, replication: Replication,
     replication_rows: [pg_stat_replication rows], backends: [Backend], now:
     datetime (the primary's clock)}."""
-    head = query(conn, NOW_SQL)[0]
-    rows = query(conn, replication_sql(head["server_version_num"]), (GP_WALRECEIVER_APPNAME,))
-    backends = [Backend.from_row(r, content=content) for r in query(conn, ACTIVITY_SQL)]
+    head = query(conn, sql.NOW_AND_SERVER_VERSION_NUM)[0]
+    rows = query(conn, sql.replication_positions(head["server_version_num"]), (GP_WALRECEIVER_APPNAME,))
+    backends = [Backend.from_row(r, content=content) for r in query(conn, sql.LOCAL_ACTIVITY)]
     return {"setting": read_setting(conn), "replication": Replication.from_rows(rows),
             "replication_rows": rows, "backends": backends, "now": head["now"]}
 
@@ -98,8 +68,8 @@ def choose_method(method, server, setting, datadir):
     """Resolve ``method: auto``: ``gp_replication_conf`` on Greenplum 6, or where the
     current value comes from a ``gp_replication.conf`` (GP6-style layouts), or where
     that file exists in ``datadir`` on this host; else ``alter_system`` (GP7,
-    Cloudberry: FTS writes ``postgresql.auto.conf`` there, GREENPLUM.md verified
-    section)."""
+    Cloudberry: FTS writes ``postgresql.auto.conf`` there,
+    docs/greenplum-internals.md#synchronous-replication-switch)."""
     if method != "auto":
         return method
     if server is not None and server.flavor == "greenplum" and server.major <= 6:
@@ -115,11 +85,11 @@ def choose_method(method, server, setting, datadir):
 def switch_statements(method, value, datadir):
     """The statements (text) that ``apply_switch`` runs, for reports and check mode."""
     if method == ALTER_SYSTEM:
-        first = "ALTER SYSTEM SET synchronous_standby_names = '%s'" % value
+        first = sql.alter_system_sync_standby_names_text(value)
     else:
         first = "write synchronous_standby_names = '%s' to %s" % (
             value, os.path.join(datadir, GP_REPLICATION_CONF_FILE))
-    return [first, "SELECT pg_reload_conf()"]
+    return [first, sql.RELOAD_CONF]
 
 
 def _write_gp_replication_conf(datadir, value):
@@ -158,11 +128,10 @@ def apply_switch(conn, method, value, datadir):
         raise ValueError("synchronous_standby_names value must be '*' or '', got %r" % (value,))
     if method == ALTER_SYSTEM:
         with conn.cursor() as cur:
-            cur.execute(sql.SQL("ALTER SYSTEM SET synchronous_standby_names = {}").format(
-                sql.Literal(value)))
+            cur.execute(sql.alter_system_sync_standby_names(value))
     else:
         _write_gp_replication_conf(datadir, value)
-    query(conn, "SELECT pg_reload_conf()")
+    query(conn, sql.RELOAD_CONF)
     return switch_statements(method, value, datadir)
 
 
@@ -183,7 +152,7 @@ def wait_released(conn, content, timeout, interval=0.2):
     ``timeout`` seconds pass; returns the Backend records still waiting."""
     deadline = time.monotonic() + timeout
     while True:
-        waiting = [b for b in (Backend.from_row(r, content=content) for r in query(conn, ACTIVITY_SQL))
+        waiting = [b for b in (Backend.from_row(r, content=content) for r in query(conn, sql.LOCAL_ACTIVITY))
                    if is_syncrep_wait(b)]
         if not waiting or time.monotonic() >= deadline:
             return waiting
@@ -194,16 +163,15 @@ def walsender_sample(conn):
     """The coordinator's walsender serving the standby coordinator (application
     ``gp_walreceiver``) with LSN byte positions, or None. Taken on the coordinator;
     ``pg_stat_replication`` there is the coordinator's own."""
-    head = query(conn, NOW_SQL)[0]
-    rows = query(conn, replication_sql(head["server_version_num"]), (GP_WALRECEIVER_APPNAME,))
+    head = query(conn, sql.NOW_AND_SERVER_VERSION_NUM)[0]
+    rows = query(conn, sql.replication_positions(head["server_version_num"]), (GP_WALRECEIVER_APPNAME,))
     return rows[0] if rows else None
 
 
 def terminate_walsender(conn, pid):
     """End the walsender ``pid`` only if it still is the standby's walsender (a pid
     reused by another process is never signalled). Returns True when signalled."""
-    rows = query(conn, "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_replication"
-                       " WHERE pid = %s AND application_name = %s", (pid, GP_WALRECEIVER_APPNAME))
+    rows = query(conn, sql.TERMINATE_WALSENDER, (pid, GP_WALRECEIVER_APPNAME))
     return bool(rows and rows[0]["ok"])
 
 

@@ -20,7 +20,8 @@ Public API:
 - ``filter_records(snapshot, waiting_only=False, relation=None, session=None,
   content=None) -> dict``: the ``locks``, ``edges`` and ``backends`` a user asked for.
 
-How it collects (GREENPLUM.md §1, §2, §6, §7):
+How it collects (docs/greenplum-internals.md#locks-and-sessions,
+#wait-for-edges-gp_dist_wait_status, #utility-mode):
 
 1. On the coordinator, in dispatch mode: ``pg_locks``, ``gp_dist_wait_status()``,
    ``gp_stat_activity`` (Greenplum 7 / Cloudberry) and ``gp_distributed_xacts``;
@@ -39,9 +40,9 @@ How it collects (GREENPLUM.md §1, §2, §6, §7):
    captures show the coordinator's OID in segment rows; so does the sandbox, whose
    nodes have separate catalogs).
 
-Only read-only statements run, each connection has ``lock_timeout`` set, and catalog
-objects are named unqualified (Greenplum users and the sandbox rely on the role's
-``search_path``; it is never overridden).
+Only read-only statements run (all in ``sql.py``, catalog objects schema-qualified,
+so the login role's ``search_path`` cannot substitute its own objects), and each
+connection has ``lock_timeout`` set.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -51,7 +52,7 @@ __metaclass__ = type
 import datetime
 import time
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import catalog
+from ansible_collections.gpops.greenplum.plugins.module_utils import catalog, sql
 from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
     connect, query, run_on_nodes, run_with_deadline)
 from ansible_collections.gpops.greenplum.plugins.module_utils.records import (
@@ -60,26 +61,6 @@ from ansible_collections.gpops.greenplum.plugins.module_utils.records import (
 
 INCLUDE_ALL = ("locks", "edges", "activity", "dist_xacts", "prepared_xacts")
 
-# In dispatch mode on the coordinator these return the rows of every primary too.
-DISPATCHED_SQL = {
-    "locks": "SELECT * FROM pg_locks",
-    "edges": "SELECT * FROM gp_dist_wait_status()",
-    "activity": "SELECT * FROM gp_stat_activity",
-    "dist_xacts": "SELECT * FROM gp_distributed_xacts",
-}
-# In utility mode on one node: that node's rows only.
-LOCAL_SQL = {
-    "locks": "SELECT * FROM pg_locks",
-    "edges": "SELECT * FROM gp_dist_wait_status()",
-    "activity": "SELECT * FROM pg_stat_activity",
-    "dist_xacts": "SELECT * FROM gp_distributed_xacts",
-    "prepared_xacts": "SELECT transaction, gid, prepared, owner, database FROM pg_prepared_xacts",
-}
-RELATIONS_SQL = (
-    "SELECT c.oid, n.nspname, c.relname FROM pg_class c"
-    " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY(%s)")
-DATABASES_SQL = "SELECT oid, datname, datname = current_database() AS current FROM pg_database"
-BLOCKING_PIDS_SQL = "SELECT pid, pg_blocking_pids(pid) AS blocking_pids FROM unnest(%s::int[]) AS pid"
 # Coordinator-only facts (distributed transactions are the QD's).
 COORDINATOR_ONLY = ("dist_xacts",)
 
@@ -114,16 +95,16 @@ def _lookup_relations(params, server, keys, statement_timeout):
     """
     names = {}
     with connect(params, server=server, statement_timeout=statement_timeout) as conn:
-        databases = query(conn, DATABASES_SQL)
+        databases = query(conn, sql.DATABASES)
         current = next(int(d["oid"]) for d in databases if d["current"])
         datnames = {int(d["oid"]): d["datname"] for d in databases}
         for database, oids in sorted(keys.items()):
             if database in (0, current):  # 0: shared catalogs, visible from any database
-                rows = query(conn, RELATIONS_SQL, (sorted(oids),))
+                rows = query(conn, sql.RELATION_NAMES, (sorted(oids),))
             elif database in datnames:
                 with connect(params, dbname=datnames[database], server=server,
                              statement_timeout=statement_timeout) as other:
-                    rows = query(other, RELATIONS_SQL, (sorted(oids),))
+                    rows = query(other, sql.RELATION_NAMES, (sorted(oids),))
             else:
                 continue
             names.update({(database, int(r["oid"])): "%s.%s" % (r["nspname"], r["relname"])
@@ -134,7 +115,7 @@ def _lookup_relations(params, server, keys, statement_timeout):
 def _collect_node(params, server, node, wants, dispatched_locks, statement_timeout):
     """Everything needed from one node, over one utility-mode connection.
 
-    ``wants``: the ``LOCAL_SQL`` items to read here; ``dispatched_locks``: this node's
+    ``wants``: the ``sql.LOCAL_SNAPSHOT`` items to read here; ``dispatched_locks``: this node's
     ``pg_locks`` rows from the dispatched query (when ``locks`` is not read here), for
     the ``pg_blocking_pids`` lookup. Returns the node's row dict (see
     ``snapshot_from_rows``).
@@ -145,16 +126,16 @@ def _collect_node(params, server, node, wants, dispatched_locks, statement_timeo
     with connect(params, host=host, port=port, utility=True, server=server,
                  statement_timeout=statement_timeout) as conn:
         for item in wants:
-            out[item] = query(conn, LOCAL_SQL[item])
+            out[item] = query(conn, sql.LOCAL_SNAPSHOT[item])
         waiting = _waiting_pids(out.get("locks", dispatched_locks or []))
         if waiting:
             out["blocking_pids"] = {int(r["pid"]): r["blocking_pids"] or []
-                                    for r in query(conn, BLOCKING_PIDS_SQL, (waiting,))}
+                                    for r in query(conn, sql.BLOCKING_PIDS, (waiting,))}
     return out
 
 
 def _dispatch(conn, items):
-    out = {item: query(conn, DISPATCHED_SQL[item]) for item in items}
+    out = {item: query(conn, sql.DISPATCHED_SNAPSHOT[item]) for item in items}
     conn.close()
     return out
 
@@ -162,15 +143,15 @@ def _dispatch(conn, items):
 def plan_items(server, include, dispatched_ok=True):
     """Which items are read where: ``(dispatched, {is_coordinator: local items})``.
 
-    Dispatched on the coordinator: the ``include`` items of ``DISPATCHED_SQL``, but not
+    Dispatched on the coordinator: the ``include`` items of ``sql.DISPATCHED_SNAPSHOT``, but not
     ``activity`` on Greenplum 6 (no ``gp_stat_activity``: every node's own
     ``pg_stat_activity`` instead). Per node in utility mode: what dispatch did not
     give (everything when it failed, ``prepared_xacts`` always), ``dist_xacts`` only on
     the coordinator.
     """
-    dispatched = [i for i in DISPATCHED_SQL if i in include
+    dispatched = [i for i in sql.DISPATCHED_SNAPSHOT if i in include
                   and (i != "activity" or server.has_gp_stat_activity)]
-    local = [i for i in LOCAL_SQL if i in include and not (dispatched_ok and i in dispatched)]
+    local = [i for i in sql.LOCAL_SNAPSHOT if i in include and not (dispatched_ok and i in dispatched)]
     return dispatched, {True: local, False: [i for i in local if i not in COORDINATOR_ONLY]}
 
 

@@ -14,13 +14,13 @@ in docs/mirror-loss.md and in every decision's ``durability_risk``):
   no walsender in state ``streaming`` for the mirror) or the operator forced it;
 * it is switched on only when the mirror streams and has caught up;
 * the value written is exactly what FTS writes (``''`` or ``'*'``), never
-  ``ALTER SYSTEM RESET`` (which deletes FTS's line: GREENPLUM.md, verified
-  section); FTS's catalog is never touched; FTS sets ``'*'`` again by itself once
-  the mirror streams (``HandleFtsWalRepProbe``, GREENPLUM.md §4);
+  ``ALTER SYSTEM RESET`` (which deletes FTS's line:
+  docs/greenplum-internals.md#synchronous-replication-switch); FTS's catalog is never touched; FTS sets ``'*'`` again by itself once
+  the mirror streams (``HandleFtsWalRepProbe``, same section);
 * a double fault (primary down and mirror down or not in sync) is reported as
   needing a person and never acted on (FTS: "FTS double fault detected");
 * the coordinator (content -1) is refused: it ignores
-  ``synchronous_standby_names`` (GREENPLUM.md §4 "Coordinator <-> standby").
+  ``synchronous_standby_names`` (same section, "Coordinator and standby").
 
 Units: seconds (float) for durations, bytes (int) for WAL lag.
 """
@@ -276,7 +276,8 @@ def is_syncrep_wait(backend):
     # type: (Backend) -> bool
     """A backend waiting for synchronous replication: GP7/Cloudberry
     ``wait_event = 'SyncRep'`` (``WAIT_EVENT_SYNC_REP``), GP6 ``waiting_reason =
-    'replication'`` (``PGBE_WAITING_REPLICATION``), GREENPLUM.md §4/§7."""
+    'replication'`` (``PGBE_WAITING_REPLICATION``),
+    docs/greenplum-internals.md#synchronous-replication-switch."""
     return backend.wait_event == "SyncRep" or backend.waiting_reason == "replication"
 
 
@@ -296,8 +297,8 @@ def syncrep_waiters(backends, now):
     datname, and the coordinator backend of the same distributed session
     (``qd_pid``, ``qd_application_name``, ``qd_query``; None when not among
     ``backends``, e.g. utility-mode rows). Cancel does not release these waits
-    and terminating the QD leaves the QE waiting with its locks (GREENPLUM.md,
-    verified section): the remedy is releasing the wait, never killing."""
+    and terminating the QD leaves the QE waiting with its locks
+    (docs/greenplum-internals.md#synchronous-replication-switch): the remedy is releasing the wait, never killing."""
     backends = list(backends)
     qds = {b.sess_id: b for b in backends
            if b.content == COORDINATOR_CONTENT and b.sess_id and b.sess_id > 0
@@ -408,7 +409,7 @@ def standby_walsender_stalled(first, second, elapsed, threshold, coordinator_wai
     samples, ``elapsed >= threshold``, neither its flush nor its replay position
     moved, WAL is pending for it (flush behind the coordinator's current
     position), and commits are waiting in SyncRep on the coordinator. Only then
-    may its walsender be ended (GREENPLUM.md §4: a standby that is down never
+    may its walsender be ended (docs/greenplum-internals.md#synchronous-replication-switch: a standby that is down never
     blocks coordinator commits; a connected, stalled one does and
     ``synchronous_standby_names`` has no effect there).
 
@@ -451,7 +452,8 @@ def gp_replication_conf_text(current, value):
     """The new text of a GP6 ``gp_replication.conf`` with
     ``synchronous_standby_names`` set to ``value`` ('' or '*'), other lines
     kept. GP6 writes one ``name = 'value'`` line per setting
-    (``set_gp_replication_config``, GREENPLUM.md §4). Raises ValueError for any
+    (``set_gp_replication_config``,
+    docs/greenplum-internals.md#synchronous-replication-switch). Raises ValueError for any
     other value (the only values FTS writes)."""
     if value not in (SYNC_ON, SYNC_OFF):
         raise ValueError("synchronous_standby_names value must be '*' or '', got %r" % (value,))

@@ -57,7 +57,7 @@ CLASSES = (
     "twophase_commit_retry", "resource_queue_wait", "long_idle_in_transaction", "gdd_status",
 )
 
-# Greenplum defaults (guc_gp.c; verified on GP7.0, GREENPLUM.md first section).
+# Greenplum defaults (guc_gp.c; verified on GP7.0, docs/greenplum-internals.md#defaults).
 _DEFAULT_SETTINGS = {
     "gp_enable_global_deadlock_detector": "off",
     "gp_global_deadlock_detector_period": "120",
@@ -378,7 +378,8 @@ def _fts(index, facts, options, syncrep_findings):
     timeout = _int_setting(facts, "gp_fts_probe_timeout")
     retries = _int_setting(facts, "gp_fts_probe_retries")
     # The latest FTS marks a dead mirror down: its grace period, then the next probe cycle,
-    # which may itself take timeout * (retries + 1) (fts.c, ftsprobe.c; GREENPLUM.md §4).
+    # which may itself take timeout * (retries + 1) (fts.c, ftsprobe.c;
+    # docs/greenplum-internals.md#segment-configuration-and-fts).
     budget = interval + grace + timeout * (retries + 1)
     late = [f for f in syncrep_findings
             if f.evidence["content"] != COORDINATOR_CONTENT and not f.evidence["fts_has_acted"]
@@ -459,7 +460,7 @@ def _orphan_severity(age, threshold, waiters):
 def _orphaned_prepared(index, facts, options):
     """Prepared transactions whose gxid the coordinator no longer has: ``prepared.classify``
     decides them (Greenplum's orphan rule: older than ``prepared_xact_age``,
-    docs/greenplum-internals.md); younger ones are reported too, from
+    docs/greenplum-internals.md#prepared-transactions); younger ones are reported too, from
     ``_ORPHAN_NOTICE_AGE`` on, at a severity that rises with their age
     (``_orphan_severity``). A gid Greenplum did not form (a utility-mode ``PREPARE
     TRANSACTION``) older than ``prepared_xact_age`` is reported too: nothing in Greenplum
@@ -522,7 +523,8 @@ def _resource_queue_waits(index, facts, options):
     if facts.setting("gp_resource_manager") != "queue":
         return []
     # Without the view's rows (not readable), the coordinator's own 'resource queue' lock
-    # rows say the same, the queue named by its oid (pg_locks.objid, GREENPLUM.md §9).
+    # rows say the same, the queue named by its oid (pg_locks.objid,
+    # docs/greenplum-internals.md#resource-queues).
     rows = facts.resqueue_locks or [
         {"lorrsqname": None, "lorobjid": lock.objid, "lorpid": lock.pid, "lorgranted": lock.granted,
          "lorusename": None} for lock in index.snapshot.locks

@@ -4,7 +4,7 @@
 """Victim choice: which distributed transaction to cancel so that each deadlock ends.
 
 Pure functions, no I/O. Greenplum's detector (``GddCtxBreakDeadLock`` in
-``gdddetector.c``, GREENPLUM.md §3) removes the youngest vertex (largest gxid),
+``gdddetector.c``, docs/greenplum-internals.md#global-deadlock-detector-gdd) removes the youngest vertex (largest gxid),
 reduces the graph again, and repeats while edges remain, so one snapshot may
 give several victims. We do the same, with two differences: the victim is chosen
 inside one cycle (strongly connected component) at a time, never a vertex that
@@ -18,7 +18,8 @@ Policies (``policy``):
   granted rows with its ``mppsessionid`` on every node: a measure of how much it has
   touched, hence of what a rollback undoes), ties broken by youngest.
 
-Never chosen (GREENPLUM.md §8, §12; DESIGN.md):
+Never chosen (docs/greenplum-internals.md#prepared-transactions and
+#signalling-backends):
 - a session whose coordinator (QD) backend is not in the snapshot: there is nothing
   safe to cancel, and the segment pids are not ours to signal;
 - a backend that is not a client backend (FTS, GDD, dtx recovery, walsender ...);

@@ -10,7 +10,7 @@ Pure functions, no I/O. Two halves:
   and is solid (the lock is held until the holder's transaction ends,
   ``holdTillEndXact``) or dotted (it may be released earlier, e.g. a tuple lock).
   The reduction applies the three rules of Greenplum's Global Deadlock Detector
-  (``src/backend/utils/gdd/README.md`` and ``gdddetector.c``, GREENPLUM.md §3) until
+  (``src/backend/utils/gdd/README.md`` and ``gdddetector.c``; docs/greenplum-internals.md#global-deadlock-detector-gdd) until
   nothing changes; edges left over mean a global deadlock.
 - The snapshot side (``SnapshotIndex``, ``global_edges``): one pass over the lock rows
   of a ``ClusterSnapshot`` to index what the graph, the blocking trees and the victim
@@ -231,7 +231,7 @@ class SnapshotIndex:
     a lock somebody waits for, granted or not), ``proc_locks`` ((content, pid) -> every
     lock row of a waiting process), ``gxid_qd`` (gxid -> the coordinator's
     ``distributed xid`` lock row: its pid is the QD backend, also while the session
-    id changes in "Retry Commit Prepared", GREENPLUM.md first section),
+    id changes in "Retry Commit Prepared", docs/greenplum-internals.md#signalling-backends),
     ``live_gxids`` (None when neither ``gp_distributed_xacts`` nor the coordinator's
     lock rows were collected), ``backend`` ((content, pid) -> Backend),
     ``qd_by_pid``/``qd_by_session`` (coordinator backends), ``syncrep_sessions``
@@ -265,7 +265,8 @@ class SnapshotIndex:
                 self.qd_by_pid[b.pid] = b
                 if b.sess_id and b.sess_id > 0 and _better_qd(b, self.qd_by_session.get(b.sess_id)):
                     self.qd_by_session[b.sess_id] = b
-            # GP7: wait_event 'SyncRep'; GP6: waiting_reason 'replication' (GREENPLUM.md §12).
+            # GP7: wait_event 'SyncRep'; GP6: waiting_reason 'replication'
+            # (docs/greenplum-internals.md#synchronous-replication-switch).
             if b.wait_event == "SyncRep" or b.waiting_reason == "replication":
                 self.syncrep_sessions[b.sess_id].append((b.content, b.pid))
 

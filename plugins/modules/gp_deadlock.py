@@ -151,7 +151,7 @@ actions:
     - {action: cancel, pid: 19885, sess_id: 11, gxid: 18, deadlock: 1,
        at: "2026-11-21T05:41:25.778240+00:00", result: done,
        reason: pg_cancel_backend with message,
-       statement: "SELECT pg_cancel_backend(a.pid, %(message)s::text) AS signalled FROM pg_stat_activity a WHERE ..."}
+       statement: "SELECT pg_catalog.pg_cancel_backend(a.pid, %(message)s::text) AS signalled FROM pg_catalog.pg_stat_activity a WHERE ..."}
 deadlocks_after:
   description: Deadlocks in the snapshot taken after acting (empty when all were broken);
     null when nothing was done or O(recheck) is false.

@@ -23,7 +23,7 @@ description:
     mirror streams and its flush lag is at most O(max_lag_bytes). O(state=auto) does
     whichever the mirror's state requires, or nothing.
   - Greenplum 7 and Cloudberry, C(ALTER SYSTEM SET synchronous_standby_names = ...) then
-    C(SELECT pg_reload_conf()) over a utility-mode connection to the primary; FTS writes the
+    C(SELECT pg_catalog.pg_reload_conf()) over a utility-mode connection to the primary; FTS writes the
     same C(postgresql.auto.conf). Greenplum 6, the same value in C(gp_replication.conf) in
     the primary's data directory, then reload; the module must then run on the segment host.
     Never C(ALTER SYSTEM RESET), which deletes FTS's line.
@@ -226,7 +226,7 @@ executed_queries:
   type: list
   elements: str
   sample: ["content 0 (dbid 2, sdw1:7002): ALTER SYSTEM SET synchronous_standby_names = ''",
-           "content 0 (dbid 2, sdw1:7002): SELECT pg_reload_conf()"]
+           "content 0 (dbid 2, sdw1:7002): SELECT pg_catalog.pg_reload_conf()"]
 actions:
   description:
     - Human lines, one per primary switched (or, in check mode, to be switched), needing a
@@ -260,7 +260,7 @@ standby_walsender:
 
 import time
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import catalog, replication, syncrep
+from ansible_collections.gpops.greenplum.plugins.module_utils import catalog, replication, sql, syncrep
 from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
     GpConnectionError, NotGreenplumError, connect, describe_node, query, server_info)
 from ansible_collections.gpops.greenplum.plugins.module_utils.module_base import gp_module
@@ -395,9 +395,9 @@ def _standby_walsender(module):
         time.sleep(p["stall_threshold"])
         second = replication.walsender_sample(conn)
         elapsed = time.monotonic() - started
-        now = query(conn, "SELECT now() AS now")[0]["now"]
+        now = query(conn, sql.NOW)[0]["now"]
         backends = [Backend.from_row(r, content=COORDINATOR_CONTENT)
-                    for r in query(conn, replication.ACTIVITY_SQL)]
+                    for r in query(conn, sql.LOCAL_ACTIVITY)]
         waiters = [w for w in syncrep.syncrep_waiters(backends, now)
                    if w["content"] == COORDINATOR_CONTENT]
         verdict = syncrep.standby_walsender_stalled(first, second, elapsed, p["stall_threshold"], waiters)

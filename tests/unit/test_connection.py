@@ -1,5 +1,5 @@
-"""Connection layer without a server: version/flavor parsing (GREENPLUM.md first
-section and §10), utility-mode option per flavor, option spec and validation, error
+"""Connection layer without a server: version/flavor parsing
+(docs/greenplum-internals.md#server-and-version), utility-mode option per flavor, option spec and validation, error
 classification, and the client-side deadline of run_on_nodes."""
 import threading
 import time

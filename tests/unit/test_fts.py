@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import fts, replication
+from ansible_collections.gpops.greenplum.plugins.module_utils import fts, replication, sql
 from ansible_collections.gpops.greenplum.plugins.module_utils.records import (
     SegmentConfig, rows_as_dicts)
 
@@ -50,9 +50,9 @@ def test_probe_timeout_allows_every_retry():
 
 
 def test_replication_sql_by_postgres_version():
-    gp7 = replication.replication_sql(120012)
+    gp7 = sql.replication_positions(120012)
     assert "pg_current_wal_lsn()" in gp7 and "flush_lsn" in gp7 and "xlog" not in gp7
-    gp6 = replication.replication_sql(90426)
+    gp6 = sql.replication_positions(90426)
     assert "pg_current_xlog_location()" in gp6 and "flush_location" in gp6 and "_lsn," not in gp6
 
 

@@ -100,8 +100,8 @@ static bool fault_skip_commit_prepared = false;
 /*
  * FTS settings of the sandbox's FTS process (gpsim.fts_*, seconds, written by
  * gpsandbox in gpsim_fts.conf) shown under Greenplum's names; and Greenplum
- * settings the sandbox does not act on, at Greenplum's defaults (GREENPLUM.md
- * sections 3 and 4).
+ * settings the sandbox does not act on, at Greenplum's defaults
+ * (docs/greenplum-internals.md#defaults).
  */
 typedef struct FtsGuc
 {

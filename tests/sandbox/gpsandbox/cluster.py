@@ -9,6 +9,7 @@ process: log, pid, pause flag). Ports as in Greenplum's demo cluster: coordinato
 = base port (default 7000, env GPSANDBOX_PORT), primaries base+2.., mirrors after.
 """
 import concurrent.futures
+import hashlib
 import json
 import os
 import pwd
@@ -34,10 +35,9 @@ DB_NAME = "postgres"
 HOST = "127.0.0.1"
 SLOT = "internal_wal_replication_slot"
 WALRECEIVER_APPNAME = "gp_walreceiver"
-SEARCH_PATH = "gpsim, pg_catalog, public"
 REPLICATION_CONFS = ("gp7", "gp6")
 
-# Small test defaults of Greenplum's FTS GUCs (GREENPLUM.md section 4), seconds.
+# Small test defaults of Greenplum's FTS GUCs (docs/greenplum-internals.md#defaults), seconds.
 FTS_DEFAULTS = {
     "probe_interval": 2.0,
     "probe_timeout": 2.0,
@@ -71,6 +71,17 @@ include_if_exists 'gp_replication.conf'
 """
 # FTS settings the gpsim extension shows as gp_fts_* (sandbox.json "fts" keys)
 FTS_GUCS = ("probe_interval", "probe_timeout", "probe_retries", "mirror_down_grace_period")
+
+
+
+def catalog_sha256():
+    """sha256 (hex) of what the catalog is made from: sql/gpsim.sql and ext/gpsim.c."""
+    digest = hashlib.sha256()
+    for path in (SQL_FILE, os.path.join(EXT_DIR, "gpsim.c")):
+        with open(path, "rb") as f:
+            digest.update(f.read())
+    return digest.hexdigest()
+
 
 HBA_CONF = """local all all trust
 host all all 127.0.0.1/32 trust
@@ -254,8 +265,9 @@ class Sandbox:
 
     def start(self, segments=3, mirrors=True, replication_conf="gp7", fts_settings=None):
         """Create and start the cluster; returns the status dict. A running sandbox
-        with the same topology is reused. Raises SandboxError (port in use,
-        PostgreSQL missing, another topology running)."""
+        with the same topology is reused; one made from another version of the
+        catalog (sql/gpsim.sql, ext/gpsim.c) is stopped and made again. Raises
+        SandboxError (port in use, PostgreSQL missing, another topology running)."""
         if replication_conf not in REPLICATION_CONFS:
             raise SandboxError("replication_conf must be one of %s, not %r"
                                % (", ".join(REPLICATION_CONFS), replication_conf))
@@ -266,7 +278,9 @@ class Sandbox:
         if st is not None:
             have = dict(segments=st["segments"], mirrors=st["mirrors"],
                         replication_conf=st["replication_conf"])
-            if self.running():
+            if self.running() and st.get("catalog_sha256") != catalog_sha256():
+                self.stop()  # made by an older checkout: its catalog is not this one
+            elif self.running():
                 if have != want:
                     raise SandboxError(
                         "a sandbox with another topology (%s) runs in %s: stop it first"
@@ -308,7 +322,7 @@ class Sandbox:
                      mirrors=bool(mirrors), replication_conf=replication_conf,
                      os_user=self._user() or pwd.getpwuid(os.geteuid()).pw_name,
                      pg_bin=self.pg_bin, module=module, nodes=nodes, fts=settings,
-                     created_at=time.time())
+                     created_at=time.time(), catalog_sha256=catalog_sha256())
         self._write_state(state)
 
         firsts = [n for n in nodes if n["role"] == "p"]
@@ -408,9 +422,6 @@ class Sandbox:
             sql = f.read().replace("@MODULE@", self.state()["module"])
         with self._connect_port(node["port"]) as conn:
             conn.execute(sql)
-            for db in (DB_NAME, "template1"):
-                conn.execute("ALTER DATABASE %s SET search_path = %s" % (db, SEARCH_PATH))
-            conn.execute("ALTER ROLE %s SET search_path = %s" % (DB_USER, SEARCH_PATH))
             conn.execute("ALTER ROLE %s PASSWORD '%s'" % (DB_USER, DB_PASSWORD))
 
     def _make_mirror(self, primary, mirror):
@@ -722,14 +733,13 @@ class Sandbox:
 
     def create_role(self, name, password=None, superuser=False):
         """Create a login role on the coordinator and every primary (Greenplum roles
-        are cluster-wide; QEs connect as the session's user) with the sandbox's
-        search_path, so that it sees the gpsim catalog."""
+        are cluster-wide; QEs connect as the session's user). Greenplum's catalog
+        objects are in pg_catalog on every node, so the role needs no search_path."""
         ident = pgsql.Identifier(name)
         stmts = [pgsql.SQL("DROP ROLE IF EXISTS {r}").format(r=ident),
                  pgsql.SQL("CREATE ROLE {r} LOGIN {su} PASSWORD {p}").format(
                      r=ident, su=pgsql.SQL("SUPERUSER" if superuser else "NOSUPERUSER"),
-                     p=pgsql.Literal(password)),
-                 pgsql.SQL("ALTER ROLE {r} SET search_path = " + SEARCH_PATH).format(r=ident)]
+                     p=pgsql.Literal(password))]
         for c in [-1] + list(range(self.state()["segments"])):
             with self.connect(c, utility=True) as conn:
                 for stmt in stmts:

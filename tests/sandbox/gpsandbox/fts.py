@@ -1,6 +1,7 @@
 """The sandbox's FTS (fault tolerance service), a Python process on the coordinator
-host playing Greenplum 7's ftsprobe with its rules (GREENPLUM.md section 4,
-``ftsprobe.c`` processResponse, ``ftsmessagehandler.c``):
+host playing Greenplum 7's ftsprobe with its rules
+(docs/greenplum-internals.md#segment-configuration-and-fts, ``ftsprobe.c``
+processResponse, ``ftsmessagehandler.c``):
 
 - it probes only primaries that have a mirror, each probe bounded by
   ``probe_timeout`` and retried ``probe_retries`` times ``retry_interval`` apart;

@@ -1,10 +1,24 @@
 -- Greenplum 7 catalog surface of the sandbox, installed on every node (the
 -- coordinator fills gp_segment_configuration). @MODULE@ is the path of gpsim.so.
--- Names and columns follow Greenplum 7 (GREENPLUM.md sections 1, 2, 5, 7, 8 and
--- the captures in fixtures/gp7); schema gpsim comes before pg_catalog in the
--- search_path, so unqualified names resolve here.
+-- Names and columns follow Greenplum 7 (docs/greenplum-internals.md and the
+-- captures in tests/fixtures/gp7).
+--
+-- Greenplum's objects live under their pg_catalog names, as on a real cluster
+-- (pg_locks with Greenplum's 18 columns, pg_stat_activity with sess_id,
+-- gp_dist_wait_status(), ...: see the last section), so that schema-qualified
+-- SQL runs unchanged and no search_path is needed. The implementation lives in
+-- schema gpsim; PostgreSQL's own pg_locks, pg_stat_activity and version() are
+-- moved there first (as gpsim.postgres_*), which needs a superuser with
+-- allow_system_table_mods.
+SET allow_system_table_mods = on;
 CREATE SCHEMA gpsim;
 GRANT USAGE ON SCHEMA gpsim TO PUBLIC;
+ALTER VIEW pg_catalog.pg_locks RENAME TO postgres_locks;
+ALTER VIEW pg_catalog.postgres_locks SET SCHEMA gpsim;
+ALTER VIEW pg_catalog.pg_stat_activity RENAME TO postgres_stat_activity;
+ALTER VIEW pg_catalog.postgres_stat_activity SET SCHEMA gpsim;
+ALTER FUNCTION pg_catalog.version() RENAME TO postgres_version;
+ALTER FUNCTION pg_catalog.postgres_version() SET SCHEMA gpsim;
 
 -- C functions -------------------------------------------------------------
 CREATE FUNCTION gpsim.backend_sessions(OUT pid int4, OUT sess_id int4, OUT gxid int8, OUT is_writer bool)
@@ -18,9 +32,9 @@ CREATE FUNCTION gpsim.gp_distributed_xid()
 CREATE FUNCTION gpsim.fault_resume(gxid int8)
     RETURNS void AS '@MODULE@', 'gpsim_fault_resume' LANGUAGE C VOLATILE STRICT;
 -- GP7's forms with a message (pg_proc.dat oids 7155, 7154), as GDD uses
-CREATE FUNCTION gpsim.pg_cancel_backend(int4, text)
+CREATE FUNCTION pg_catalog.pg_cancel_backend(int4, text)
     RETURNS bool AS '@MODULE@', 'gpsim_cancel_backend_msg' LANGUAGE C VOLATILE STRICT;
-CREATE FUNCTION gpsim.pg_terminate_backend(int4, text)
+CREATE FUNCTION pg_catalog.pg_terminate_backend(int4, text)
     RETURNS bool AS '@MODULE@', 'gpsim_terminate_backend_msg' LANGUAGE C VOLATILE STRICT;
 
 -- catalog tables (GP7 gp_segment_configuration.h, gp_configuration_history) --
@@ -137,7 +151,7 @@ $$;
 CREATE VIEW gpsim.local_locks AS
 WITH l AS (
     SELECT lk.*, (lk.locktype = 'advisory' AND lk.classid = 1196442712 AND lk.objsubid = 2) AS dx
-    FROM pg_catalog.pg_locks lk
+    FROM gpsim.postgres_locks lk
 ), prepared AS (  -- the lock rows of a prepared transaction share its vxid
     SELECT l.virtualtransaction, ps.sess_id
     FROM l JOIN gpsim.prepared_sessions() ps ON ps.xid = l.transactionid
@@ -168,7 +182,7 @@ SELECT a.datid, a.datname, a.pid, COALESCE(s.sess_id, -1) AS sess_id, a.usesysid
             THEN 'Dispatch/Result' ELSE a.wait_event END AS wait_event,
        a.state, a.backend_xid, a.backend_xmin, a.query, a.backend_type,
        0::oid AS rsgid, 'unknown'::text AS rsgname
-FROM pg_catalog.pg_stat_activity a
+FROM gpsim.postgres_stat_activity a
 LEFT JOIN gpsim.backend_sessions() s ON s.pid = a.pid
 WHERE a.application_name IS DISTINCT FROM 'gpsandbox_fts';  -- FTS, a GP background process
 
@@ -190,7 +204,7 @@ WHERE r.pid IS NOT NULL OR current_setting('gp_contentid')::int4 >= 0;
 -- modes conflict; solid ("holdTillEndXact") unless a tuple lock; a prepared
 -- transaction holds with local pid 0 and its gid as gxid.
 CREATE VIEW gpsim.local_wait_status AS
-WITH l AS (SELECT * FROM pg_catalog.pg_locks),
+WITH l AS (SELECT * FROM gpsim.postgres_locks),
 sess AS (SELECT * FROM gpsim.backend_sessions()),
 prepared AS (
     SELECT l.virtualtransaction, px.gid, ps.sess_id
@@ -269,7 +283,7 @@ FROM s
 WHERE current_setting('gp_contentid')::int4 = -1;
 
 CREATE FUNCTION gpsim.version() RETURNS text LANGUAGE sql STABLE AS $$
-    SELECT regexp_replace(pg_catalog.version(), '^PostgreSQL (\S+)( \([^)]*\))?',
+    SELECT regexp_replace(gpsim.postgres_version(), '^PostgreSQL (\S+)( \([^)]*\))?',
         'PostgreSQL \1 (Greenplum Database ' || current_setting('gp_server_version') || ')')
 $$;
 
@@ -293,3 +307,38 @@ $$;
 
 GRANT SELECT ON ALL TABLES IN SCHEMA gpsim TO PUBLIC;
 GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA gpsim TO PUBLIC;
+
+-- Greenplum's names in pg_catalog --------------------------------------------
+-- What a real Greenplum 7 has in pg_catalog, over the implementation above.
+-- (pg_stat_replication, pg_prepared_xacts and pg_settings are PostgreSQL's own
+-- on Greenplum 7 too.)
+CREATE VIEW pg_catalog.pg_locks AS SELECT * FROM gpsim.pg_locks;
+CREATE VIEW pg_catalog.pg_stat_activity AS SELECT * FROM gpsim.pg_stat_activity;
+CREATE VIEW pg_catalog.gp_stat_activity AS SELECT * FROM gpsim.gp_stat_activity;
+CREATE VIEW pg_catalog.gp_stat_replication AS SELECT * FROM gpsim.gp_stat_replication;
+CREATE VIEW pg_catalog.gp_distributed_xacts AS SELECT * FROM gpsim.gp_distributed_xacts;
+CREATE VIEW pg_catalog.gp_segment_configuration AS SELECT * FROM gpsim.gp_segment_configuration;
+CREATE VIEW pg_catalog.gp_configuration_history AS SELECT * FROM gpsim.gp_configuration_history;
+GRANT SELECT ON pg_catalog.pg_locks, pg_catalog.pg_stat_activity, pg_catalog.gp_stat_activity,
+    pg_catalog.gp_stat_replication, pg_catalog.gp_distributed_xacts,
+    pg_catalog.gp_segment_configuration, pg_catalog.gp_configuration_history TO PUBLIC;
+
+CREATE FUNCTION pg_catalog.gp_dist_wait_status()
+RETURNS TABLE (segid int4, waiter_dxid int8, holder_dxid int8, "holdTillEndXact" bool,
+               waiter_lpid int4, holder_lpid int4, waiter_lockmode text, waiter_locktype text,
+               waiter_sessionid int4, holder_sessionid int4)
+LANGUAGE sql VOLATILE AS $$ SELECT * FROM gpsim.gp_dist_wait_status() $$;
+-- Greenplum's gp_dist_random('rel') is parser syntax; here a function of the one relation
+-- the collection reads through it. The sandbox keeps no distributed commit log: empty.
+CREATE FUNCTION pg_catalog.gp_dist_random(text)
+RETURNS TABLE (segment_id int2, dbid int2, distributed_xid xid, status text, local_transaction xid)
+LANGUAGE sql STABLE AS $$
+  SELECT NULL::int2, NULL::int2, NULL::xid, NULL::text, NULL::xid WHERE $1 = 'pg_catalog.gp_distributed_log'
+    AND false $$;
+CREATE FUNCTION pg_catalog.gp_request_fts_probe_scan() RETURNS SETOF bool
+LANGUAGE sql VOLATILE AS $$ SELECT * FROM gpsim.gp_request_fts_probe_scan() $$;
+CREATE FUNCTION pg_catalog.gp_distributed_xid() RETURNS xid
+LANGUAGE sql VOLATILE AS $$ SELECT gpsim.gp_distributed_xid() $$;
+CREATE FUNCTION pg_catalog.version() RETURNS text
+LANGUAGE sql STABLE AS $$ SELECT gpsim.version() $$;
+RESET allow_system_table_mods;

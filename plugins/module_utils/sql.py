@@ -1,0 +1,330 @@
+# -*- coding: utf-8 -*-
+# Copyright: gpops.greenplum contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Every SQL statement the collection runs, in one place.
+
+Rules kept here (checked by ``tests/unit/test_sql_catalog_names.py``):
+
+- Every catalog object is named with its schema (``pg_catalog.pg_locks``,
+  ``pg_catalog.pg_cancel_backend(...)``, ``gp_toolkit.gp_locks_on_resqueue``): the
+  collection runs as a superuser and signals backends, so nothing may resolve
+  through the login role's ``search_path`` (a role could put its own ``pg_locks``
+  or ``pg_cancel_backend`` first).
+- Values are always bound (``%s`` / ``%(name)s`` placeholders, or
+  ``psycopg.sql.Literal`` where the server takes no parameter, as in ``ROLLBACK
+  PREPARED``); identifiers go through ``psycopg.sql.Identifier``.
+- Nothing here runs a statement: the callers (``snapshot``, ``catalog``,
+  ``connection``, ``fts``, ``replication``, ``prepared``, ``nodelock``,
+  ``actions``, ``diagnosis``, modules) execute them.
+
+Each constant is a ``str`` (or a ``dict`` of them); each builder returns a ``str``
+or a ``psycopg.sql.Composed`` as its docstring says. Facts about the Greenplum
+objects read are in ``docs/greenplum-internals.md``.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+try:
+    from psycopg import sql as pgsql
+except ImportError:  # pragma: no cover - connection.py reports the missing library
+    pgsql = None
+
+# --- server and topology --------------------------------------------------------
+
+SERVER_VERSION = (
+    "SELECT pg_catalog.version(), pg_catalog.current_setting('gp_server_version', true),"
+    " pg_catalog.current_setting('gp_server_version_num', true)")
+"""One row ``(version text, gp_server_version text or NULL, gp_server_version_num
+text or NULL)``: ``version()`` and Greenplum's version GUCs (NULL, not an error, on a
+server without them). Read by ``connection.server_info``."""
+
+SEGMENT_CONFIGURATION = (
+    "SELECT dbid, content, role, preferred_role, mode, status, port, hostname, address, datadir"
+    " FROM pg_catalog.gp_segment_configuration ORDER BY content, dbid")
+"""Rows of the coordinator's catalog table ``pg_catalog.gp_segment_configuration``
+(every member: coordinator, standby, primaries, mirrors), by content then dbid
+(docs/greenplum-internals.md#segment-configuration-and-fts)."""
+
+SETTINGS_BY_NAME = "SELECT name, setting FROM pg_catalog.pg_settings WHERE name = ANY(%s)"
+"""Rows ``(name, setting text)`` of ``pg_catalog.pg_settings`` for the names in the
+bound list; a GUC the server does not have gives no row."""
+
+NOW = "SELECT pg_catalog.now() AS now"
+"""One row ``(now timestamptz)``: the server's clock (transaction start time)."""
+
+NOW_AND_SERVER_VERSION_NUM = (
+    "SELECT pg_catalog.now() AS now,"
+    " pg_catalog.current_setting('server_version_num')::int AS server_version_num")
+"""One row ``(now timestamptz, server_version_num int)``: the server's clock and its
+PostgreSQL version number (120012 on GP7, 90426 on GP6)."""
+
+# --- the snapshot: locks, wait-for edges, sessions, distributed transactions ---------
+
+DISPATCHED_SNAPSHOT = {
+    "locks": "SELECT * FROM pg_catalog.pg_locks",
+    "edges": "SELECT * FROM pg_catalog.gp_dist_wait_status()",
+    "activity": "SELECT * FROM pg_catalog.gp_stat_activity",
+    "dist_xacts": "SELECT * FROM pg_catalog.gp_distributed_xacts",
+}
+"""Snapshot statements for the coordinator in dispatch mode, by item. ``locks``:
+``pg_catalog.pg_locks`` with every primary's rows (18 columns on GP7, ``mppsessionid``,
+``mppiswriter``, ``gp_segment_id``); ``edges``: ``pg_catalog.gp_dist_wait_status()``,
+one row per wait-for edge of every node; ``activity``: ``pg_catalog.gp_stat_activity``
+(GP7 / Cloudberry only), every node's ``pg_stat_activity`` with ``gp_segment_id``;
+``dist_xacts``: ``pg_catalog.gp_distributed_xacts``, the coordinator's distributed
+transactions (docs/greenplum-internals.md#locks-and-sessions)."""
+
+LOCAL_SNAPSHOT = {
+    "locks": "SELECT * FROM pg_catalog.pg_locks",
+    "edges": "SELECT * FROM pg_catalog.gp_dist_wait_status()",
+    "activity": "SELECT * FROM pg_catalog.pg_stat_activity",
+    "dist_xacts": "SELECT * FROM pg_catalog.gp_distributed_xacts",
+    "prepared_xacts": (
+        "SELECT transaction, gid, prepared, owner, database FROM pg_catalog.pg_prepared_xacts"),
+}
+"""Snapshot statements for one node in utility mode, by item: the same objects,
+this node's rows only; ``activity`` is the node's ``pg_catalog.pg_stat_activity``
+and ``prepared_xacts`` its ``pg_catalog.pg_prepared_xacts`` (gid = the gxid on GP7,
+docs/greenplum-internals.md#prepared-transactions)."""
+
+RELATION_NAMES = (
+    "SELECT c.oid, n.nspname, c.relname FROM pg_catalog.pg_class c"
+    " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY(%s)")
+"""Rows ``(oid, nspname, relname)`` of ``pg_catalog.pg_class`` for the bound list of
+relation OIDs (one OID per table on every node)."""
+
+DATABASES = (
+    "SELECT oid, datname, datname = pg_catalog.current_database() AS current"
+    " FROM pg_catalog.pg_database")
+"""Rows ``(oid, datname, current bool)`` of ``pg_catalog.pg_database``."""
+
+BLOCKING_PIDS = (
+    "SELECT pid, pg_catalog.pg_blocking_pids(pid) AS blocking_pids"
+    " FROM pg_catalog.unnest(%s::int[]) AS pid")
+"""Rows ``(pid int, blocking_pids int[])``: ``pg_blocking_pids`` of each pid of the
+bound list, on this node (lock-queue waiters have no ``gp_dist_wait_status()``
+edge)."""
+
+# --- signals to backends ------------------------------------------------------------
+
+SIGNAL_FUNCTIONS = {"cancel": "pg_cancel_backend", "terminate": "pg_terminate_backend"}
+"""The PostgreSQL function of each signal (all in ``pg_catalog``)."""
+
+BACKEND_BY_PID = "SELECT * FROM pg_catalog.pg_stat_activity WHERE pid = %s"
+"""The ``pg_catalog.pg_stat_activity`` row of the bound pid (none when it is gone);
+on Greenplum it has ``sess_id``."""
+
+FUNCTION_EXISTS = "SELECT pg_catalog.to_regprocedure(%s) IS NOT NULL AS present"
+"""One row ``(present bool)``: whether the bound signature (text, schema-qualified,
+e.g. ``pg_catalog.pg_cancel_backend(integer,text)``) names an existing function."""
+
+
+def function_signature(action, with_message):
+    """The schema-qualified signature (``str``) of the ``action`` (``cancel`` or
+    ``terminate``) function, with the message argument when ``with_message``, for
+    ``FUNCTION_EXISTS``. Raises ``KeyError`` for another action."""
+    return "pg_catalog.%s(integer%s)" % (SIGNAL_FUNCTIONS[action], ",text" if with_message else "")
+
+
+def signal_backend(action, with_message):
+    """The statement (``str``) that signals one backend and re-checks its identity in
+    the same statement: ``pg_catalog.pg_cancel_backend`` / ``pg_terminate_backend``
+    over ``pg_catalog.pg_stat_activity`` where ``pid``, ``backend_start`` and
+    ``sess_id`` still match (bound as ``%(pid)s``, ``%(backend_start)s``,
+    ``%(sess_id)s``; ``%(message)s`` with the 2-argument GP7 form,
+    docs/greenplum-internals.md#signalling-backends). One row ``(signalled bool)`` or
+    none. Raises ``KeyError`` for an action other than ``cancel`` / ``terminate``."""
+    return ("SELECT pg_catalog.%s(a.pid%s) AS signalled FROM pg_catalog.pg_stat_activity a"
+            " WHERE a.pid = %%(pid)s AND a.backend_start = %%(backend_start)s"
+            " AND a.sess_id = %%(sess_id)s"
+            % (SIGNAL_FUNCTIONS[action], ", %(message)s::text" if with_message else ""))
+
+
+# --- FTS -------------------------------------------------------------------------------
+
+SET_STATEMENT_TIMEOUT = "SELECT pg_catalog.set_config('statement_timeout', %s, false)"
+"""Sets this session's ``statement_timeout`` to the bound value (text, milliseconds)."""
+
+REQUEST_FTS_PROBE = "SELECT pg_catalog.gp_request_fts_probe_scan()"
+"""Asks FTS for a whole new probe cycle and returns when it has finished (coordinator,
+dispatch mode; docs/greenplum-internals.md#segment-configuration-and-fts)."""
+
+CONFIGURATION_HISTORY_LAST_TIME = (
+    "SELECT pg_catalog.max(time) AS t FROM pg_catalog.gp_configuration_history")
+"""One row ``(t timestamptz or NULL)``: the newest ``pg_catalog.gp_configuration_history``
+entry."""
+
+CONFIGURATION_HISTORY = (
+    "SELECT time, dbid, description FROM pg_catalog.gp_configuration_history"
+    " ORDER BY time, dbid")
+"""Rows ``(time timestamptz, dbid, description text)`` of
+``pg_catalog.gp_configuration_history``, oldest first (FTS writes one per changed
+member)."""
+
+CONFIGURATION_HISTORY_SINCE = (
+    "SELECT time, dbid, description FROM pg_catalog.gp_configuration_history"
+    " WHERE time > %s ORDER BY time, dbid")
+"""As ``CONFIGURATION_HISTORY``, only the rows newer than the bound timestamptz."""
+
+# --- synchronous replication ----------------------------------------------------------
+
+SYNC_STANDBY_NAMES_SETTING = (
+    "SELECT setting, source, sourcefile FROM pg_catalog.pg_settings"
+    " WHERE name = 'synchronous_standby_names'")
+"""One row ``(setting, source, sourcefile)`` of ``synchronous_standby_names`` from
+``pg_catalog.pg_settings`` (``sourcefile`` NULL for non-superusers)."""
+
+LOCAL_ACTIVITY = LOCAL_SNAPSHOT["activity"]
+"""Every row of this node's ``pg_catalog.pg_stat_activity``."""
+
+RELOAD_CONF = "SELECT pg_catalog.pg_reload_conf()"
+"""Signals the postmaster to re-read its configuration files (asynchronous)."""
+
+_REPLICATION = (
+    "SELECT pid, application_name, state, sync_state,"
+    " pg_catalog.{diff}(pg_catalog.{current}(), {flush})::bigint AS flush_lag_bytes,"
+    " pg_catalog.{diff}(pg_catalog.{current}(), {replay})::bigint AS replay_lag_bytes,"
+    " pg_catalog.{diff}({flush}, '0/0')::bigint AS flush_lsn_bytes,"
+    " pg_catalog.{diff}({replay}, '0/0')::bigint AS replay_lsn_bytes,"
+    " pg_catalog.{diff}(pg_catalog.{current}(), '0/0')::bigint AS current_lsn_bytes"
+    " FROM pg_catalog.pg_stat_replication WHERE application_name = %s ORDER BY pid")
+# PostgreSQL 10 renamed xlog/location to wal/lsn; Greenplum 6 is PostgreSQL 9.4.
+_NAMES_PG10 = dict(diff="pg_wal_lsn_diff", current="pg_current_wal_lsn", flush="flush_lsn",
+                   replay="replay_lsn")
+_NAMES_PG94 = dict(diff="pg_xlog_location_diff", current="pg_current_xlog_location",
+                   flush="flush_location", replay="replay_location")
+
+
+def replication_positions(server_version_num):
+    """The ``pg_catalog.pg_stat_replication`` statement (``str``) for a server of that
+    PostgreSQL version number (120012 for GP7, 90426 for GP6): rows ``(pid,
+    application_name, state, sync_state, flush_lag_bytes, replay_lag_bytes,
+    flush_lsn_bytes, replay_lsn_bytes, current_lsn_bytes)``, LSNs in bytes, of the
+    walsenders whose ``application_name`` is bound, by pid."""
+    names = _NAMES_PG10 if server_version_num >= 100000 else _NAMES_PG94
+    return _REPLICATION.format(**names)
+
+
+def alter_system_sync_standby_names(value):
+    """``ALTER SYSTEM SET synchronous_standby_names = <value>`` as a
+    ``psycopg.sql.Composed`` (``ALTER SYSTEM`` takes no parameter: the value is a
+    ``Literal``). Writes ``postgresql.auto.conf`` on GP7
+    (docs/greenplum-internals.md#synchronous-replication-switch)."""
+    return pgsql.SQL("ALTER SYSTEM SET synchronous_standby_names = {}").format(pgsql.Literal(value))
+
+
+def alter_system_sync_standby_names_text(value):
+    """The text of ``alter_system_sync_standby_names(value)`` for reports and check mode
+    (``str``; ``value`` is ``''`` or ``'*'``, which need no escaping: ``apply_switch``
+    refuses any other)."""
+    return "ALTER SYSTEM SET synchronous_standby_names = '%s'" % value
+
+
+TERMINATE_WALSENDER = (
+    "SELECT pg_catalog.pg_terminate_backend(pid) AS ok FROM pg_catalog.pg_stat_replication"
+    " WHERE pid = %s AND application_name = %s")
+"""Terminates the walsender of the bound pid only if it still serves the bound
+``application_name``: one row ``(ok bool)``, or none."""
+
+GP_REPLICATION_STATES = (
+    "SELECT gp_segment_id, application_name, state FROM pg_catalog.gp_stat_replication")
+"""Rows ``(gp_segment_id, application_name, state)`` of
+``pg_catalog.gp_stat_replication``: the walsenders of the coordinator and of every
+primary (a primary without one still has a row, state NULL)."""
+
+RESQUEUE_LOCKS = "SELECT * FROM gp_toolkit.gp_locks_on_resqueue"
+"""Every row of ``gp_toolkit.gp_locks_on_resqueue`` (resource-queue lock waits;
+exists where ``gp_resource_manager = 'queue'`` is meaningful)."""
+
+# --- prepared transactions ------------------------------------------------------------
+
+COMMITTED_GXIDS = (
+    "SELECT DISTINCT distributed_xid::text AS gxid"
+    " FROM gp_dist_random('pg_catalog.gp_distributed_log')"
+    " WHERE status = 'Committed' AND distributed_xid::text = ANY(%(gxids)s)")
+"""Rows ``(gxid text)``: the gxids of the bound text list that the primaries'
+``pg_catalog.gp_distributed_log`` records as committed, asked on the coordinator. The
+coordinator's own copy is always empty on Greenplum 7, so it is read on every primary
+through ``gp_dist_random``, which is parser syntax (``parse_clause.c``), not a function:
+it cannot be schema-qualified, its argument is
+(docs/greenplum-internals.md#the-distributed-log)."""
+
+COORDINATOR_HAS_GXID = (
+    "SELECT 1 FROM pg_catalog.gp_distributed_xacts WHERE distributed_xid::text = %(g)s UNION ALL "
+    "SELECT 1 FROM pg_catalog.pg_locks WHERE locktype = 'distributed xid'"
+    " AND transactionid::text = %(g)s AND gp_segment_id = -1")
+"""A row for each place the coordinator still has the bound gxid (text): a
+``pg_catalog.gp_distributed_xacts`` row or its ``distributed xid`` lock in
+``pg_catalog.pg_locks``; none when it does not."""
+
+PREPARED_GID_EXISTS = "SELECT 1 FROM pg_catalog.pg_prepared_xacts WHERE gid = %(gid)s"
+"""One row when the bound gid is prepared on the connected node, else none."""
+
+
+def rollback_prepared(gid):
+    """``ROLLBACK PREPARED '<gid>'`` as a ``psycopg.sql.Composed``: the statement takes
+    a string literal, not a parameter."""
+    return pgsql.SQL("ROLLBACK PREPARED {}").format(pgsql.Literal(gid))
+
+
+# --- Slony-I node locks ------------------------------------------------------------------
+
+SLONY_CLUSTERS = """
+SELECT n.nspname AS schema, pg_catalog.pg_get_userbyid(n.nspowner) AS owner
+FROM pg_catalog.pg_namespace n
+JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid
+WHERE c.relname = 'sl_nodelock' AND c.relkind IN ('r', 'p') AND n.nspname LIKE '\\_%%'
+  AND (%(schema)s::text IS NULL OR n.nspname = %(schema)s::text)
+ORDER BY n.nspname
+"""
+"""Rows ``(schema, owner)``: the Slony-I cluster schemas (``_<name>``) holding an
+``sl_nodelock`` table, all or only the bound ``%(schema)s`` (NULL: all)."""
+
+# CASE keeps pg_xact_commit_timestamp() from being called (it raises) when
+# track_commit_timestamp is off.
+_NODELOCK_ROWS = """
+SELECT l.nl_nodeid, l.nl_conncnt, l.nl_backendpid, l.xmin::text AS row_xmin,
+       CASE WHEN pg_catalog.current_setting('track_commit_timestamp') = 'on'
+            THEN pg_catalog.pg_xact_commit_timestamp(l.xmin) END AS row_written
+FROM {table} l
+{where}
+ORDER BY l.nl_nodeid, l.nl_conncnt
+{lock}
+"""
+
+
+def nodelock_rows(schema, by_key=False, for_update=False):
+    """``SELECT`` of ``<schema>.sl_nodelock`` (``psycopg.sql.Composed``, the schema an
+    ``Identifier``): rows ``(nl_nodeid, nl_conncnt, nl_backendpid, row_xmin text,
+    row_written timestamptz or NULL)``; only the row of ``%(nodeid)s`` /
+    ``%(conncnt)s`` when ``by_key``; ``FOR UPDATE`` when ``for_update``."""
+    where = pgsql.SQL("WHERE l.nl_nodeid = %(nodeid)s AND l.nl_conncnt = %(conncnt)s") if by_key \
+        else pgsql.SQL("")
+    return pgsql.SQL(_NODELOCK_ROWS).format(
+        table=pgsql.Identifier(schema, "sl_nodelock"), where=where,
+        lock=pgsql.SQL("FOR UPDATE OF l") if for_update else pgsql.SQL(""))
+
+
+def delete_nodelock(schema):
+    """``DELETE`` of one ``<schema>.sl_nodelock`` row (``psycopg.sql.Composed``, the
+    schema an ``Identifier``) named by its key and pid, bound positionally
+    ``(nl_nodeid, nl_conncnt, nl_backendpid)``."""
+    return pgsql.SQL("DELETE FROM {} WHERE nl_nodeid = %s AND nl_conncnt = %s AND nl_backendpid = %s").format(
+        pgsql.Identifier(schema, "sl_nodelock"))
+
+
+BACKENDS_BY_PIDS = """
+SELECT pid, datname, usename, application_name, backend_start, backend_type, state,
+       client_addr::text AS client_addr, client_port,
+       datname = pg_catalog.current_database() AS same_database
+FROM pg_catalog.pg_stat_activity
+WHERE pid = ANY(%(pids)s)
+"""
+"""Rows of ``pg_catalog.pg_stat_activity`` for the bound ``%(pids)s`` list (this
+server's own backends, any database)."""
+
+CLEAR_STATS_SNAPSHOT = "SELECT pg_catalog.pg_stat_clear_snapshot()"
+"""Drops this transaction's statistics snapshot, so the next read of
+``pg_stat_activity`` in the same transaction is current."""
