@@ -94,7 +94,7 @@ def test_no_sql_outside_sql_module(path):
 def _unqualified(text):
     """What in one SQL text names a catalog object without its schema."""
     out = ["%s (unqualified catalog object)" % (m.group(1) or m.group(2))
-           for m in OBJECT_RE.finditer(text)]
+           for m in OBJECT_RE.finditer(text) if (m.group(1) or m.group(2)) != "gp_dist_random"]
     # any function call: lower-case name then "(" (SQL keywords are upper case here)
     # gp_dist_random('schema.relation') is Greenplum parser syntax, never qualified
     out += ["%s() (unqualified function)" % m.group(1)
@@ -102,7 +102,8 @@ def _unqualified(text):
             if m.group(1) != "gp_dist_random"]
     # any relation after FROM / JOIN: schema.name, a placeholder, or a sub-select
     out += ["%s (unqualified relation)" % m.group(1)
-            for m in re.finditer(r"\b(?:FROM|JOIN)\s+([a-z_][a-z0-9_]*)(?![\w.])", text)]
+            for m in re.finditer(r"\b(?:FROM|JOIN)\s+([a-z_][a-z0-9_]*)(?![\w.])", text)
+            if m.group(1) != "gp_dist_random"]
     return out
 
 
