@@ -117,13 +117,17 @@ EXAMPLES = r'''
 RETURN = r'''
 deadlocks:
   description: The global deadlocks found (cycles left after GDD's reduction), each with its
-    distributed transactions, sessions, edges and an explanation.
+    distributed transactions, sessions, edges and an explanation. C(scope) is C(local) when
+    every edge of the cycle is on one content (that node's own deadlock check sees it too and
+    normally breaks it after C(deadlock_timeout)), C(global) otherwise.
   returned: always
   type: list
   elements: dict
   sample:
     - id: 1
       gxids: [17, 18]
+      scope: global
+      contents: [0, 1]
       resolution: victim
       explanation: "Global deadlock between 2 distributed transactions that no single node sees: ..."
 victims:

@@ -484,6 +484,7 @@ def test_gdd_isolation2(runner, case):
         assert not detected.get("failed"), detected.get("msg")
         assert runner.cycles(detected) == sorted(sorted(c) for c in case.cycles), detected["summary"]
         assert runner.victims(detected) == sorted(case.victims), detected["summary"]
+        assert {d["scope"] for d in detected["deadlocks"]} == {"global"}
 
         assert not resolved.get("failed"), resolved.get("msg")
         assert resolved["changed"] is True and resolved["deadlocks_after"] == []
@@ -512,6 +513,10 @@ def test_local_deadlock_with_a_slow_local_detector_is_broken_by_gp_deadlock(runn
                                            ("gp_deadlock", {"state": "resolved"})], env=gp.env())
     assert runner.cycles(detected) == [["1: 10 ==> 30", "1: 30 ==> 10"]], detected["summary"]
     assert runner.victims(detected) == ["30"]
+    (deadlock,) = detected["deadlocks"]
+    assert (deadlock["scope"], deadlock["contents"]) == ("local", [1])
+    assert deadlock["explanation"].startswith("Local deadlock on content 1 between 2 distributed transactions")
+    assert detected["summary"][0].startswith("1 local deadlock (content 1); victim: ")
     assert resolved["changed"] is True and resolved["deadlocks_after"] == []
     assert (again["changed"], again["deadlocks"]) == (False, [])
     runner.play("""
