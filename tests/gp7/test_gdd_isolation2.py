@@ -37,11 +37,10 @@ nothing and finds no deadlock; then ``finish`` replays the .out's endings.
 """
 import collections
 import re
-import time
 
 import pytest
 
-from gpcluster import wait_for
+from lockwaits import wait_blocked
 from playbook import run_tasks
 
 pytestmark = pytest.mark.gp7
@@ -333,7 +332,7 @@ def contents(text):
 
 class Runner:
     """Plays one case's script on the cluster: sessions by label, waits checked in
-    pg_locks (ungranted rows of the session on the named contents)."""
+    pg_locks (lockwaits.py: ungranted rows of the session on the named contents)."""
 
     def __init__(self, gp, monitor):
         self.gp, self.monitor = gp, monitor
@@ -344,21 +343,8 @@ class Runner:
             self.sessions[label] = self.gp.session("con" + label)
         return self.sessions[label]
 
-    def blocked_on(self, label, locktype=None):
-        """Contents where the session has an ungranted lock (of ``locktype`` if given)."""
-        rows = self.monitor.execute(
-            "SELECT DISTINCT gp_segment_id FROM pg_catalog.pg_locks WHERE NOT granted AND mppsessionid = %s"
-            " AND (%s::text IS NULL OR locktype = %s)",
-            (self.sessions[label].sess_id, locktype, locktype)).fetchall()
-        return {r[0] for r in rows}
-
     def wait_until_blocked(self, label, segs, line, locktype=None):
-        s = self.sessions[label]
-        if not wait_for(lambda: segs <= self.blocked_on(label, locktype) or s._pending.done(),
-                        timeout=30, interval=0.05):
-            pytest.fail("%s: session %s waits on %s, not on %s" % (line, label, self.blocked_on(label), segs))
-        if s._pending.done():
-            pytest.fail("%s: finished instead of waiting: %s" % (line, s.result(0)))
+        wait_blocked(self.monitor, self.sessions[label], segs, line, locktype)
 
     def still_waiting(self):
         return [label for label, s in self.sessions.items()
