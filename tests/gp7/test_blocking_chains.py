@@ -24,7 +24,9 @@ WAITERS = ("waiter1", "waiter2", "waiter3")
 def table(gp):
     gp.query("DROP TABLE IF EXISTS chain_t; CREATE TABLE chain_t (id int, val int) DISTRIBUTED BY (id); "
              "INSERT INTO chain_t SELECT i, i FROM pg_catalog.generate_series(1, 100) i")
-    return gp.query("SELECT min(id) FROM chain_t WHERE gp_segment_id = 0")[0][0]
+    yield gp.query("SELECT min(id) FROM chain_t WHERE gp_segment_id = 0")[0][0]
+    gp.end_test_sessions()  # a failed test may leave a holder; the gp fixture restores the rest
+    gp.query("DROP TABLE chain_t")
 
 
 @pytest.fixture

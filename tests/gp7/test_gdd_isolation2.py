@@ -19,8 +19,9 @@ Each case is the .sql's script, statement for statement, in isolation2's notatio
   on that primary (for session 1 only), gp_wait_until_triggered_fault;
 - ``10&  -- waits on seg 1 (transactionid)``: the running statement now waits there
   for that lock type;
-- ``no deadlock``: gp_deadlock finds no deadlock, state=resolved changes nothing, and
-  every background statement still waits (the .sql waits ``pg_sleep(20)`` there for
+- ``no deadlock: 0: 20 ==> 10, ...``: gp_deadlock finds no deadlock, state=resolved
+  changes nothing, every background statement still waits, and gp_locks_info shows
+  exactly the wait edges listed after the colon, if any (the .sql waits ``pg_sleep(20)`` there for
   Greenplum's detector to prove the same).
 
 ``segid(seg, idx)`` and the reference table ``t0r`` are prepare.sql's, created in the
@@ -198,7 +199,7 @@ CASES = [
         10: UPDATE t105 SET val=10 WHERE val=segid(0,2);
         20&: UPDATE t105 SET val=20 WHERE val=segid(0,2) OR id=segid(1,1);  -- waits on seg 0, 1
         10&: UPDATE t105 SET val=10 WHERE val=segid(1,1);  -- waits on seg 1
-        no deadlock
+        no deadlock: 0: 20 ==> 10, 1: 20 ==> 30, 1: 10 ~~> 20
         30q:
         10&  -- waits on seg 1 (transactionid)""",
          [["0: 20 ==> 10", "1: 10 ==> 20"]], ["20"], TWENTY_CANCELLED),
@@ -210,7 +211,7 @@ CASES = [
         20&: UPDATE t107 SET val=20 WHERE val=segid(0,2) OR id=segid(1,1);  -- waits on seg 0, 1
         10&: UPDATE t107 SET val=10 WHERE val=segid(1,1);  -- waits on seg 1
         40&: UPDATE t107 SET val=40 WHERE id=segid(1,2);  -- waits on seg 1
-        no deadlock
+        no deadlock: 0: 20 ==> 10, 1: 20 ==> 30, 1: 10 ~~> 20, 1: 40 ==> 20
         30q:
         10&  -- waits on seg 1 (transactionid)""",
          [["0: 20 ==> 10", "1: 10 ==> 20"]], ["20"], """
@@ -218,7 +219,8 @@ CASES = [
         10<q:
         40<:
         40q:"""),
-    # ANALYZEs queue behind each other's ShareUpdateExclusiveLock: no cycle.
+    # ANALYZEs wait for 10's ShareUpdateExclusiveLock: no cycle. (The .sql's comment says
+    # "on seg1"; on Greenplum 7 they wait on the coordinator, and the edges are dotted.)
     Case("non-lock-108", table("t108"), """
         open 10 20 30
         10: INSERT INTO t108 VALUES(segid(1,1),segid(1,1));
@@ -227,7 +229,7 @@ CASES = [
         10: ANALYZE t108;
         20&: ANALYZE t108;  -- waits on seg -1
         30&: ANALYZE t108;  -- waits on seg -1
-        no deadlock""",
+        no deadlock: -1: 20 ~~> 10, -1: 30 ~~> 10""",
          [], [], """
         10q:
         20<q:
@@ -264,7 +266,7 @@ CASES = [
         30&: UPDATE t03 SET val=val WHERE id=segid(1,2);  -- waits on seg 1
         10<: ERROR deadlock detected
         30<:
-        no deadlock""",
+        no deadlock:""",
          [], [], """
         30q:
         20q:
@@ -337,6 +339,12 @@ class Runner:
     def __init__(self, gp, monitor):
         self.gp, self.monitor = gp, monitor
         self.sessions = {}
+        self.tables = []
+
+    def setup(self, sql):
+        """Run a case's setup; the tables it creates are dropped after the test."""
+        self.tables += re.findall(r"CREATE TABLE (\w+)", sql, flags=re.IGNORECASE)
+        self.gp.query(sql)
 
     def session(self, label):
         if label not in self.sessions:
@@ -354,8 +362,9 @@ class Runner:
         for line in (raw.strip() for raw in script.strip().splitlines()):
             if not line:
                 continue
-            if line == "no deadlock":
-                self.no_deadlock()
+            if line.startswith("no deadlock"):
+                edges = line.partition(":")[2].strip()
+                self.no_deadlock([e.strip() for e in edges.split(",")] if edges else None)
                 continue
             if line.startswith("open "):
                 labels = line.split()[1:]
@@ -414,28 +423,37 @@ class Runner:
         else:
             assert self.gp.inject_fault(m["name"], "reset", content=int(m["seg"])) == "Success:"
 
-    def no_deadlock(self):
+    def no_deadlock(self, edges=None):
+        """gp_deadlock finds nothing and does nothing; gp_locks_info shows the wait
+        edges ``edges`` (when given): the waits are there, GDD's rules reduce them."""
         waiting = self.still_waiting()
-        detected, resolved = run_tasks([("gp_deadlock", {"state": "detected"}),
-                                        ("gp_deadlock", {"state": "resolved"})], env=self.gp.env())
-        for r in (detected, resolved):
+        locks, detected, resolved = run_tasks([("gp_locks_info", {}), ("gp_deadlock", {"state": "detected"}),
+                                               ("gp_deadlock", {"state": "resolved"})], env=self.gp.env())
+        for r in (locks, detected, resolved):
             assert not r.get("failed"), r.get("msg")
+        for r in (detected, resolved):
             assert (r["changed"], r["deadlocks"], r["victims"], r["actions"]) == (False, [], [], []), r["summary"]
+        assert locks["analysis"]["verdict"] != "deadlock"
+        if edges is not None:
+            assert self.edge_texts(locks["edges"]) == sorted(edges), locks["analysis"]["summary"]
         assert self.still_waiting() == waiting  # nothing was cancelled
 
     # --- reading gp_deadlock's answer in the script's labels ---------------------------
     def label_of_session(self):
         return {s.sess_id: label for label, s in self.sessions.items()}
 
-    def cycles(self, result):
+    def edge_texts(self, edges):
+        """Wait edges (dicts with content, waiter/holder_sessionid, solid) as the .sql's
+        comments write them, ``content: waiter ==> holder`` (``~~>`` dotted), by label."""
         labels = self.label_of_session()
-        found = []
-        for d in result["deadlocks"]:
-            gxid_label = {v["gxid"]: labels.get(v["sess_id"], "sess%s" % v["sess_id"]) for v in d["vertices"]}
-            found.append(sorted({"%s: %s %s %s" % (e["content"], gxid_label[e["waiter"]],
-                                                   "==>" if e["solid"] else "~~>", gxid_label[e["holder"]])
-                                 for e in d["edges"]}))
-        return sorted(found)
+
+        def name(sess_id):
+            return labels.get(sess_id, "sess%s" % sess_id)
+        return sorted({"%s: %s %s %s" % (e["content"], name(e["waiter_sessionid"]), "==>" if e["solid"] else "~~>",
+                                         name(e["holder_sessionid"])) for e in edges})
+
+    def cycles(self, result):
+        return sorted(self.edge_texts(d["edges"]) for d in result["deadlocks"])
 
     def victims(self, result):
         labels = self.label_of_session()
@@ -447,19 +465,26 @@ def prepared(gp7):
     gp7.query(PREPARE)
     for seg in (0, 1, 2):  # prepare.sql's check: enough rows on every segment
         assert gp7.query("SELECT segid(%s, 10) IS NOT NULL", (seg,)) == [(True,)]
-    return gp7
+    yield gp7
+    gp7.query("DROP FUNCTION IF EXISTS segid(int, int); DROP TABLE IF EXISTS t0r; DROP TABLE IF EXISTS t0p")
 
 
 @pytest.fixture
 def runner(prepared, gp):
+    """A Runner; afterwards its sessions are closed and the tables its setup made dropped."""
     with gp.connect(application_name="gdd-monitor") as monitor:
-        yield Runner(gp, monitor)
+        runner = Runner(gp, monitor)
+        yield runner
+    for session in runner.sessions.values():
+        session.close()
+    for name in runner.tables:
+        gp.query("DROP TABLE IF EXISTS %s" % name)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_gdd_isolation2(runner, case):
     gp = runner.gp
-    gp.query(case.setup)
+    runner.setup(case.setup)
     runner.play(case.script)
 
     if case.cycles:
@@ -491,7 +516,7 @@ def test_local_deadlock_with_a_slow_local_detector_is_broken_by_gp_deadlock(runn
     local deadlocks"); gp_deadlock cancels the youngest, 30, and 10 completes."""
     gp = runner.gp
     case = next(c for c in CASES if c.name == "local-deadlock-03")
-    gp.query(case.setup)
+    runner.setup(case.setup)
     script = case.script.replace("'3s'", "'60s'").split("10<:")[0]
     runner.play(script)
     detected, resolved, again = run_tasks([("gp_deadlock", {"state": "detected"}),
