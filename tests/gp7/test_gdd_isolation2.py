@@ -17,12 +17,12 @@ Each case is the .sql's script, statement for statement, in isolation2's notatio
   cancel gp_deadlock sends; ``10<: ERROR text`` it fails with an error holding text;
 - ``fault NAME suspend on seg 0 for 1`` / ``triggered`` / ``reset``: gp_inject_fault
   on that primary (for session 1 only), gp_wait_until_triggered_fault;
-- ``10&  -- waits on seg 1 (transactionid)``: the running statement now waits there
-  for that lock type;
+- ``10&  -- waits on seg 1 (transactionid)``: the running statement waits (now)
+  there for that lock type;
 - ``no deadlock: 0: 20 ==> 10, ...``: gp_deadlock finds no deadlock, state=resolved
   changes nothing, every background statement still waits, and gp_locks_info shows
-  exactly the wait edges listed after the colon, if any (the .sql waits ``pg_sleep(20)`` there for
-  Greenplum's detector to prove the same).
+  exactly the wait edges listed after the colon, if any (the .sql waits
+  ``pg_sleep(20)`` there for Greenplum's detector to prove the same).
 
 ``segid(seg, idx)`` and the reference table ``t0r`` are prepare.sql's, created in the
 test database. The detector is on with a one hour period on the demo cluster, so
@@ -243,8 +243,10 @@ CASES = [
         open 10 20
         10: INSERT INTO t_upsert VALUES (segid(0,1), segid(0,1)) on conflict (id, val) do update set val = 999;
         20: INSERT INTO t_upsert VALUES (segid(1,1), segid(1,1)) on conflict (id, val) do update set val = 888;
-        20&: INSERT INTO t_upsert VALUES (segid(0,1), segid(0,1)) on conflict (id, val) do update set val = 666;  -- waits on seg 0
-        10&: INSERT INTO t_upsert VALUES (segid(1,1), segid(1,1)) on conflict (id, val) do update set val = 777;  -- waits on seg 1""",
+        20&: INSERT INTO t_upsert VALUES (segid(0,1), segid(0,1)) on conflict (id, val) do update set val = 666;
+        20&  -- waits on seg 0 (transactionid)
+        10&: INSERT INTO t_upsert VALUES (segid(1,1), segid(1,1)) on conflict (id, val) do update set val = 777;
+        10&  -- waits on seg 1 (transactionid)""",
          [["0: 20 ==> 10", "1: 10 ==> 20"]], ["20"], TWENTY_CANCELLED),
     # A deadlock local to seg 1 (10 <==> 30): Postgres's own deadlock check breaks it there,
     # cancelling 10 as the .out shows. Made deterministic: 10's check runs 3 s after it starts
@@ -322,10 +324,11 @@ CASES = [
         2q:"""),
 ]
 
-STEP = re.compile(r"^(?P<label>\d+)(?P<kind>&|<|q|<q|):\s*(?P<sql>.*?)\s*(?:--\s*waits on seg (?P<segs>[-\d, ]+))?$")
+STEP = re.compile(r"^(?P<label>\d+)(?P<kind>&|<|q|<q|):\s*(?P<sql>.*?)"
+                  r"\s*(?:--\s*waits on seg (?P<segs>[-\d, ]+))?$")
 WAIT_AGAIN = re.compile(r"^(?P<label>\d+)&\s+--\s*waits on seg (?P<segs>[-\d, ]+) \((?P<locktype>\w+)\)$")
-FAULT = re.compile(r"^fault (?P<name>\w+) (?P<kind>suspend|triggered|reset) on seg (?P<seg>\d+)(?: for (?P<label>\d+))?$")
-EDGE = re.compile(r"^(?P<content>-?\d+): (?P<waiter>\d+) (?P<arrow>==>|~~>) (?P<holder>\d+)$")
+FAULT = re.compile(r"^fault (?P<name>\w+) (?P<kind>suspend|triggered|reset) on seg (?P<seg>\d+)"
+                   r"(?: for (?P<label>\d+))?$")
 
 
 def contents(text):
@@ -517,6 +520,7 @@ def test_local_deadlock_with_a_slow_local_detector_is_broken_by_gp_deadlock(runn
     gp = runner.gp
     case = next(c for c in CASES if c.name == "local-deadlock-03")
     runner.setup(case.setup)
+    # The case's script until both wait, with 10's check a minute away too.
     script = case.script.replace("'3s'", "'60s'").split("10<:")[0]
     runner.play(script)
     detected, resolved, again = run_tasks([("gp_deadlock", {"state": "detected"}),
