@@ -37,6 +37,7 @@ dist-deadlock-104); ``state=resolved`` cancels exactly them; a second run change
 nothing and finds no deadlock; then ``finish`` replays the .out's endings.
 """
 import collections
+import contextlib
 import re
 
 import pytest
@@ -533,9 +534,52 @@ def test_local_deadlock_with_a_slow_local_detector_is_broken_by_gp_deadlock(runn
     assert deadlock["explanation"].startswith("Local deadlock on content 1 between 2 distributed transactions")
     assert detected["summary"][0].startswith("1 local deadlock (content 1); victim: ")
     assert resolved["changed"] is True and resolved["deadlocks_after"] == []
+    # seg 1's deadlock_timeout (1 s) was waited for, and the cycle was still there.
+    assert [(c["content"], c["wait"], c["broken_by_node"]) for c in resolved["local_checks"]] == [(1, True, False)]
     assert (again["changed"], again["deadlocks"]) == (False, [])
     runner.play("""
         30<q: cancelled
         20q:
         10<:
         10q:""")
+
+
+@contextlib.contextmanager
+def cluster_deadlock_timeout(gp, value):
+    """``deadlock_timeout`` set to ``value`` on the coordinator and every primary
+    (ALTER SYSTEM, reload), reset afterwards."""
+    contents = [-1] + sorted({n["content"] for n in gp.configuration() if n["content"] >= 0})
+    try:
+        for content in contents:
+            gp.query("ALTER SYSTEM SET deadlock_timeout = '%s'" % value, content=content)
+            gp.query("SELECT pg_catalog.pg_reload_conf()", content=content)
+        yield
+    finally:
+        for content in contents:
+            gp.query("ALTER SYSTEM RESET deadlock_timeout", content=content)
+            gp.query("SELECT pg_catalog.pg_reload_conf()", content=content)
+
+
+def test_local_deadlock_is_left_to_the_node_s_own_check(runner):
+    """local-deadlock-03 as the .sql runs it (no session setting), with seg 1's
+    deadlock_timeout at 8 s so that gp_deadlock state=resolved runs while the cycle is
+    there: it waits for seg 1's own check, which cancels 10 ("deadlock detected") as
+    the .out shows, and cancels nothing itself."""
+    gp = runner.gp
+    case = next(c for c in CASES if c.name == "local-deadlock-03")
+    runner.setup(case.setup)
+    script = "\n".join(line for line in case.script.split("10<:")[0].splitlines() if "deadlock_timeout" not in line)
+    with cluster_deadlock_timeout(gp, "8s"):
+        runner.play(script)
+        (resolved,) = run_tasks([("gp_deadlock", {"state": "resolved"})], env=gp.env())
+        assert not resolved.get("failed"), resolved.get("msg")
+        assert runner.cycles(resolved) == [["1: 10 ==> 30", "1: 30 ==> 10"]], resolved["summary"]
+        assert (resolved["changed"], resolved["actions"], resolved["victims"]) == (False, [], [])
+        (check,) = resolved["local_checks"]
+        assert (check["content"], check["deadlock_timeout_s"], check["wait"], check["broken_by_node"]) == (
+            1, 8.0, True, True)
+        runner.play("""
+            10<: ERROR deadlock detected
+            30<q:
+            20q:
+            10q:""")
