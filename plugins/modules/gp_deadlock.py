@@ -157,14 +157,18 @@ unresolved:
   sample: []
 local_checks:
   description:
-    - One entry per local deadlock found by O(state=resolved) (every wait on one node), with
-      that node's C(deadlock_timeout), whether the module waited for the node's own deadlock check
-      (O(local_deadlock_wait)), and whether the cycle was gone afterwards (C(broken_by_node)).
+    - One entry per local deadlock found by O(state=resolved) (every wait on one node) with its
+      C(gxids) and C(sess_ids), that node's C(deadlock_timeout), whether the module waited for
+      the node's own deadlock check (O(local_deadlock_wait)), and whether the cycle was gone
+      afterwards (C(broken_by_node)).
+    - After such a wait, RV(deadlocks) and RV(victims) are those of the second look, the one
+      acted on.
   returned: always
   type: list
   elements: dict
   sample:
-    - {deadlock: 1, content: 1, deadlock_timeout_s: 1.0, wait: true, waited_s: 1.5, broken_by_node: true}
+    - {deadlock: 1, content: 1, gxids: [17, 19], sess_ids: [21, 23], deadlock_timeout_s: 1.0, wait: true,
+       waited_s: 1.5, broken_by_node: true}
 actions:
   description:
     - Every action taken (or, in check mode, planned), in order. C(result) is C(done),
@@ -245,6 +249,10 @@ def _leave_local_deadlocks_to_their_node(p, snap, found, result, snapshot_and_an
     except Exception as exc:  # the wait is a courtesy: without the settings, act at once
         note = "deadlock_timeout could not be read (%s): local deadlocks are broken at once" % exc
     seconds, waits = deadlock.local_check_wait(found.deadlocks, timeouts, p["local_deadlock_wait"])
+    first = {d["id"]: d for d in found.deadlocks}
+    for w in waits:
+        w["gxids"] = first[w["deadlock"]]["gxids"]
+        w["sess_ids"] = sorted({v["sess_id"] for v in first[w["deadlock"]]["vertices"] if v["sess_id"]})
     result["local_checks"] = waits
     if note:
         result["notes"] = result.get("notes", []) + [note]
@@ -254,11 +262,12 @@ def _leave_local_deadlocks_to_their_node(p, snap, found, result, snapshot_and_an
     time.sleep(seconds)
     snap, found = snapshot_and_analysis()
     left = {g for d in found.deadlocks for g in d["gxids"]}
-    gxids = {d["id"]: d["gxids"] for d in result["deadlocks"]}
     for w in waits:
         w["waited_s"] = round(time.monotonic() - started, 3) if w["wait"] else 0.0
-        w["broken_by_node"] = not (set(gxids[w["deadlock"]]) & left)
-    result.update(victims=found.victims, unresolved=found.unresolved, notes=found.notes)
+        w["broken_by_node"] = not (set(w["gxids"]) & left)
+    # From here on the second look is what is acted on and reported.
+    result.update(deadlocks=found.deadlocks, victims=found.victims, unresolved=found.unresolved,
+                  notes=found.notes)
     waited = [w for w in waits if w["wait"]]
     result["summary"].append("local deadlock on content %s: waited %.1f s for that node's own deadlock check "
                              "(deadlock_timeout %s s); after: %s" % (

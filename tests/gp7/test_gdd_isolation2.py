@@ -573,11 +573,13 @@ def test_local_deadlock_is_left_to_the_node_s_own_check(runner):
         runner.play(script)
         (resolved,) = run_tasks([("gp_deadlock", {"state": "resolved"})], env=gp.env())
         assert not resolved.get("failed"), resolved.get("msg")
-        assert runner.cycles(resolved) == [["1: 10 ==> 30", "1: 30 ==> 10"]], resolved["summary"]
-        assert (resolved["changed"], resolved["actions"], resolved["victims"]) == (False, [], [])
+        assert resolved["summary"][0].startswith("1 local deadlock (content 1); victim: "), resolved["summary"]
         (check,) = resolved["local_checks"]
+        assert check["sess_ids"] == sorted(runner.sessions[label].sess_id for label in ("10", "30"))
         assert (check["content"], check["deadlock_timeout_s"], check["wait"], check["broken_by_node"]) == (
             1, 8.0, True, True)
+        assert (resolved["changed"], resolved["actions"], resolved["deadlocks"], resolved["victims"]) == (
+            False, [], [], [])
         runner.play("""
             10<: ERROR deadlock detected
             30<q:
