@@ -87,7 +87,8 @@ options:
         default) by failing one member's statement with C(deadlock detected).
       - With O(state=resolved), when that node's C(deadlock_timeout) is at most this many seconds,
         the module first waits that long (plus 0.5 s) and looks again, so that it does not cancel
-        a second transaction of a cycle the node is breaking; it breaks only what is left.
+        a second transaction of a cycle the node is breaking; it breaks only what is left (global
+        deadlocks seen at the same time are broken after that wait too).
       - V(0) never waits. Check mode never waits.
     type: float
     default: 10
@@ -267,7 +268,7 @@ def _leave_local_deadlocks_to_their_node(p, snap, found, result, snapshot_and_an
         w["broken_by_node"] = not (set(w["gxids"]) & left)
     # From here on the second look is what is acted on and reported.
     result.update(deadlocks=found.deadlocks, victims=found.victims, unresolved=found.unresolved,
-                  notes=found.notes)
+                  notes=found.notes, source=snap.source, unreachable_nodes=snap.as_dict()["unreachable"])
     waited = [w for w in waits if w["wait"]]
     result["summary"].append("local deadlock on content %s: waited %.1f s for that node's own deadlock check "
                              "(deadlock_timeout %s s); after: %s" % (
