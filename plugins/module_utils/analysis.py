@@ -31,10 +31,13 @@ class Analysis:
       ``blocking`` (sessions wait, no cycle), or ``none`` (no lock wait seen on the
       nodes that answered).
     - ``summary``: one line of text; ``complete``: False when nodes did not answer.
-    - ``deadlocks``: ``[{id, gxids, vertices: [session dicts], edges: [edge dicts],
-      explanation, resolution}]``; ``resolution`` is ``victim`` (one of its members is
-      a victim), ``needs_person`` (every member protected) or ``released_by_other_victim``
-      (it only held through a wait into another cycle, whose victim ends it too).
+    - ``deadlocks``: ``[{id, gxids, scope, contents, vertices: [session dicts], edges:
+      [edge dicts], explanation, resolution}]``; ``scope`` is ``global`` (edges on two or
+      more contents) or ``local`` (every edge on one content: that node's own deadlock
+      check sees it too), ``contents`` the contents its edges are on; ``resolution`` is
+      ``victim`` (one of its members is a victim), ``needs_person`` (every member
+      protected) or ``released_by_other_victim`` (it only held through a wait into
+      another cycle, whose victim ends it too).
     - ``victims``: ``[{gxid, sess_id, coordinator_pid, policy, reason, deadlock,
       candidate}]``; ``unresolved``: ``[{deadlock, gxids, needs_person, reason,
       candidates}]``.
@@ -108,8 +111,10 @@ def _analyse(snapshot, policy, matcher):
     for number, cycle in enumerate(sorted(graph.cycles(), key=min), 1):
         members = set(cycle)
         cycle_edges = [edges[i] for i in remaining if edges[i].waiter in members and edges[i].holder in members]
+        contents = sorted({e.content for e in cycle_edges})
         deadlocks.append({
             "id": number, "gxids": sorted(members),
+            "scope": "local" if len(contents) == 1 else "global", "contents": contents,
             "vertices": [vertex(g) for g in sorted(members)],
             "edges": [e.as_dict() for e in cycle_edges],
             "explanation": explain_cycle(cycle_edges, vertex)})
@@ -159,11 +164,35 @@ def _wait_text(edge):
 
 def explain_cycle(cycle_edges, vertex):
     """Text of one deadlock: one clause per edge, waiter then holder, each named by
-    its own vertex (GDD's log names the waiter's session for both; we do not)."""
+    its own vertex (GDD's log names the waiter's session for both; we do not).
+
+    A cycle whose every edge is on one content is a local deadlock: that node's own
+    deadlock check (Postgres's, ``deadlock_timeout`` after the last wait began) sees it
+    and normally breaks it; GDD's rules find it too (isolation2 gdd/local-deadlock-03)."""
     clauses = ["%s %s held by %s" % (vertex(e.waiter)["label"], _wait_text(e), vertex(e.holder)["label"])
                for e in sorted(cycle_edges, key=lambda e: (e.waiter, e.content, e.holder))]
+    count = len({e.waiter for e in cycle_edges} | {e.holder for e in cycle_edges})
+    contents = {e.content for e in cycle_edges}
+    if len(contents) == 1:
+        return ("Local deadlock on content %s between %d distributed transactions: that node's own deadlock "
+                "check normally breaks it once deadlock_timeout has passed (still here: deadlock_timeout is "
+                "long there, or the cycle has just formed): %s." % (contents.pop(), count, "; ".join(clauses)))
     return ("Global deadlock between %d distributed transactions that no single node sees: %s."
-            % (len({e.waiter for e in cycle_edges} | {e.holder for e in cycle_edges}), "; ".join(clauses)))
+            % (count, "; ".join(clauses)))
+
+
+def _deadlocks_text(deadlocks):
+    """``1 global deadlock``, ``1 local deadlock (content 1)``, or both, comma separated."""
+    local = [d for d in deadlocks if d.get("scope") == "local"]
+    parts = []
+    if len(local) < len(deadlocks):
+        count = len(deadlocks) - len(local)
+        parts.append("%d global deadlock%s" % (count, "" if count == 1 else "s"))
+    if local:
+        parts.append("%d local deadlock%s (content %s)" % (
+            len(local), "" if len(local) == 1 else "s",
+            ", ".join(str(c) for c in sorted({c for d in local for c in d["contents"]}))))
+    return ", ".join(parts)
 
 
 def _summary(verdict, deadlocks, chosen, unresolved, trees, unreachable):
@@ -173,7 +202,7 @@ def _summary(verdict, deadlocks, chosen, unresolved, trees, unreachable):
             len(unreachable), "" if len(unreachable) == 1 else "s",
             ", ".join(str(c) for c in sorted(unreachable)))
     if verdict == "deadlock":
-        text = "%d global deadlock%s" % (len(deadlocks), "" if len(deadlocks) == 1 else "s")
+        text = _deadlocks_text(deadlocks)
         if chosen:
             text += "; victim%s: %s" % ("" if len(chosen) == 1 else "s", ", ".join(
                 "gxid %s (session %s, coordinator pid %s)" % (v["gxid"], v["sess_id"], v["coordinator_pid"])

@@ -19,6 +19,9 @@ Public API:
   is appended to ``done`` as it happens.
 - ``deadlocked_gxids(params, server, timeout) -> set``: the gxids in a cycle now (a
   light snapshot: wait edges and distributed transactions only), for polling.
+- ``node_deadlock_timeouts(conn) -> {content: seconds}``: each primary's and the
+  coordinator's ``deadlock_timeout``; ``local_check_wait(deadlocks, timeouts, limit)
+  -> (seconds, waits)``: how long to leave local deadlocks to their node's own check.
 
 Only victims of ``analysis.analyse`` are touched; that layer never chooses protected
 processes, sessions waiting in SyncRep, or transactions in two-phase commit.
@@ -29,16 +32,26 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import collections
+import re
 import time
 
 from ansible_collections.gpops.greenplum.plugins.module_utils import actions
 from ansible_collections.gpops.greenplum.plugins.module_utils.analysis import analyse
+from ansible_collections.gpops.greenplum.plugins.module_utils.connection import query
 from ansible_collections.gpops.greenplum.plugins.module_utils.records import COORDINATOR_CONTENT
 from ansible_collections.gpops.greenplum.plugins.module_utils.snapshot import take_snapshot
 
 CANCEL_MESSAGE = "cancelled by gpops.greenplum to break a global deadlock (gxid %s)"
 TERMINATE_MESSAGE = "terminated by gpops.greenplum: still in a global deadlock after cancel (gxid %s)"
 POLL_INTERVAL_S = 0.2
+# A node's deadlock check runs deadlock_timeout after a wait begins, then takes a moment.
+LOCAL_CHECK_MARGIN_S = 0.5
+# gp_dist_random is a construct of Greenplum's parser, not a function: it takes no schema.
+DEADLOCK_TIMEOUTS_SQL = (
+    "SELECT pg_catalog.gp_execution_segment() AS content, pg_catalog.current_setting('deadlock_timeout') AS value"
+    " FROM gp_dist_random('pg_catalog.gp_id')"
+    " UNION ALL SELECT -1, pg_catalog.current_setting('deadlock_timeout')")
+_UNITS_S = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 
 Target = collections.namedtuple("Target", "gxid sess_id pid backend_start deadlock")
 
@@ -88,6 +101,50 @@ def deadlocked_gxids(params, server, timeout):
     only: one dispatched statement each on a healthy cluster)."""
     snap = take_snapshot(params, server, include=("edges", "dist_xacts"), timeout=timeout)
     return {g for d in analyse(snap).deadlocks for g in d["gxids"]}
+
+
+def parse_duration(text):
+    """Seconds of a time setting as ``current_setting`` shows it (``1s``, ``500ms``,
+    ``2min``; a bare number is milliseconds, deadlock_timeout's unit). None when unreadable."""
+    match = re.match(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", str(text or ""))
+    if not match or (match.group(2) and match.group(2) not in _UNITS_S):
+        return None
+    return float(match.group(1)) * _UNITS_S[match.group(2) or "ms"]
+
+
+def node_deadlock_timeouts(conn):
+    """``{content: seconds}``: ``deadlock_timeout`` on the coordinator and on every
+    primary (read by one dispatched statement; sessions may override it)."""
+    out = {}
+    for row in query(conn, DEADLOCK_TIMEOUTS_SQL):
+        seconds = parse_duration(row["value"])
+        if seconds is not None:
+            out[int(row["content"])] = seconds
+    return out
+
+
+def local_check_wait(deadlocks, timeouts, limit):
+    """How long to leave the local deadlocks of ``deadlocks`` (analysis dicts, ``scope``
+    ``local``: every wait on one node) to that node's own deadlock check, which ends
+    one ``deadlock_timeout`` after its last wait began (isolation2 gdd/local-deadlock-03:
+    the node cancels one member with "deadlock detected").
+
+    ``timeouts``: ``{content: seconds}`` (``node_deadlock_timeouts``); ``limit``: the
+    longest wait allowed. Returns ``(seconds, waits)``: the time to wait (0: none) and
+    one dict per local deadlock ``{deadlock, content, deadlock_timeout_s, wait}``
+    (``wait`` False when its node's timeout is unknown or longer than ``limit``).
+    """
+    waits, seconds = [], 0.0
+    for d in deadlocks:
+        if d.get("scope") != "local":
+            continue
+        content = d["contents"][0]
+        timeout = timeouts.get(content)
+        wait = timeout is not None and limit > 0 and timeout <= limit
+        if wait:
+            seconds = max(seconds, min(limit, timeout + LOCAL_CHECK_MARGIN_S))
+        waits.append({"deadlock": d["id"], "content": content, "deadlock_timeout_s": timeout, "wait": wait})
+    return seconds, waits
 
 
 def _wait_until_clear(gxids, grace, still_deadlocked, sleep, clock):

@@ -571,11 +571,13 @@ def _global_deadlocks(index, facts, analysis):
             choice = "no victim may be chosen (every member protected): needs a person"
         findings.append(Finding(
             "global_deadlock", "critical",
-            "global deadlock between gxid %s across content %s; %s; %s" % (
-                ", ".join(str(g) for g in d["gxids"]), ", ".join(str(c) for c in contents),
+            "%s deadlock between gxid %s %s content %s; %s; %s" % (
+                "local" if len(contents) == 1 else "global", ", ".join(str(g) for g in d["gxids"]),
+                "on" if len(contents) == 1 else "across", ", ".join(str(c) for c in contents),
                 choice, "GDD is on and breaks it within %d s" % period if gdd_on
                 else "GDD is off: it stays until broken"),
-            {"deadlock": d["id"], "gxids": d["gxids"], "explanation": d["explanation"],
+            {"deadlock": d["id"], "gxids": d["gxids"], "scope": "local" if len(contents) == 1 else "global",
+             "explanation": d["explanation"],
              "sessions": [{k: v.get(k) for k in ("gxid", "sess_id", "coordinator_pid", "usename",
                                                  "application_name", "state", "xact_age_s",
                                                  "query")} for v in d["vertices"]],

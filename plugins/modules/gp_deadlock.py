@@ -80,6 +80,18 @@ options:
       - Terminate a victim whose cycle is still there O(cancel_grace) seconds after the cancel.
     type: bool
     default: true
+  local_deadlock_wait:
+    description:
+      - A local deadlock (every wait of the cycle on one node) is also seen by that node's own
+        deadlock check, which breaks it C(deadlock_timeout) after its last wait began (1 s by
+        default) by failing one member's statement with C(deadlock detected).
+      - With O(state=resolved), when that node's C(deadlock_timeout) is at most this many seconds,
+        the module first waits that long (plus 0.5 s) and looks again, so that it does not cancel
+        a second transaction of a cycle the node is breaking; it breaks only what is left (global
+        deadlocks seen at the same time are broken after that wait too).
+      - V(0) never waits. Check mode never waits.
+    type: float
+    default: 10
   recheck:
     description:
       - After acting, take a new snapshot and report RV(deadlocks_after); the task fails if a
@@ -117,13 +129,17 @@ EXAMPLES = r'''
 RETURN = r'''
 deadlocks:
   description: The global deadlocks found (cycles left after GDD's reduction), each with its
-    distributed transactions, sessions, edges and an explanation.
+    distributed transactions, sessions, edges and an explanation. C(scope) is C(local) when
+    every edge of the cycle is on one content (that node's own deadlock check sees it too and
+    normally breaks it after C(deadlock_timeout)), C(global) otherwise.
   returned: always
   type: list
   elements: dict
   sample:
     - id: 1
       gxids: [17, 18]
+      scope: global
+      contents: [0, 1]
       resolution: victim
       explanation: "Global deadlock between 2 distributed transactions that no single node sees: ..."
 victims:
@@ -140,6 +156,20 @@ unresolved:
   type: list
   elements: dict
   sample: []
+local_checks:
+  description:
+    - One entry per local deadlock found by O(state=resolved) (every wait on one node) with its
+      C(gxids) and C(sess_ids), that node's C(deadlock_timeout), whether the module waited for
+      the node's own deadlock check (O(local_deadlock_wait)), and whether the cycle was gone
+      afterwards (C(broken_by_node)).
+    - After such a wait, RV(deadlocks) and RV(victims) are those of the second look, the one
+      acted on.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {deadlock: 1, content: 1, gxids: [17, 19], sess_ids: [21, 23], deadlock_timeout_s: 1.0, wait: true,
+       waited_s: 1.5, broken_by_node: true}
 actions:
   description:
     - Every action taken (or, in check mode, planned), in order. C(result) is C(done),
@@ -187,6 +217,8 @@ notes:
   sample: []
 '''
 
+import time
+
 from ansible_collections.gpops.greenplum.plugins.module_utils import deadlock
 from ansible_collections.gpops.greenplum.plugins.module_utils.analysis import analyse
 from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
@@ -203,21 +235,64 @@ def _action_line(a):
     return line if a["result"] in ("done", "planned") else "%s (%s)" % (line, a["reason"])
 
 
+def _leave_local_deadlocks_to_their_node(p, snap, found, result, snapshot_and_analysis):
+    """Give each local deadlock's node the time its own deadlock check needs
+    (``deadlock.local_check_wait``), then look again: returns the new snapshot and
+    analysis (or the old ones when nothing was waited for); ``result`` gets
+    ``local_checks`` and a summary line."""
+    timeouts, note = {}, None
+    try:
+        conn = connect(p, server=ServerInfo(**snap.server))
+        try:
+            timeouts = deadlock.node_deadlock_timeouts(conn)
+        finally:
+            conn.close()
+    except Exception as exc:  # the wait is a courtesy: without the settings, act at once
+        note = "deadlock_timeout could not be read (%s): local deadlocks are broken at once" % exc
+    seconds, waits = deadlock.local_check_wait(found.deadlocks, timeouts, p["local_deadlock_wait"])
+    first = {d["id"]: d for d in found.deadlocks}
+    for w in waits:
+        w["gxids"] = first[w["deadlock"]]["gxids"]
+        w["sess_ids"] = sorted({v["sess_id"] for v in first[w["deadlock"]]["vertices"] if v["sess_id"]})
+    result["local_checks"] = waits
+    if note:
+        result["notes"] = result.get("notes", []) + [note]
+    if not seconds:
+        return snap, found
+    started = time.monotonic()
+    time.sleep(seconds)
+    snap, found = snapshot_and_analysis()
+    left = {g for d in found.deadlocks for g in d["gxids"]}
+    for w in waits:
+        w["waited_s"] = round(time.monotonic() - started, 3) if w["wait"] else 0.0
+        w["broken_by_node"] = not (set(w["gxids"]) & left)
+    # From here on the second look is what is acted on and reported.
+    result.update(deadlocks=found.deadlocks, victims=found.victims, unresolved=found.unresolved,
+                  notes=found.notes, source=snap.source, unreachable_nodes=snap.as_dict()["unreachable"])
+    waited = [w for w in waits if w["wait"]]
+    result["summary"].append("local deadlock on content %s: waited %.1f s for that node's own deadlock check "
+                             "(deadlock_timeout %s s); after: %s" % (
+                                 ", ".join(str(w["content"]) for w in waited), seconds,
+                                 ", ".join("%g" % w["deadlock_timeout_s"] for w in waited), found.summary))
+    return snap, found
+
+
 def main():
     module = gp_module(dict(
         state=dict(type="str", default="detected", choices=["detected", "resolved"]),
         policy=dict(type="str", default="youngest", choices=list(POLICIES)),
         never_choose=dict(type="str"),
         cancel_grace=dict(type="float", default=5.0),
+        local_deadlock_wait=dict(type="float", default=10.0),
         terminate=dict(type="bool", default=True),
         recheck=dict(type="bool", default=True),
     ))
     p = module.params
-    result = dict(changed=False, deadlocks=[], victims=[], unresolved=[], actions=[],
+    result = dict(changed=False, deadlocks=[], victims=[], unresolved=[], actions=[], local_checks=[],
                   deadlocks_after=None, summary=[])
-    if p["cancel_grace"] < 0:
-        module.fail_json(msg="cancel_grace must be a number of seconds >= 0, got %s" % p["cancel_grace"],
-                         **result)
+    for name in ("cancel_grace", "local_deadlock_wait"):
+        if p[name] < 0:
+            module.fail_json(msg="%s must be a number of seconds >= 0, got %s" % (name, p[name]), **result)
     try:
         compile_never_choose(p["never_choose"])  # bad input fails before any connection
     except ValueError as exc:
@@ -239,6 +314,10 @@ def main():
                   summary=[found.summary])
     if p["state"] == "detected" or not found.deadlocks:
         module.exit_json(**result)
+    if not module.check_mode and any(d["scope"] == "local" for d in found.deadlocks):
+        snap, found = _leave_local_deadlocks_to_their_node(p, snap, found, result, snapshot_and_analysis)
+        if not found.deadlocks:
+            module.exit_json(**result)
     if found.unresolved:
         fail("%d global deadlock(s) cannot be broken safely: %s; nothing was cancelled or terminated"
              % (len(found.unresolved), "; ".join(u["reason"] for u in found.unresolved)))

@@ -107,3 +107,28 @@ def test_wait_until_clear_gives_up_after_the_grace_period():
     clock = FakeClock()
     still = deadlock._wait_until_clear({18}, 1.0, lambda: {17, 18, 30}, clock.sleep, clock)
     assert still == {18} and 1.0 <= clock.now <= 1.0 + deadlock.POLL_INTERVAL_S
+
+
+@pytest.mark.parametrize("text,seconds", [("1s", 1.0), ("500ms", 0.5), ("2min", 120.0), ("1500", 1.5),
+                                          ("1h", 3600.0), ("", None), ("soon", None), ("3 weeks", None)])
+def test_deadlock_timeout_as_current_setting_shows_it(text, seconds):
+    assert deadlock.parse_duration(text) == seconds
+
+
+def test_local_deadlocks_are_left_to_their_node_for_its_deadlock_timeout_only():
+    """isolation2 gdd/local-deadlock-03: a cycle on one node is broken there, by that
+    node's own check, deadlock_timeout after its last wait began; gp_deadlock waits for
+    that (bounded by local_deadlock_wait) instead of cancelling a second member."""
+    found = [{"id": 1, "scope": "global", "contents": [0, 1]},
+             {"id": 2, "scope": "local", "contents": [1]},
+             {"id": 3, "scope": "local", "contents": [2]}]
+    seconds, waits = deadlock.local_check_wait(found, {-1: 1.0, 0: 1.0, 1: 1.0, 2: 60.0}, limit=10)
+    assert seconds == 1.0 + deadlock.LOCAL_CHECK_MARGIN_S
+    assert waits == [{"deadlock": 2, "content": 1, "deadlock_timeout_s": 1.0, "wait": True},
+                     {"deadlock": 3, "content": 2, "deadlock_timeout_s": 60.0, "wait": False}]
+    assert deadlock.local_check_wait(found, {1: 1.0}, limit=0)[0] == 0  # local_deadlock_wait 0: never
+    assert deadlock.local_check_wait(found, {}, limit=10) == (0, [  # timeouts unknown: act at once
+        {"deadlock": 2, "content": 1, "deadlock_timeout_s": None, "wait": False},
+        {"deadlock": 3, "content": 2, "deadlock_timeout_s": None, "wait": False}])
+    assert deadlock.local_check_wait(found[:1], {0: 1.0}, limit=10) == (0, [])  # global only: no wait
+    assert deadlock.local_check_wait(found, {1: 9.8}, limit=10)[0] == 10  # never longer than the limit

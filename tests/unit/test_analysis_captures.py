@@ -13,6 +13,7 @@ from ansible_collections.gpops.greenplum.plugins.module_utils.analysis import an
 
 from captures import NO_UTILITY_CAPTURE, has_utility_capture, load_capture, snapshot_from_capture
 from conftest import SHARED_FIXTURES
+from synthetic import snapshot_from_graph
 
 ALL_CAPTURES = sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(SHARED_FIXTURES, "*.json"))
                       if "pg_locks" in load_capture(os.path.basename(p)[:-5])["queries"])
@@ -94,6 +95,24 @@ def test_deadlock_explanation_names_each_holder_by_its_own_session():
     (victim,) = result.victims
     assert re.search(r"cancelled to break global deadlock: %d\(Coordinator Pid: %d\)"
                      % (victim["gxid"], victim["coordinator_pid"]), log)
+
+
+def test_a_cycle_on_one_segment_is_reported_as_local_not_global():
+    """isolation2 gdd/local-deadlock-03 on real GP7 (tests/gp7/test_gdd_isolation2.py): 10
+    and 30 wait for each other on seg 1 only. GDD's rules find it too, but it is a local
+    deadlock (that node's own check breaks it after deadlock_timeout): saying that "no
+    single node sees" it was wrong."""
+    local = analyse(snapshot_from_graph([(1, 17, 19, True), (1, 19, 17, True), (0, 17, 18, True)]))
+    (deadlock,) = local.deadlocks
+    assert (deadlock["scope"], deadlock["contents"]) == ("local", [1])
+    assert deadlock["explanation"].startswith("Local deadlock on content 1 between 2 distributed transactions")
+    assert "no single node" not in deadlock["explanation"]
+    assert local.summary.startswith("1 local deadlock (content 1); victim: gxid 19 ")
+    both = analyse(snapshot_from_graph([(1, 17, 19, True), (1, 19, 17, True), (0, 5, 6, True), (2, 6, 5, True)]))
+    assert [(d["scope"], d["contents"]) for d in both.deadlocks] == [("global", [0, 2]), ("local", [1])]
+    assert both.deadlocks[0]["explanation"].startswith(
+        "Global deadlock between 2 distributed transactions that no single node sees: ")
+    assert both.summary.startswith("1 global deadlock, 1 local deadlock (content 1); victims: gxid 19 ")
 
 
 @pytest.mark.parametrize("name", ["global_deadlock_2seg__after_cancel", "healthy_baseline",
