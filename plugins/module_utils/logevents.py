@@ -114,7 +114,7 @@ RULES = (
          r"FTS: update role, status, and mode for dbid \d+ with contentid -?\d+ to",
          ["src/backend/fts/fts.c"],
          "FTS changed a node's role, status or mode in gp_segment_configuration (marked down, "
-         "not in sync, back in sync)"),
+         "not in sync, back in sync); recorded in gp_configuration_history, not in the log"),
     Rule("syncrep_off", "high",
          r"turning off synchronous wal replication due to FTS request"
          r"|setting synchronous_standby_names to ''",
@@ -125,7 +125,9 @@ RULES = (
          "a primary waits for its mirror again (synchronous replication back on)"),
     Rule("fts_probe_failure", "medium",
          r"FTS: cannot establish libpq connection|FTS: detected segment is in (recovery mode|RESET state)"
-         r"|FTS: ftsConnect .* failed|FTS: .* timed out|disk IO check during FTS probe failed",
+         r"|FTS: ftsConnect .* failed|FTS: .* timed out|disk IO check during FTS probe failed"
+         r"|FTS double fault detected|FTS failed to turn off syncrep|FTS max \(\d+\) retries exhausted"
+         r"|FTS: (failed to read from|error getting results from|error response from|invalid response from)",
          ["src/backend/fts/ftsprobe.c", "src/backend/fts/ftsmessagehandler.c"],
          "an FTS probe of a segment failed or found it resetting or recovering"),
     Rule("fault_injected", "info", r"fault triggered, fault name:",
@@ -191,9 +193,9 @@ CLASSES = tuple(r.name for r in RULES)
 
 # One search over the raw record decides whether it is worth parsing: every message
 # rule's pattern (anchors dropped) plus a PANIC or FATAL severity field.
-_ANY = re.compile("|".join(
-    ["(?:%s)" % r.regex.pattern.lstrip("^").rstrip("$") for r in RULES if r.regex]
-    + [r',"(?:PANIC|FATAL)",']))
+# Also the server-side filter of gp_log_system (a POSIX regular expression: the same text).
+MESSAGE_PATTERN = "|".join("(%s)" % r.regex.pattern.lstrip("^").rstrip("$") for r in RULES if r.regex)
+_ANY = re.compile(MESSAGE_PATTERN + r'|,"(?:PANIC|FATAL)",')
 
 _BENIGN_FATAL = re.compile(r"the database system is (starting up|shutting down|in recovery mode)"
                            r"|^connection to client lost|^terminating walreceiver|^role \".*\" does not exist"
@@ -470,14 +472,14 @@ class LogScan(object):
         size = 0
         check = 0
         for line in lines:
+            if self.stopped:
+                break
             self.lines += 1
             check += 1
-            if check >= 5000:
+            if check >= 5000 or self.lines >= self.max_lines:
                 check = 0
                 if self._bounded():
                     break
-            elif self.lines >= self.max_lines and self._bounded():
-                break
             if _starts_record(line):
                 if buf is not None:
                     self._record("".join(buf), node, where)
@@ -487,7 +489,7 @@ class LogScan(object):
             elif size < MAX_RECORD_CHARS:
                 buf.append(line)
                 size += len(line)
-        if buf is not None:
+        if buf is not None and not self.stopped:
             self._record("".join(buf), node, where)
 
     def _record(self, text, node, where):
@@ -533,6 +535,8 @@ class LogScan(object):
             self.matched += 1
             if len(self._events) < self.max_events:
                 self._events.append(event)
+            if len(self._events) >= self.max_events and not self.stopped:
+                self.stopped = "max_events: %d events found, the rest was not scanned" % len(self._events)
 
     # --- output
     def events(self):
@@ -589,6 +593,9 @@ class _Union(object):
 
 
 _NO_SESSION_LINK = ("gdd_cycle", "crash_reset")
+# independent statements: the same class close in time is no reason to link them
+_NO_TIME_LINK = ("lock_timeout", "statement_timeout", "statement_cancelled", "session_terminated",
+                 "local_deadlock", "gdd_victim", "fault_injected", "fatal", "resgroup_limit", "out_of_memory")
 _CRASH_CLASSES = ("panic", "crash", "crash_reset", "crash_recovery", "restart_done", "fatal")
 _NODE_DOWN_CLASSES = ("panic", "crash", "crash_reset", "shutdown", "fts_probe_failure")
 
@@ -663,6 +670,12 @@ def chains(events, signals=None, link_seconds=5.0, crash_seconds=120.0, fts_seco
                 u.union(i, j)
             elif (e["class"] in ("syncrep_off", "syncrep_on", "fts_promotion") and p["class"] == "fts_config_change"
                   and p.get("fts", {}).get("content") == c and dt <= link_seconds * 6):
+                u.union(i, j)
+            elif (e["class"] == p["class"] and pc == c and dt <= link_seconds
+                  and e["node"].get("role") == p["node"].get("role") and e["class"] not in _NO_TIME_LINK):
+                u.union(i, j)
+            elif (e["class"] == "syncrep_off" and p["class"] in _NODE_DOWN_CLASSES and pc == c
+                  and p["node"].get("role") == "m" and dt <= fts_seconds):
                 u.union(i, j)
             elif (e["class"] == "gdd_victim" and p["class"] == "gdd_cycle" and dt <= link_seconds
                   and not p.get("cancelled_gxids")):
