@@ -15,11 +15,13 @@ Pure functions over CSV log text (``gp_log_info`` reads the files or the rows of
   rows (``gp_log_system``) with ``add_row(fields, node)``; ``stats()`` says how many lines
   were read, matched, skipped as malformed (with up to 5 examples), and whether a bound
   stopped the scan. ``events()``: the classified events, oldest first.
+- ``history_record(time, dbid, description)``: a ``gp_configuration_history`` row as a record.
 - ``classify(fields, node) -> event dict or None``: one CSV record (30 fields) as an event.
 - ``chains(events, signals=None, link_seconds=...) -> list``: events linked by session,
   distributed transaction id (gxid) and time; each chain names what started it. Signals
   (``gp_signal_audit_info`` results) sent to a process of a chain join it.
-- ``summary(events) -> {class: count}``; ``timeline_lines(...)``.
+- ``merge(events, others)``: events of several scans as one list, duplicates once.
+- ``summary(events) -> {class: {severity: count}}``; ``timeline_lines(...)``.
 
 An event: ``time`` (ISO 8601 UTC), ``epoch``, ``class``, ``severity`` (critical, high,
 medium, low, info), ``node`` {content, dbid, host, role, datadir}, ``pid``, ``session``
@@ -549,6 +551,17 @@ class LogScan(object):
                 "unreadable": self.unreadable, "stopped": self.stopped, "complete": self.stopped is None}
 
 
+def history_record(when, dbid, description):
+    """A ``gp_configuration_history`` row (time text, dbid, description) as the 30 fields of a
+    coordinator log record: FTS writes its configuration changes there, not to the log."""
+    fields = [""] * len(FIELDS)
+    fields[0], fields[11], fields[16], fields[17] = when, "seg-1", "LOG", "00000"
+    fields[18] = description or ""
+    fields[19] = "from gp_configuration_history (dbid %s)" % dbid
+    fields[27] = "fts.c"
+    return fields
+
+
 def log_files(datadir):
     """The CSV log files of a data directory (``<datadir>/log/*.csv``), oldest first."""
     return sorted(glob.glob(os.path.join(datadir, "log", "*.csv")))
@@ -719,6 +732,22 @@ def chains(events, signals=None, link_seconds=5.0, crash_seconds=120.0, fts_seco
         for i in chain["events"]:
             events[i]["chain"] = chain["id"]
     return out
+
+
+def merge(events, others):
+    """``events`` and ``others`` (events of other scans, e.g. other hosts' files) as one list
+    by time; an event present in both (same time, pid and message) is kept once; ``others``
+    without ``epoch``/``class``/``node``/``session`` are dropped."""
+    seen = {(e["epoch"], e.get("pid"), e["message"]) for e in events}
+    out = list(events)
+    for e in others or ():
+        if not isinstance(e, dict) or not all(k in e for k in ("epoch", "class", "severity", "node", "session", "message")):
+            continue
+        key = (e["epoch"], e.get("pid"), e["message"])
+        if key not in seen:
+            seen.add(key)
+            out.append(dict(e, chain=None))
+    return sorted(out, key=lambda e: (e["epoch"], (e["node"] or {}).get("content") or 0))
 
 
 def summary(events):

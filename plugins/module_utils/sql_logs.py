@@ -13,7 +13,7 @@ external web tables that ``cat $GP_SEG_DATADIR/log/*.csv``; superuser only).
 - ``CONFIG_HISTORY_SQL`` / ``config_history_rows(conn, since, until, max_rows)``: FTS's
   changes of ``gp_segment_configuration`` in the window, from
   ``pg_catalog.gp_configuration_history`` (``src/backend/fts/fts.c`` writes its "FTS: update
-  role, status, and mode ..." text there, not to the log), as CSV-ordered tuples.
+  role, status, and mode ..." text there, not to the log).
 
 Kept apart from the other modules' SQL so that it can move into ``sql.py`` as is.
 """
@@ -49,7 +49,7 @@ def log_window_rows(conn, since, until, pattern, max_rows):
 
 CONFIG_HISTORY_SQL = (
     "SELECT pg_catalog.to_char(h.\"time\" AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || ' UTC',"
-    " h.dbid, h.\"desc\""
+    " h.dbid, h.description"
     " FROM pg_catalog.gp_configuration_history h"
     " WHERE h.\"time\" >= pg_catalog.to_timestamp(%(since)s)"
     " AND h.\"time\" < pg_catalog.to_timestamp(%(until)s)"
@@ -58,16 +58,8 @@ CONFIG_HISTORY_SQL = (
 
 
 def config_history_rows(conn, since, until, max_rows):
-    """``gp_configuration_history`` rows of [since, until) as 30-field tuples in CSV column
-    order (time, severity LOG, the description as message, ``fts.c`` as the file)."""
+    """``gp_configuration_history`` rows of [since, until): (time as UTC text, dbid,
+    description), oldest first (``logevents.history_record`` makes them log records)."""
     with conn.cursor() as cur:
         cur.execute(CONFIG_HISTORY_SQL, {"since": float(since), "until": float(until), "max_rows": int(max_rows)})
-        rows = cur.fetchall()
-    out = []
-    for when, dbid, desc in rows:
-        fields = [None] * 30
-        fields[0], fields[11], fields[16], fields[17], fields[18] = when, "seg-1", "LOG", "00000", desc
-        fields[19] = "gp_configuration_history (dbid %s)" % dbid
-        fields[27], fields[28] = "fts.c", ""
-        out.append(tuple(fields))
-    return out
+        return cur.fetchall()

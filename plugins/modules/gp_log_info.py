@@ -79,6 +79,14 @@ options:
     type: list
     elements: dict
     default: []
+  merge_events:
+    description:
+      - Events of other M(gpops.greenplum.gp_log_info) results (for example of each segment host's
+        files, read with C(source=files) and C(delegate_to)) to merge with this one's before the
+        events are chained; an event read twice (same time, process and message) is kept once.
+    type: list
+    elements: dict
+    default: []
   min_severity:
     description: Leave out events below this severity.
     type: str
@@ -99,10 +107,10 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Read-only; runs the same in check mode.
+    description: It only reads logs and catalog views, so check mode runs it as usual.
   diff_mode:
     support: none
-    description: Nothing changes, so there is no diff.
+    description: It changes no file and no setting.
 notes:
   - C(gp_toolkit.gp_log_system) needs a superuser; it reads every CSV file of every primary, so
     O(statement_timeout) bounds it on the server.
@@ -242,7 +250,7 @@ def _from_coordinator(p, scan, since, until):
         content = int(seg[3:]) if seg.startswith("seg") and seg[3:].lstrip("-").isdigit() else None
         scan.add_row(row, nodes.get(content, {"content": content}))
     for row in history:
-        scan.add_row(row, dict(nodes.get(-1, {"content": -1}), table="gp_configuration_history"))
+        scan.add_row(logevents.history_record(*row), dict(nodes.get(-1, {"content": -1}), table="gp_configuration_history"))
     if len(rows) >= p["max_lines"]:
         scan.stopped = "max_lines: %d rows read from gp_log_system, the rest was not read" % len(rows)
     return None
@@ -273,6 +281,7 @@ def main():
         data_directories=dict(type="list", elements="path", default=[]),
         host=dict(type="str"),
         signals=dict(type="list", elements="dict", default=[]),
+        merge_events=dict(type="list", elements="dict", default=[]),
         min_severity=dict(type="str", default="info", choices=list(logevents.SEVERITIES)),
         max_lines=dict(type="int", default=2000000),
         max_events=dict(type="int", default=5000),
@@ -328,7 +337,8 @@ def main():
             module.warn("not read: %s: %s" % (u["path"], u["error"]))
 
     floor = logevents.SEVERITY_RANK[p["min_severity"]]
-    events = [e for e in scan.events() if logevents.SEVERITY_RANK[e["severity"]] >= floor]
+    events = logevents.merge(scan.events(), p["merge_events"])
+    events = [e for e in events if logevents.SEVERITY_RANK.get(e.get("severity"), 0) >= floor]
     chains = logevents.chains(events, p["signals"])
     stats = scan.stats()
     if stats["stopped"]:

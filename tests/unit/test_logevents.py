@@ -192,3 +192,29 @@ def test_every_class_names_a_source_file_that_exists_in_greenplum_7():
         if os.path.isdir(src):
             for path in rule.sources:
                 assert os.path.exists(os.path.join(src, path)), (rule.name, path)
+
+
+def test_mirror_stopped_then_marked_down_by_fts_and_sync_off_in_one_chain():
+    s, _, _ = scan("mirror_down_fts")
+    with open(os.path.join(FIXTURES, "mirror_down_fts", "gp_configuration_history.json")) as f:
+        for row in json.load(f):      # FTS writes its changes there, not to the log
+            s.add_row(L.history_record(*row), {"content": -1, "dbid": 1, "role": "p"})
+    events = s.events()
+    chains = L.chains(events)
+    down, = [e for e in of(events, "fts_config_change") if e["fts"]["status"] == "d"]
+    assert down["fts"] == {"dbid": 7, "content": 2, "role": "m", "status": "d", "mode": "n"}
+    assert down["severity"] == "high" and "marked DOWN" in down["summary"]
+    back = [e for e in of(events, "fts_config_change") if e["fts"]["mode"] == "s"]
+    assert back and all(e["severity"] == "info" for e in back)
+    off = of(events, "syncrep_off", content=2, dbid=4)
+    assert any("due to FTS request" in e["message"] for e in off)
+    stop, = of(events, "shutdown", content=2, role="m")
+    c = chain_of(chains, down)
+    assert all(e["chain"] == c["id"] for e in off + [stop])
+    assert c["started_by"].startswith("content 2 mirror: received immediate shutdown request")
+
+
+def test_merge_keeps_an_event_read_twice_once():
+    _, events, _ = scan("qe_sigkill_restart")
+    merged = L.merge(events[:5], events[3:] + [{"junk": 1}])
+    assert len(merged) == len(events)
