@@ -381,7 +381,9 @@ def classify(fields, node, raw=None, epoch=None):
     if rule.name == "gdd_cycle":
         m = _GXIDS.search(msg)
         if m:
-            event["cancelled_gxids"] = [int(g) for g in re.findall(r"\d+", m.group(1))]
+            pairs = re.findall(r"(\d+)\s*\(Coordinator Pid:\s*(\d+)\)", m.group(1))
+            event["cancelled_gxids"] = [int(g) for g, _ in pairs] or [int(g) for g in re.findall(r"\d+", m.group(1))]
+            event["cancelled_pids"] = [int(pid) for _, pid in pairs]
     if rule.name == "fts_config_change":
         m = _FTS_UPDATE.search(msg)
         if m:
@@ -606,9 +608,14 @@ class _Union(object):
 
 
 _NO_SESSION_LINK = ("gdd_cycle", "crash_reset")
-# independent statements: the same class close in time is no reason to link them
-_NO_TIME_LINK = ("lock_timeout", "statement_timeout", "statement_cancelled", "session_terminated",
-                 "local_deadlock", "gdd_victim", "fault_injected", "fatal", "resgroup_limit", "out_of_memory")
+# Node-wide events: the same class on the same node within seconds is one incident
+# (statements, sessions and dispatcher errors are not: they are linked by session or gxid).
+_SAME_CLASS_LINK = ("syncrep_off", "syncrep_on", "fts_config_change", "fts_probe_failure", "crash",
+                    "crash_reset", "crash_recovery", "gdd_cycle", "lockfile_exists")
+# Consequences: a chain is said to be started by its first event of another class when
+# that one follows within ``link_seconds`` (a bystander's "terminating connection because
+# of crash" can be logged a few ms before the crash itself).
+_CONSEQUENCES = ("crash_reset", "crash_recovery", "restart_done", "fault_injected")
 _CRASH_CLASSES = ("panic", "crash", "crash_reset", "crash_recovery", "restart_done", "fatal")
 _NODE_DOWN_CLASSES = ("panic", "crash", "crash_reset", "shutdown", "fts_probe_failure")
 
@@ -621,7 +628,8 @@ def chains(events, signals=None, link_seconds=5.0, crash_seconds=120.0, fts_seco
     ``link_seconds``; a GDD cycle lists a victim's gxid; FTS acts on a content within
     ``fts_seconds`` after that content failed; a primary's sync-off follows FTS's update of
     its content. Chains of one ``info`` event are left out. Returns chains, oldest first:
-    {``id``, ``started_by`` (the first event's summary), ``start``, ``end``, ``severity``,
+    {``id``, ``started_by`` (the summary of the first event that is no mere consequence),
+    ``start``, ``end``, ``severity``,
     ``classes``, ``contents``, ``sessions``, ``gxids``, ``events`` (indexes into
     ``events``), ``signals``, ``text`` (class → class → ...)}."""
     n = len(events)
@@ -685,7 +693,7 @@ def chains(events, signals=None, link_seconds=5.0, crash_seconds=120.0, fts_seco
                   and p.get("fts", {}).get("content") == c and dt <= link_seconds * 6):
                 u.union(i, j)
             elif (e["class"] == p["class"] and pc == c and dt <= link_seconds
-                  and e["node"].get("role") == p["node"].get("role") and e["class"] not in _NO_TIME_LINK):
+                  and e["node"].get("role") == p["node"].get("role") and e["class"] in _SAME_CLASS_LINK):
                 u.union(i, j)
             elif (e["class"] == "syncrep_off" and p["class"] in _NODE_DOWN_CLASSES and pc == c
                   and p["node"].get("role") == "m" and dt <= fts_seconds):
@@ -707,8 +715,13 @@ def chains(events, signals=None, link_seconds=5.0, crash_seconds=120.0, fts_seco
         for e in evs:
             if e["class"] not in classes:
                 classes.append(e["class"])
+        root = evs[0]
+        causes = [e for e in evs if e["class"] not in _CONSEQUENCES and e["severity"] not in ("low", "info")]
+        if (root["class"] in _CONSEQUENCES or root["severity"] in ("low", "info")) and causes \
+                and causes[0]["epoch"] - root["epoch"] <= link_seconds:
+            root = causes[0]
         chain = {
-            "id": len(out) + 1, "started_by": evs[0]["summary"], "start": evs[0]["time"],
+            "id": len(out) + 1, "started_by": root["summary"], "start": evs[0]["time"],
             "end": evs[-1]["time"], "severity": _sev_max(evs), "classes": classes,
             "contents": sorted({e["node"].get("content") for e in evs if e["node"].get("content") is not None}),
             "sessions": sorted({e["session"]["id"] for e in evs if e["session"].get("id")}),

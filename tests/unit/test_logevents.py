@@ -67,7 +67,8 @@ def test_gdd_cycle_dump_and_victim_in_one_chain():
     victim, = of(events, "gdd_victim")
     assert any("Final graph is" in e["message"] for e in cycle)
     listed = [e for e in cycle if e.get("cancelled_gxids")]
-    assert listed and victim["gxid"] in listed[0]["cancelled_gxids"]
+    assert listed and listed[0]["cancelled_gxids"] == [victim["gxid"]]
+    assert listed[0]["cancelled_pids"] == [victim["pid"]]
     assert victim["session"]["id"] == 50 and victim["node"]["content"] == -1
     chain = chain_of(chains, victim)
     assert chain["classes"][:2] == ["gdd_cycle", "gdd_victim"]
