@@ -683,7 +683,7 @@ def chains(events, signals=None, link_seconds=5.0, crash_seconds=120.0, fts_seco
                   and p["class"] in ("panic", "crash", "dtx_failure") and dt <= link_seconds
                   and not e.get("segments_named")):
                 u.union(i, j)
-            elif (c == -1 and e["class"] in ("panic", "crash", "dtx_failure") and pc == -1
+            elif (c == -1 and e["class"] in ("panic", "crash") and pc == -1
                   and p["class"] in ("dtx_failure", "dispatcher_error") and dt <= link_seconds):
                 u.union(i, j)
             elif (e["class"] in ("fts_config_change", "fts_promotion") and e.get("fts", {}).get("content", c) in (pc,)
