@@ -185,7 +185,7 @@ def test_mirror_stopped_and_marked_down_by_fts(gp, table):
     result = log_info(gp, t0)
     down = [e for e in of(result, "fts_config_change", content=-1) if e["fts"]["dbid"] == mirror["dbid"]]
     assert down and down[0]["fts"]["status"] == "d" and down[0]["severity"] == "high"
-    off, = of(result, "syncrep_off", content=2)
+    off, = [e for e in of(result, "syncrep_off", content=2) if "due to FTS request" in e["message"]]
     assert off["node"]["dbid"] == gp.node(2)["dbid"] and off["chain"] == down[0]["chain"]
     c = chain(result, down[0])
     assert {"fts_config_change", "syncrep_off"} <= set(c["classes"])
