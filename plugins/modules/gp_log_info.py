@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 ---
 module: gp_log_info
-short_description: What happened: Greenplum's own log events of a time window, classified and chained
+short_description: What happened - Greenplum's own log events of a time window, classified and chained
 description:
   - Reads the CSV logs of every node for a time window (C(since)/C(until), or the last
     C(last_minutes) minutes) and returns the incident events among them, classified (global
@@ -32,8 +32,8 @@ description:
     C(<data directory>/log/*.csv) of O(data_directories) on the host the module runs on (a role
     or a loop over the hosts gathers them across segment hosts). Mirror and standby logs are
     read from files only.
-  - Bounded: at most O(max_lines) lines read, O(max_events) events, and O(deadline) seconds;
-    the result says when a bound stopped the scan (C(complete=false), C(stats.stopped)).
+  - Bounded by O(max_lines) lines read, O(max_events) events and O(deadline) seconds. The
+    result says when a bound stopped the scan, with C(complete) false and C(stats.stopped).
   - Read-only; runs the same in check mode.
 version_added: 0.2.0
 author: gpops.greenplum contributors (@gpops)
@@ -42,7 +42,7 @@ extends_documentation_fragment:
 options:
   since:
     description:
-      - Start of the window (inclusive): epoch seconds, ISO 8601 (without a zone, UTC), a log time
+      - Start of the window (inclusive), as epoch seconds, ISO 8601 (without a zone, UTC), a log time
         (C(2026-12-05 09:04:00 UTC)) or relative (C(-30m), C(-2h)).
       - Default C(until) minus O(last_minutes).
     type: str
@@ -117,6 +117,12 @@ notes:
   - Times in the result are UTC. Log times in another zone than UTC/GMT or a numeric offset are
     taken as UTC.
 seealso:
+  - name: Greenplum gp_toolkit log views (gp_log_system)
+    description: The views over every segment's and the coordinator's CSV logs.
+    link: https://docs.vmware.com/en/VMware-Greenplum/7/greenplum-database/ref_guide-gp_toolkit.html
+  - name: Greenplum 7 source of the classified messages
+    description: Each class cites its source files (docs/log-timeline.md).
+    link: https://github.com/greenplum-db/gpdb-archive/blob/main/src/backend/cdb/cdbtm.c
   - module: gpops.greenplum.gp_hang_info
   - module: gpops.greenplum.gp_signal_audit_info
   - module: gpops.greenplum.gp_report
@@ -149,14 +155,17 @@ source:
   description: Where the records came from, C(gp_log_system) or C(files).
   returned: always
   type: str
+  sample: gp_log_system
 fallback_reason:
   description: Why C(source=auto) read the files instead of the coordinator, or null.
   returned: always
   type: str
+  sample: "timeout: connection to 127.0.0.1:5432 failed: connection refused"
 window:
   description: The window scanned, C(since) and C(until) (ISO 8601 UTC) and C(seconds).
   returned: always
   type: dict
+  sample: {since: "2026-12-05T09:00:00+00:00", until: "2026-12-05T09:15:00+00:00", seconds: 900.0}
 events:
   description: The classified events, oldest first.
   returned: always
@@ -204,16 +213,20 @@ timeline:
   returned: always
   type: list
   elements: str
+  sample: ["3 log event(s), 1 chain(s)", "chain 1 [high] 2026-12-05T09:06:06+00:00: gdd_cycle → gdd_victim (started by: ...)"]
 complete:
   description: False when a bound (max_lines, max_events, deadline) stopped the scan.
   returned: always
   type: bool
+  sample: true
 stats:
   description:
     - Lines read, records, records in the window, events, skipped (malformed) lines with up to 5
       examples, files read, unreadable files or directories, and why the scan stopped (or null).
   returned: always
   type: dict
+  sample: {lines_read: 841, records: 703, records_in_window: 585, events: 69, skipped_lines: 0,
+           skipped_examples: [], files: [], unreadable: [], stopped: null, complete: true}
 """
 
 import os

@@ -70,6 +70,7 @@ metrics:
   description: The OpenMetrics text.
   returned: always
   type: str
+  sample: "# HELP gpops_up 1 when the coordinator answered the health check.\n# TYPE gpops_up gauge\ngpops_up{cluster=\"mdw\"} 1\n# EOF\n"
 """
 
 import os

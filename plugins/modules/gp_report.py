@@ -45,8 +45,8 @@ options:
     type: dict
   log_info:
     description:
-      - The registered result of M(gpops.greenplum.gp_log_info): its events and chains become the
-        report's C(timeline) and the Markdown section "Timeline", next to the wait-for graph.
+      - The registered result of M(gpops.greenplum.gp_log_info). Its events and chains become the
+        C(timeline) of the report and its Markdown section C(Timeline), next to the wait-for graph.
     type: dict
     version_added: "0.2.0"
   dest:
