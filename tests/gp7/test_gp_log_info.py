@@ -215,3 +215,47 @@ def test_files_when_the_coordinator_is_down(gp, tmp_path):
                              % (coordinator, coordinator))
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert wait_for(gp.answers, timeout=60)
+
+
+def run_playbook(name, extra_vars, env, tmp_path):
+    import json
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    inventory = tmp_path / "inventory"
+    inventory.write_text("[greenplum]\nmdw ansible_connection=local ansible_python_interpreter=%s\n" % sys.executable)
+    run_env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(root, ".collections"),
+                   ANSIBLE_CONFIG=os.path.join(root, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+                   ANSIBLE_LOCALHOST_WARNING="false", **env)
+    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", str(inventory),
+                           "-e", json.dumps(extra_vars), os.path.join(root, "playbooks", name)],
+                          cwd=root, env=run_env, capture_output=True, text=True, timeout=300)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_health_check_timeline_and_metrics_then_postmortem(gp, tmp_path):
+    t0 = time.time()
+    s = gp.session("killed2")
+    s.sql("BEGIN")
+    s.sql("SELECT count(*) FROM gp_dist_random('gp_id')")
+    qe = gp.backend_pids(2, "sess_id = %d" % s.sess_id)[0]
+    os.kill(qe, signal.SIGKILL)
+    assert wait_for(lambda: gp.query("SELECT count(*) FROM gp_dist_random('gp_id')")[0][0] == 3, timeout=60)
+    reports, metrics = tmp_path / "reports", tmp_path / "metrics"
+    rc, out = run_playbook("health_check.yml", {"gp_report_dir": str(reports), "gp_metrics_dir": str(metrics),
+                                                "gp_fail_severity": "never", "gp_timeline_minutes": 2},
+                           gp.env(), tmp_path)
+    assert rc == 0, out[-3000:]
+    md, = glob.glob(str(reports / "gp-hang-mdw-*.md"))
+    text = open(md).read()
+    assert text.index("## Wait-for graph") < text.index("## Timeline") and "(PID %d) was terminated by signal 9" % qe in text
+    prom = open(str(metrics / "gpops_mdw.prom")).read()
+    assert 'gpops_up{cluster="mdw"} 1' in prom and prom.endswith("# EOF\n")
+    assert 'gpops_log_events{cluster="mdw",class="crash",severity="critical"}' in prom
+
+    rc, out = run_playbook("postmortem.yml", {"gp_since": str(t0 - 1), "gp_report_dir": str(reports)},
+                           gp.env(), tmp_path)
+    assert rc == 0, out[-3000:]
+    md, = glob.glob(str(reports / "gp-timeline-mdw-*.md"))
+    text = open(md).read()
+    assert "### Chains" in text and "content 2: server process (PID %d) was terminated by signal 9" % qe in text
