@@ -30,6 +30,12 @@ version; a removal or a change of meaning bumps it), published as JSON Schema in
   run after the actions.
 - ``snapshot``, ``facts``, ``analysis``: the raw evidence (``ClusterSnapshot``,
   ``triage.ClusterFacts`` and ``analysis.Analysis`` as dicts).
+- ``timeline`` (optional, added in 0.2.0): null, or the log events of the minutes before
+  (``gp_log_info``): {``window``, ``source``, ``complete``, ``stopped``, ``summary``,
+  ``chains``, ``events``} (``timeline_of``), rendered as the Markdown "Timeline" section.
+
+A timeline alone (``playbooks/postmortem.yml``): ``build_timeline_report(log_info,
+cluster)`` and ``render_timeline_markdown(doc)``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -73,15 +79,15 @@ def finding_lines(findings):
     return ["[%s] %s: %s" % (f["severity"], f["class"], f["summary"]) for f in findings]
 
 
-def build_report(hang_info, cluster, actions=None, after=None):
+def build_report(hang_info, cluster, actions=None, after=None, log_info=None):
     """The JSON report document (a dict) from a ``gp_hang_info`` result.
 
     ``hang_info``: dict with ``findings``, ``snapshot``, ``facts``, ``analysis`` (as
     ``gp_hang_info`` returns them); the graph is drawn from ``analysis``. ``cluster``: label.
     ``actions``: list of dicts (what was done); a plain sentence (as the stale-lock
     modules return their actions) becomes ``{"action": sentence}``. ``after``: optional later
-    ``gp_hang_info`` result. Raises KeyError when ``hang_info`` lacks
-    ``findings`` or ``snapshot``."""
+    ``gp_hang_info`` result. ``log_info``: optional ``gp_log_info`` result (the timeline).
+    Raises KeyError when ``hang_info`` lacks ``findings`` or ``snapshot``."""
     findings = list(hang_info["findings"])
     snapshot = hang_info["snapshot"]
     doc = {
@@ -101,6 +107,8 @@ def build_report(hang_info, cluster, actions=None, after=None):
         "facts": hang_info.get("facts") or {},
         "analysis": hang_info.get("analysis") or {},
     }
+    if log_info is not None:
+        doc["timeline"] = timeline_of(log_info)
     if after is not None:
         doc["after"] = {"taken_at": after["snapshot"].get("taken_at"),
                         "verdict": verdict_of(after["findings"]),
@@ -395,7 +403,10 @@ def render_markdown(doc, json_name=None):
             "segment and the lock. Red thick edges form a deadlock cycle; orange nodes are root "
             "blockers; a dashed red border marks the victim; dotted arrows are locks that may be "
             "released before the holder's transaction ends.", "",
-            "```mermaid", render_mermaid(doc["graph"]), "```", "", "## What was done", ""]
+            "```mermaid", render_mermaid(doc["graph"]), "```", ""]
+    if doc.get("timeline") is not None:
+        out += render_timeline(doc["timeline"])
+    out += ["## What was done", ""]
     if doc["actions"]:
         out += ["- " + _action_text(a) for a in doc["actions"]] + ["", "Details:", ""]
         out += _table(doc["actions"])
@@ -417,3 +428,98 @@ def render_markdown(doc, json_name=None):
             "`snapshot`, `facts` and `analysis`." % (
                 "`%s`" % json_name if json_name else "the JSON report"), ""]
     return "\n".join(out)
+
+
+# ---------------------------------------------------------------- timeline
+
+TIMELINE_EVENTS = 300   # events kept in a report (the chains name what started each)
+
+
+def timeline_of(log_info):
+    """The report's ``timeline`` from a ``gp_log_info`` result: its window, source,
+    completeness, summary and chains, and up to ``TIMELINE_EVENTS`` events (chained ones
+    first, then the most severe) without their raw records."""
+    events = list(log_info.get("events") or [])
+    keep = sorted(range(len(events)), key=lambda i: (events[i].get("chain") is None,
+                                                     _SEVERITIES.index(events[i].get("severity", "info"))))
+    keep = sorted(keep[:TIMELINE_EVENTS])
+    stats = log_info.get("stats") or {}
+    return {
+        "window": log_info.get("window") or {}, "source": log_info.get("source"),
+        "complete": log_info.get("complete", True), "stopped": stats.get("stopped"),
+        "skipped_lines": stats.get("skipped_lines", 0), "summary": log_info.get("summary") or {},
+        "chains": [{k: v for k, v in c.items() if k != "events"} for c in log_info.get("chains") or []],
+        "events": [{k: events[i].get(k) for k in ("time", "severity", "class", "node", "pid", "session",
+                                                  "gxid", "summary", "chain", "emitted_at", "sources")}
+                   for i in keep],
+        "events_total": len(events),
+    }
+
+
+def _node_text(node):
+    node = node or {}
+    text = _where(node.get("content")) if node.get("content") is not None else "?"
+    if node.get("dbid") is not None:
+        text += " dbid %s" % node["dbid"]
+    if node.get("role") == "m":
+        text += " (mirror)"
+    return text
+
+
+def render_timeline(timeline, heading="##"):
+    """The Markdown "Timeline" section: the window, the chains (what started each), then
+    the events as a table."""
+    window = timeline.get("window") or {}
+    out = ["%s Timeline" % heading, "",
+           "Greenplum's own log events from %s to %s (source: %s)%s." % (
+               window.get("since", "?"), window.get("until", "?"), timeline.get("source") or "?",
+               "" if timeline.get("complete", True) else
+               "; **incomplete**: %s" % (timeline.get("stopped") or "a bound was reached"))]
+    if timeline.get("skipped_lines"):
+        out.append("%d malformed log line(s) skipped." % timeline["skipped_lines"])
+    out.append("")
+    chains = timeline.get("chains") or []
+    if not timeline.get("events"):
+        out += ["No incident event in the logs of this window.", ""]
+        return out
+    if chains:
+        out += ["%s# Chains" % heading, ""]
+        for c in chains:
+            out.append("%d. **%s** %s → %s: %s. Started by: %s%s" % (
+                c["id"], c["severity"].upper(), c["start"], c["end"], c["text"], c["started_by"],
+                "; signals: %s" % ", ".join("%s from %s" % (sig.get("signal"), (sig.get("sender") or {}).get("exe"))
+                                            for sig in c["signals"]) if c.get("signals") else ""))
+        out.append("")
+    out += ["%s# Events" % heading, ""]
+    rows = [{"time": e["time"], "chain": e.get("chain"), "severity": e["severity"], "class": e["class"],
+             "node": _node_text(e.get("node")), "session": (e.get("session") or {}).get("id"),
+             "gxid": e.get("gxid"), "what": e.get("summary")} for e in timeline["events"]]
+    out += _table(rows)
+    if timeline.get("events_total", 0) > len(rows):
+        out.append("")
+        out.append("%d more event(s) in the gp_log_info result." % (timeline["events_total"] - len(rows)))
+    out.append("")
+    return out
+
+
+def build_timeline_report(log_info, cluster):
+    """A report of the timeline alone (postmortem): ``schema_version``, ``generator``,
+    ``kind`` ``timeline``, ``cluster``, ``taken_at`` (the window's end), ``highest_severity``,
+    ``timeline``."""
+    timeline = timeline_of(log_info)
+    return {"schema_version": SCHEMA_VERSION, "generator": GENERATOR, "kind": "timeline",
+            "cluster": str(cluster), "taken_at": timeline["window"].get("until"),
+            "highest_severity": highest_severity(timeline["events"]), "counts": severity_counts(timeline["events"]),
+            "timeline": timeline}
+
+
+def timeline_basename(doc):
+    """``gp-timeline-<cluster>-<window end as YYYYmmddTHHMMSS>``."""
+    return report_basename(doc).replace("gp-hang-", "gp-timeline-", 1)
+
+
+def render_timeline_markdown(doc):
+    out = ["# Greenplum incident timeline: %s" % doc["cluster"], "",
+           "- window end: %s" % doc["taken_at"],
+           "- most severe event: %s" % (doc["highest_severity"] or "none"), ""]
+    return "\n".join(out + render_timeline(doc["timeline"]))

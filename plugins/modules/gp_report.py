@@ -40,8 +40,15 @@ options:
     description:
       - The registered result of M(gpops.greenplum.gp_hang_info) (needs C(findings) and
         C(snapshot); C(analysis) and C(facts) are used when present).
+      - Required unless O(log_info) is given alone, which writes a timeline report
+        (C(gp-timeline-<cluster>-<window end>.json) and C(.md)), as C(playbooks/postmortem.yml) does.
     type: dict
-    required: true
+  log_info:
+    description:
+      - The registered result of M(gpops.greenplum.gp_log_info). Its events and chains become the
+        C(timeline) of the report and its Markdown section C(Timeline), next to the wait-for graph.
+    type: dict
+    version_added: "0.2.0"
   dest:
     description:
       - Directory to write the reports into; created (mode 0750) when missing.
@@ -161,7 +168,8 @@ def _write(module, path, text):
 
 def main():
     module = AnsibleModule(argument_spec=dict(
-        hang_info=dict(type="dict", required=True),
+        hang_info=dict(type="dict"),
+        log_info=dict(type="dict"),
         dest=dict(type="path", required=True),
         cluster=dict(type="str", default="cluster"),
         actions=dict(type="list", elements="raw", default=[]),
@@ -172,11 +180,23 @@ def main():
         if value is not None and not all(k in value for k in ("findings", "snapshot")):
             module.fail_json(msg="%s must be a registered gp_hang_info result (with findings and "
                                  "snapshot); got keys %s" % (name, ", ".join(sorted(value))))
-    doc = report.build_report(p["hang_info"], p["cluster"], p["actions"], p["after"])
-    base = os.path.join(p["dest"], report.report_basename(doc))
-    json_path, markdown_path = base + ".json", base + ".md"
-    texts = {json_path: report.to_json(doc),
-             markdown_path: report.render_markdown(doc, os.path.basename(json_path))}
+    if p["log_info"] is not None and not all(k in p["log_info"] for k in ("events", "chains")):
+        module.fail_json(msg="log_info must be a registered gp_log_info result (with events and chains); "
+                             "got keys %s" % ", ".join(sorted(p["log_info"])))
+    if p["hang_info"] is None and p["log_info"] is None:
+        module.fail_json(msg="hang_info (a gp_hang_info result) or log_info (a gp_log_info result) is required")
+    if p["hang_info"] is None:
+        doc = report.build_timeline_report(p["log_info"], p["cluster"])
+        base = os.path.join(p["dest"], report.timeline_basename(doc))
+        json_path, markdown_path = base + ".json", base + ".md"
+        texts = {json_path: report.to_json(doc), markdown_path: report.render_timeline_markdown(doc)}
+        doc = dict(doc, verdict=None)
+    else:
+        doc = report.build_report(p["hang_info"], p["cluster"], p["actions"], p["after"], p["log_info"])
+        base = os.path.join(p["dest"], report.report_basename(doc))
+        json_path, markdown_path = base + ".json", base + ".md"
+        texts = {json_path: report.to_json(doc),
+                 markdown_path: report.render_markdown(doc, os.path.basename(json_path))}
     old_markdown = _read(markdown_path)
     stale = [path for path, text in texts.items() if _read(path) != text]
     if stale and not module.check_mode:
@@ -186,7 +206,10 @@ def main():
             _write(module, path, texts[path])
     result = dict(changed=bool(stale), json_path=json_path, markdown_path=markdown_path,
                   schema_version=doc["schema_version"], verdict=doc["verdict"],
-                  summary=report.summary_lines(doc))
+                  summary=report.summary_lines(doc) if doc.get("verdict") else
+                  ["%s: timeline, most severe event %s" % (doc["cluster"], doc["highest_severity"] or "none")]
+                  + [ln for c in doc["timeline"]["chains"] for ln in
+                     ["chain %d [%s] %s: %s" % (c["id"], c["severity"], c["start"], c["text"])]])
     if module._diff:
         result["diff"] = {"before": old_markdown or "", "after": texts[markdown_path],
                           "before_header": markdown_path, "after_header": markdown_path}
