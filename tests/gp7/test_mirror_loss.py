@@ -82,6 +82,26 @@ def test_default_fts_grace_waited_commit_released_then_degraded(gp, content0_id,
     assert cluster["classes"][0] == "segment_down" and check.stats["failing"] == ["localhost"]
     assert check.rc != 0 and "localhost: DEGRADED" in check.out
 
+    # Recovery with gprecoverseg (incremental), then sync replication back on: FTS sets '*'
+    # when it sees the mirror streaming; gp_sync_replication state=auto makes sure of it.
+    assert sync_names(gp, 0) == ""
+    started = time.monotonic()
+    proc = gp.as_os_user("gprecoverseg -a", timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert wait_for(lambda: gp.query("SELECT 1 FROM pg_catalog.pg_stat_replication WHERE "
+                                     "application_name = 'gp_walreceiver' AND state = 'streaming'",
+                                     content=0), timeout=60)
+    print("gprecoverseg: %.0f s; synchronous_standby_names on primary 0 then: %r"
+          % (time.monotonic() - started, sync_names(gp, 0)))
+    auto, = run_tasks([("gp_sync_replication", {"state": "auto", "content": 0})], env=gp.env())
+    assert not auto.get("failed") and auto["durability_risk"] is False, auto
+    assert sync_names(gp, 0) == "*"
+    assert wait_for(lambda: gp.query("SELECT sync_state FROM pg_catalog.pg_stat_replication WHERE "
+                                     "application_name = 'gp_walreceiver'", content=0) == [("sync",)],
+                    timeout=10)
+    gp.query("SELECT pg_catalog.gp_request_fts_probe_scan()")  # the catalog: in sync again
+    assert wait_for(gp.healthy, timeout=10)
+
 
 @pytest.fixture
 def fts_held_back(gp7):
@@ -126,8 +146,9 @@ def test_fts_held_back_switch_needs_gp_allow_sync_off_then_sync_back_on(gp, fts_
     planned, done, again = run_tasks([("gp_sync_replication", {"state": "auto", "content": 0}, True),
                                       ("gp_sync_replication", {"state": "auto", "content": 0}),
                                       ("gp_sync_replication", {"state": "auto", "content": 0})], env=gp.env())
-    assert planned["changed"] is True and sync_names(gp, 0) == "", planned
+    assert planned["changed"] is True and planned["durability_risk"] is False, planned
     assert done["changed"] is True and not done.get("failed"), done
+    assert "ALTER SYSTEM SET synchronous_standby_names = '*'" in " ".join(done["executed_queries"])
     assert sync_names(gp, 0) == "*"
     assert wait_for(lambda: gp.query("SELECT sync_state FROM pg_catalog.pg_stat_replication WHERE "
                                      "application_name = 'gp_walreceiver'", content=0) == [("sync",)],
