@@ -135,7 +135,6 @@ def test_fts_held_back_switch_needs_gp_allow_sync_off_then_sync_back_on(gp, fts_
     assert "Switched synchronous replication off on content 0: DURABILITY TRADED" in play.out
     assert s.result(10)[0] == "ok", "the commit still waits after the switch"
     assert sync_names(gp, 0) == ""
-    assert [(n["status"], n["mode"]) for n in gp.configuration() if n["content"] == 0] == [("u", "s")] * 2
 
     # The mirror is back (FTS never marked it down: starting it is its recovery) and streams;
     # FTS, held back, leaves sync replication off: gp_sync_replication state=auto turns it on.
