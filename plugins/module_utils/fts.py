@@ -13,12 +13,17 @@ probe changed in the catalog.
 - ``catalog_diff(before, after) -> list``: pure; per dbid changes of role,
   status, mode (and added/removed rows).
 - ``history_since(conn, after) -> list``: new ``gp_configuration_history`` rows.
+- ``grace_windows(conn, since, grace) -> dict``: when each lost mirror's grace period
+  ends, from the primaries' FTS retry log lines (the walsender's disconnect time), else
+  bounded by the first SyncRep wait; ``grace_from_rows`` is its pure part.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import datetime
+import re
 import time
 
 from ansible_collections.gpops.greenplum.plugins.module_utils import sql
@@ -40,6 +45,25 @@ FTS_DEFAULTS = {
 # (gp_fts_retry_interval, 1 s) and the call polls every 50 ms for the cycle end.
 PROBE_MARGIN_S = 5.0
 DIFF_FIELDS = ("role", "status", "mode")
+
+# When a lost mirror's grace period ends. Inside it, every FTS probe makes the primary log
+# (gp_replication.c, is_probe_retry_needed; verified on GP7): "requesting fts retry as mirror
+# didn't connect yet but in grace period: <delta>", detail "pid zero at time: <walsender
+# disconnect, epoch s> accept connections start time: <postmaster ready, epoch s>"; the
+# mirror is marked down once now - max(both) >= gp_fts_mark_mirror_down_grace_period.
+# gp_toolkit.gp_log_system reads every node's CSV log (logsegment 'seg<content>').
+GRACE_LOG_SQL = ("SELECT logsegment, logtime, logmessage, logdetail FROM gp_toolkit.gp_log_system"
+                 " WHERE logtime >= %s AND logmessage LIKE %s ORDER BY logtime")
+GRACE_LOG_MESSAGE = "requesting fts retry as mirror didn't connect yet but in grace period%"
+GRACE_DETAIL = re.compile(r"pid zero at time: (-?\d+) accept connections start time: (-?\d+)")
+# Fallback: the first SyncRep wait per primary (a QE waiting for its commit shows
+# state_change from the moment it began to wait).
+SYNCREP_SINCE_SQL = ("SELECT gp_segment_id AS content, pg_catalog.min(state_change) AS since"
+                     " FROM pg_catalog.gp_stat_activity WHERE wait_event = %s AND gp_segment_id >= 0"
+                     " GROUP BY gp_segment_id")
+SERVER_NOW_SQL = "SELECT pg_catalog.clock_timestamp() AS now"
+# FTS compares whole seconds (time(NULL)): probe a second after the computed end.
+GRACE_MARGIN_S = 1.0
 
 
 def fts_settings(conn):
@@ -120,3 +144,76 @@ def history_since(conn, after):
         rows = query(conn, sql.CONFIGURATION_HISTORY_SINCE, (after,))
     return [{"time": r["time"].isoformat() if hasattr(r["time"], "isoformat") else r["time"],
              "dbid": r["dbid"], "description": r["description"]} for r in rows]
+
+
+def _epoch(value):
+    return value.timestamp() if hasattr(value, "timestamp") else float(value)
+
+
+def _iso(epoch):
+    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).isoformat()
+
+
+def grace_from_rows(log_rows, syncrep_rows, grace, now, contents=None):
+    """Pure: when the grace period of each lost mirror ends.
+
+    ``log_rows``: {logsegment, logtime, logmessage, logdetail} FTS retry lines of the
+    primaries (newest per content wins); ``syncrep_rows``: {content, since} first SyncRep
+    wait per primary, used for a content without a log line; ``grace``: seconds;
+    ``now``: the server's time (datetime or epoch s); ``contents``: only these.
+
+    Returns [{content, source ('log' | 'syncrep_wait'), disconnected_at, accepting_since,
+    ends_at (ISO), seconds_left, exact}], by content. From the log the end is exact (FTS's
+    own rule); from the first SyncRep wait it is a bound, true when the mirror went away
+    before that commit began to wait."""
+    now = _epoch(now)
+    out = {}
+    for row in log_rows:
+        seg = str(row.get("logsegment") or "")
+        match = GRACE_DETAIL.search(row.get("logdetail") or "")
+        if not seg.startswith("seg") or not match:
+            continue
+        try:
+            content = int(seg[3:])
+        except ValueError:
+            continue
+        if content < 0 or (contents is not None and content not in contents):
+            continue
+        gone, ready = int(match.group(1)), int(match.group(2))
+        ends = max(gone, ready) + grace
+        out[content] = {"content": content, "source": "log", "exact": True,
+                        "disconnected_at": _iso(gone) if gone > 0 else None,
+                        "accepting_since": _iso(ready), "ends_at": _iso(ends),
+                        "seconds_left": round(ends - now, 1)}
+    for row in syncrep_rows:
+        content = row["content"]
+        if content in out or row.get("since") is None or (contents is not None and content not in contents):
+            continue
+        ends = _epoch(row["since"]) + grace
+        out[content] = {"content": content, "source": "syncrep_wait", "exact": False,
+                        "disconnected_at": None, "accepting_since": None,
+                        "first_wait_at": _iso(_epoch(row["since"])), "ends_at": _iso(ends),
+                        "seconds_left": round(ends - now, 1)}
+    return [out[c] for c in sorted(out)]
+
+
+def server_now(conn):
+    """The server's clock (timestamptz)."""
+    return query(conn, SERVER_NOW_SQL)[0]["now"]
+
+
+def grace_windows(conn, since, grace, contents=None):
+    """When each lost mirror's grace period ends (``grace_from_rows``), read on the
+    coordinator: the FTS retry lines logged at or after ``since`` (a datetime: the start
+    of the probe that was refused), else the first SyncRep wait. Reading the log is
+    bounded by the connection's statement_timeout; a log that cannot be read is noted
+    in ``log_error`` and the SyncRep bound is used."""
+    log_rows, log_error = [], None
+    try:
+        log_rows = query(conn, GRACE_LOG_SQL, (since, GRACE_LOG_MESSAGE))
+    except psycopg.DatabaseError as exc:
+        log_error = " ".join(str(exc).split())
+    syncrep_rows = query(conn, SYNCREP_SINCE_SQL, ("SyncRep",))
+    now = server_now(conn)
+    return {"grace_s": grace, "log_error": log_error,
+            "contents": grace_from_rows(log_rows, syncrep_rows, grace, now, contents)}

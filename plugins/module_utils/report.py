@@ -17,7 +17,7 @@ version; a removal or a change of meaning bumps it), published as JSON Schema in
 - ``schema_version`` (int), ``generator`` (str), ``cluster`` (str: a label for
   the cluster, e.g. the inventory host), ``taken_at`` (ISO 8601, UTC),
   ``server`` (flavor, version), ``verdict`` (``healthy`` | ``degraded`` |
-  ``hung``), ``highest_severity`` (a severity or null), ``counts`` (severity
+  ``hung``, ``verdict_of``), ``highest_severity`` (a severity or null), ``counts`` (severity
   -> number of findings).
 - ``findings``: list of {``class``, ``severity``, ``summary``, ``evidence``,
   ``remedy``} (``triage.Finding``), most severe first.
@@ -50,13 +50,23 @@ GENERATOR = "gpops.greenplum"
 _SEVERITIES = ("critical", "high", "medium", "low", "info")
 
 
+# Classes that say the cluster runs with less redundancy or watch than it should while
+# nothing waits because of them (a content served without its mirror, a mirror
+# resynchronising, FTS not running): at high severity they still make the cluster
+# degraded, not hung. Critical always means hung (e.g. segment_down for a double fault).
+DEGRADED_CLASSES = ("segment_down", "mirror_not_in_sync", "fts_not_running")
+
+
 def verdict_of(findings):
-    """``hung`` if any finding is critical or high, ``degraded`` if any is medium or
-    low, else ``healthy`` (info findings are facts, not problems)."""
-    severities = {f["severity"] for f in findings}
-    if severities & {"critical", "high"}:
+    """``hung`` if a finding is critical, or high of a class where something waits or is
+    stuck; ``degraded`` if any other finding is high, medium or low (a content running
+    without its mirror is degraded: its commits do not wait); else ``healthy`` (info
+    findings are facts, not problems). ``health_check.yml`` fails on severity, not on
+    the verdict."""
+    if any(f["severity"] == "critical" or (f["severity"] == "high" and f.get("class") not in DEGRADED_CLASSES)
+           for f in findings):
         return "hung"
-    if severities & {"medium", "low"}:
+    if any(f["severity"] in ("high", "medium", "low") for f in findings):
         return "degraded"
     return "healthy"
 

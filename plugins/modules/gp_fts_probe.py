@@ -41,6 +41,20 @@ options:
       - Seconds the probe call may take. Default computed from the coordinator's FTS
         settings as described above.
     type: float
+  wait_for_grace:
+    description:
+      - When the probe changed nothing because a lost mirror is still inside its grace period,
+        wait for that period to end and probe once more, if it ends within this many seconds.
+        C(0) (the default) never waits.
+      - The end is read from the primary's log (C(gp_toolkit.gp_log_system)): inside the grace
+        period each probe makes the primary log C(requesting fts retry as mirror didn't connect
+        yet but in grace period), with the walsender's disconnect time and the postmaster's start
+        as detail (Greenplum C(gp_replication.c), C(is_probe_retry_needed)); the period ends
+        C(gp_fts_mark_mirror_down_grace_period) seconds after the later of the two. Without
+        such a line the first C(SyncRep) wait on that primary bounds it (exact when the mirror
+        went away before that commit began to wait).
+    type: float
+    default: 0
 attributes:
   check_mode:
     support: full
@@ -92,6 +106,24 @@ probe:
   returned: always
   type: dict
   sample: {completed: true, seconds: 0.052, error: null}
+probes:
+  description: Every probe call of this run (two when it waited for a grace period), each like RV(probe).
+  returned: when probed
+  type: list
+  elements: dict
+  sample: [{completed: true, seconds: 4.41, error: null}, {completed: true, seconds: 0.05, error: null}]
+grace:
+  description:
+    - After a finished probe, per content whose mirror the catalog still calls up and whose primary
+      logged FTS retries (or has C(SyncRep) waiters): when the mirror went away, when the grace period
+      ends (C(ends_at), C(seconds_left) at the time of reading; C(exact) false when bounded by the first
+      C(SyncRep) wait), C(source) (C(log) or C(syncrep_wait)); C(waited_s) the seconds waited before the
+      second probe (null when not waited). Null when not probed or the probe did not finish.
+  returned: when probed
+  type: dict
+  sample: {grace_s: 30, log_error: null, waited_s: 27.3, contents: [{content: 0, source: log, exact: true,
+           disconnected_at: "2026-12-05T09:05:55+00:00", accepting_since: "2026-12-05T09:05:25+00:00",
+           ends_at: "2026-12-05T09:06:25+00:00", seconds_left: 26.3}]}
 fts_process_running:
   description:
     - Whether the coordinator's C(ftsprobe process) runs, from the process table of this host
@@ -154,6 +186,7 @@ server:
            version_string: "PostgreSQL 12.12 (Greenplum Database 7.0.0 build commit:0a7a3566) ..."}
 """
 
+import time
 import traceback
 
 from ansible_collections.gpops.greenplum.plugins.module_utils import catalog, fts
@@ -171,11 +204,41 @@ def _change_line(change):
         "%s %s -> %s" % (f, old, new) for f, (old, new) in sorted(change["changes"].items())))
 
 
+def _grace_lines(grace, settings, waited, bound):
+    """What the primaries' logs (or the first SyncRep waits) say about when each lost
+    mirror's grace period ends, and whether this run waited for it."""
+    lines = []
+    period = grace["grace_s"]
+    for w in grace["contents"]:
+        if w["source"] == "log":
+            head = "content %d: mirror lost at %s (walsender disconnect, the primary's FTS log line)" % (
+                w["content"], w["disconnected_at"] or "primary start %s" % w["accepting_since"])
+        else:
+            head = ("content %d: no FTS retry line in the log%s; bounded by the first SyncRep wait at %s"
+                    % (w["content"], " (%s)" % grace["log_error"] if grace["log_error"] else "",
+                       w["first_wait_at"]))
+        if w["seconds_left"] > 0:
+            lines.append("%s; FTS's grace period (%d s) ends %sat %s, in %.0f s: until then FTS leaves "
+                         "the mirror up and commits wait" % (head, period, "" if w["exact"] else "at the latest ",
+                                                             w["ends_at"], w["seconds_left"]))
+        else:
+            lines.append("%s; FTS's grace period (%d s) ended at %s" % (head, period, w["ends_at"]))
+    pending = [w for w in grace["contents"] if w["seconds_left"] > 0]
+    if pending and waited is None:
+        lines.append("not waited for the grace period (it ends in %.0f s; wait_for_grace %.0f s): FTS "
+                     "marks the mirror down on its first probe after %s (every gp_fts_probe_interval, %d s)"
+                     % (max(w["seconds_left"] for w in pending), bound,
+                        max(w["ends_at"] for w in pending), settings["gp_fts_probe_interval"]))
+    return lines
+
+
 def main():
-    module = gp_module(dict(timeout=dict(type="float")))
+    module = gp_module(dict(timeout=dict(type="float"), wait_for_grace=dict(type="float", default=0)))
     p = module.params
     if p["timeout"] is not None and p["timeout"] <= 0:
         module.fail_json(msg="timeout must be a number of seconds > 0, got %r" % p["timeout"])
+    if p["wait_for_grace"] < 0:
+        module.fail_json(msg="wait_for_grace must be a number of seconds >= 0, got %r" % p["wait_for_grace"])
 
     try:
         conn = connect(p)
@@ -207,14 +270,39 @@ def main():
             "check mode: not probed; FTS would wait up to %.0f s for a cycle" % timeout])
         module.exit_json(**result)
 
-    # The server-side statement_timeout ends the call; the client-side deadline
-    # covers a coordinator that stops answering altogether.
-    ok, probe = run_with_deadline(lambda: fts.request_probe(conn, timeout), timeout + p["connect_timeout"] + 5)
-    if ok:
-        conn.close()  # else its thread still waits on it; the process exit ends both
-    else:
-        probe = {"completed": False, "seconds": timeout, "error": probe}
+    def probe_once(conn):
+        """One probe; the server's time just before it (the retry lines it makes are newer)."""
+        started = fts.server_now(conn)
+        # The server-side statement_timeout ends the call; the client-side deadline
+        # covers a coordinator that stops answering altogether.
+        ok, probe = run_with_deadline(lambda: fts.request_probe(conn, timeout),
+                                      timeout + p["connect_timeout"] + 5)
+        if ok:
+            conn.close()  # else its thread still waits on it; the process exit ends both
+        else:
+            probe = {"completed": False, "seconds": timeout, "error": probe}
+        return started, probe
+
+    def read_after(started):
+        """The catalog after a probe and the grace windows of mirrors it left up."""
+        with connect(p) as after_conn:
+            after = catalog.segment_configuration(after_conn)
+            up = {s.content for s in catalog.mirrors(after) if s.status == "u"}
+            grace = fts.grace_windows(after_conn, started, settings["gp_fts_mark_mirror_down_grace_period"], up)
+            return after, grace
+
     try:
+        started, probe = probe_once(conn)
+        probes = [probe]
+        after, grace = read_after(started) if probe["completed"] else (None, None)
+        pending = [w for w in (grace or {}).get("contents", []) if w["seconds_left"] > 0]
+        wait = max([w["seconds_left"] for w in pending] or [0]) + fts.GRACE_MARGIN_S
+        waited = None
+        if pending and 0 < p["wait_for_grace"] and wait <= p["wait_for_grace"]:
+            time.sleep(wait)
+            waited = round(wait, 1)
+            started, probe = probe_once(connect(p))
+            probes.append(probe)
         with connect(p) as after_conn:
             after = catalog.segment_configuration(after_conn)
             history = fts.history_since(after_conn, last)
@@ -224,9 +312,14 @@ def main():
     changes = fts.catalog_diff(before, after)
     state = "probed" if probe["completed"] else (
         "timeout" if (probe["error"] or "").startswith("timeout") else "error")
-    head = ("FTS probe cycle finished in %.2f s" % probe["seconds"] if probe["completed"]
-            else "FTS probe did not finish: %s" % probe["error"])
-    lines = [head] + [_change_line(c) for c in changes]
+    lines = []
+    for n, one in enumerate(probes):
+        lines.append(("FTS probe cycle finished in %.2f s" % one["seconds"] if one["completed"]
+                      else "FTS probe did not finish: %s" % one["error"])
+                     + (" (again, after waiting %.0f s for the grace period to end)" % waited if n else ""))
+        if n == 0 and grace:
+            lines += _grace_lines(grace, settings, waited, p["wait_for_grace"])
+    lines += [_change_line(c) for c in changes]
     if probe["completed"] and not changes and fts_running is False:
         lines.append("no ftsprobe process of the coordinator on this host: Greenplum then returns "
                      "from gp_request_fts_probe_scan() at once without probing")
@@ -237,11 +330,13 @@ def main():
                         "" if settings["source"]["gp_fts_mark_mirror_down_grace_period"] == "server"
                         else " by default"))
     if not probe["completed"]:
-        module.warn(head)
-    result.update(changed=bool(changes), probed=True, probe=probe, fts_state=state,
-                  after=[s.as_dict() for s in after], changes=changes, history=history, summary=lines)
+        module.warn(lines[-1] if len(probes) > 1 else lines[0])
+    if grace is not None:
+        grace = dict(grace, waited_s=waited)
+    result.update(changed=bool(changes), probed=True, probe=probe, probes=probes, fts_state=state,
+                  grace=grace, after=[s.as_dict() for s in after], changes=changes, history=history,
+                  summary=lines)
     module.exit_json(**result)
-
 
 if __name__ == "__main__":
     main()

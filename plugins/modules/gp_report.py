@@ -128,7 +128,7 @@ schema_version:
   type: int
   sample: 1
 verdict:
-  description: C(hung), C(degraded) or C(healthy).
+  description: C(hung), C(degraded) or C(healthy) (as the C(verdict) of M(gpops.greenplum.gp_hang_info)).
   returned: always
   type: str
   sample: hung

@@ -1,0 +1,156 @@
+"""Mirror loss on real Greenplum 7: a commit on primary 0 waits in SyncRep once mirror 0
+is stopped, and resolve_hang.yml (role gp_mirror_failure) releases it.
+
+- Default FTS (grace 30 s from the walsender's disconnect): the play reads when the grace
+  period ends from the primary's FTS log line, waits for it (gp_mirror_failure_wait_for_grace)
+  and probes again, so the commit is released by the play itself, not by FTS's own schedule;
+  afterwards the content runs without its mirror: verdict ``degraded`` (not ``hung``), and
+  health_check.yml reports it and fails at its severity (high).
+- FTS held back (gp_fts_probe_interval and gp_fts_mark_mirror_down_grace_period raised with
+  gpconfig + gpstop -u): without gp_allow_sync_off the play does not switch and says so, the
+  commit keeps waiting; with it, the play switches primary 0's sync replication off and the
+  commit returns. When the mirror streams again, gp_sync_replication state=auto turns sync
+  replication back on (FTS, held back, would not).
+"""
+import time
+
+import pytest
+
+from gpcluster import wait_for
+from playbook import run_tasks
+from playbooks import run_playbook
+
+pytestmark = pytest.mark.gp7
+
+GRACE = "gp_fts_mark_mirror_down_grace_period"
+
+
+@pytest.fixture
+def content0_id(gp):
+    gp.query("DROP TABLE IF EXISTS mloss; CREATE TABLE mloss (id int) DISTRIBUTED BY (id); "
+             "INSERT INTO mloss SELECT generate_series(1, 30)")
+    return gp.query("SELECT min(id) FROM mloss WHERE gp_segment_id = 0")[0][0]
+
+
+def waiting_commit(gp, content0_id):
+    """Stop mirror 0, then a one-segment commit on primary 0: it waits in SyncRep."""
+    gp.stop_node(0, "m")
+    s = gp.session("mloss-commit")
+    s.send("INSERT INTO mloss VALUES (%s)", (content0_id,))
+    assert s.waiting(2), "the commit did not wait in SyncRep"
+    assert wait_for(lambda: gp.query(
+        "SELECT 1 FROM pg_catalog.gp_stat_activity WHERE gp_segment_id = 0 AND wait_event = 'SyncRep'"),
+        timeout=10)
+    return s
+
+
+def setting(gp, name):
+    return gp.query("SELECT setting FROM pg_catalog.pg_settings WHERE name = %s", (name,))[0][0]
+
+
+def sync_names(gp, content):
+    return gp.query("SELECT pg_catalog.current_setting('synchronous_standby_names')", content=content)[0][0]
+
+
+def test_default_fts_grace_waited_commit_released_then_degraded(gp, content0_id, tmp_path):
+    assert setting(gp, GRACE) == "30"
+    s = waiting_commit(gp, content0_id)
+    started = time.monotonic()
+    play = run_playbook(gp, "resolve_hang.yml", tmp_path, gp_report_dir=str(tmp_path / "report"))
+    took = time.monotonic() - started
+    assert play.rc == 0 and play.recap["failed"] == 0, play.out[-4000:]
+    # The play knew the grace period from the primary's log, said when it ends, waited, probed again.
+    assert "content 0: mirror lost at" in play.out and "the primary's FTS log line" in play.out
+    assert "FTS's grace period (30 s) ends at" in play.out
+    assert "again, after waiting" in play.out
+    # ... and its own probe marked the mirror down (FTS's own 60 s schedule did not).
+    assert "dbid 5 (content 0): mode s -> n, status u -> d" in play.out, play.out[-4000:]
+    assert s.result(1)[0] == "ok", "the commit is still waiting after resolve_hang.yml (%.0f s)" % took
+    assert "keep waiting until FTS acts" not in play.out
+    doc = play.report
+    assert doc["verdict"] == "hung" and doc["findings"][0]["class"] == "syncrep_wait"
+    # After: content 0 runs without its mirror: degraded, not hung; commits do not wait.
+    after = doc["after"]
+    assert [f["class"] for f in after["findings"] if f["severity"] != "info"] == ["segment_down"]
+    assert after["verdict"] == "degraded", after
+    assert "Verdict: hung" in play.out
+
+    # health_check.yml with the mirror down: reported, verdict DEGRADED, fails at its severity (high).
+    check = run_playbook(gp, "health_check.yml", tmp_path)
+    cluster = check.stats["clusters"]["localhost"]
+    assert cluster["verdict"] == "degraded" and cluster["highest_severity"] == "high"
+    assert cluster["classes"][0] == "segment_down" and check.stats["failing"] == ["localhost"]
+    assert check.rc != 0 and "localhost: DEGRADED" in check.out
+
+    # Recovery with gprecoverseg (incremental), then sync replication back on: FTS sets '*'
+    # when it sees the mirror streaming; gp_sync_replication state=auto makes sure of it.
+    assert sync_names(gp, 0) == ""
+    started = time.monotonic()
+    proc = gp.as_os_user("gprecoverseg -a", timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert wait_for(lambda: gp.query("SELECT 1 FROM pg_catalog.pg_stat_replication WHERE "
+                                     "application_name = 'gp_walreceiver' AND state = 'streaming'",
+                                     content=0), timeout=60)
+    print("gprecoverseg: %.0f s; synchronous_standby_names on primary 0 then: %r"
+          % (time.monotonic() - started, sync_names(gp, 0)))
+    auto, = run_tasks([("gp_sync_replication", {"state": "auto", "content": 0})], env=gp.env())
+    assert not auto.get("failed") and auto["durability_risk"] is False, auto
+    assert sync_names(gp, 0) == "*"
+    assert wait_for(lambda: gp.query("SELECT sync_state FROM pg_catalog.pg_stat_replication WHERE "
+                                     "application_name = 'gp_walreceiver'", content=0) == [("sync",)],
+                    timeout=10)
+    gp.query("SELECT pg_catalog.gp_request_fts_probe_scan()")  # the catalog: in sync again
+    assert wait_for(gp.healthy, timeout=10)
+
+
+@pytest.fixture
+def fts_held_back(gp7):
+    """gp_fts_probe_interval and the mirror-down grace period at 3600 s (gpconfig +
+    gpstop -u), restored afterwards."""
+    def gpconfig(args):
+        proc = gp7.as_os_user("gpconfig %s && gpstop -u -a" % args)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    names = ("gp_fts_probe_interval", GRACE)
+    gpconfig(" && gpconfig ".join("-c %s -v 3600" % n for n in names))
+    assert wait_for(lambda: setting(gp7, GRACE) == "3600", timeout=10)
+    try:
+        yield
+    finally:
+        gpconfig(" && gpconfig ".join("-r %s" % n for n in names))
+
+
+def test_fts_held_back_switch_needs_gp_allow_sync_off_then_sync_back_on(gp, fts_held_back, content0_id,
+                                                                        tmp_path):
+    s = waiting_commit(gp, content0_id)
+
+    play = run_playbook(gp, "resolve_hang.yml", tmp_path)
+    assert play.rc == 0 and play.recap["failed"] == 0, play.out[-4000:]
+    assert "NOT switched off (gp_allow_sync_off is false): content 0" in play.out
+    assert "FTS's grace period (3600 s) ends at" in play.out and "not waited for the grace period" in play.out
+    assert s.waiting(1), "the commit was released although nothing was allowed"
+    assert sync_names(gp, 0) == "*"
+
+    play = run_playbook(gp, "resolve_hang.yml", tmp_path, gp_allow_sync_off=True)
+    assert play.rc == 0 and play.recap["failed"] == 0, play.out[-4000:]
+    assert "Switched synchronous replication off on content 0: DURABILITY TRADED" in play.out
+    assert s.result(10)[0] == "ok", "the commit still waits after the switch"
+    assert sync_names(gp, 0) == ""
+
+    # The mirror is back (FTS never marked it down: starting it is its recovery) and streams;
+    # FTS, held back, leaves sync replication off: gp_sync_replication state=auto turns it on.
+    gp.start_node(0, "m")
+    assert wait_for(lambda: gp.query("SELECT 1 FROM pg_catalog.pg_stat_replication WHERE "
+                                     "application_name = 'gp_walreceiver' AND state = 'streaming'",
+                                     content=0), timeout=30)
+    planned, done, again = run_tasks([("gp_sync_replication", {"state": "auto", "content": 0}, True),
+                                      ("gp_sync_replication", {"state": "auto", "content": 0}),
+                                      ("gp_sync_replication", {"state": "auto", "content": 0})], env=gp.env())
+    assert planned["changed"] is True and planned["durability_risk"] is False, planned
+    assert done["changed"] is True and not done.get("failed"), done
+    assert "ALTER SYSTEM SET synchronous_standby_names = '*'" in " ".join(done["executed_queries"])
+    assert sync_names(gp, 0) == "*"
+    assert wait_for(lambda: gp.query("SELECT sync_state FROM pg_catalog.pg_stat_replication WHERE "
+                                     "application_name = 'gp_walreceiver'", content=0) == [("sync",)],
+                    timeout=10)
+    assert again["changed"] is False
+    gp.query("INSERT INTO mloss VALUES (%s)", (content0_id,))  # commits with the mirror in sync
