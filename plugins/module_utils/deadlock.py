@@ -35,7 +35,7 @@ import collections
 import re
 import time
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import actions
+from ansible_collections.gpops.greenplum.plugins.module_utils import actions, sql
 from ansible_collections.gpops.greenplum.plugins.module_utils.analysis import analyse
 from ansible_collections.gpops.greenplum.plugins.module_utils.connection import query
 from ansible_collections.gpops.greenplum.plugins.module_utils.records import COORDINATOR_CONTENT
@@ -46,11 +46,6 @@ TERMINATE_MESSAGE = "terminated by gpops.greenplum: still in a global deadlock a
 POLL_INTERVAL_S = 0.2
 # A node's deadlock check runs deadlock_timeout after a wait begins, then takes a moment.
 LOCAL_CHECK_MARGIN_S = 0.5
-# gp_dist_random is a construct of Greenplum's parser, not a function: it takes no schema.
-DEADLOCK_TIMEOUTS_SQL = (
-    "SELECT pg_catalog.gp_execution_segment() AS content, pg_catalog.current_setting('deadlock_timeout') AS value"
-    " FROM gp_dist_random('pg_catalog.gp_id')"
-    " UNION ALL SELECT -1, pg_catalog.current_setting('deadlock_timeout')")
 _UNITS_S = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 
 Target = collections.namedtuple("Target", "gxid sess_id pid backend_start deadlock")
@@ -116,7 +111,7 @@ def node_deadlock_timeouts(conn):
     """``{content: seconds}``: ``deadlock_timeout`` on the coordinator and on every
     primary (read by one dispatched statement; sessions may override it)."""
     out = {}
-    for row in query(conn, DEADLOCK_TIMEOUTS_SQL):
+    for row in query(conn, sql.DEADLOCK_TIMEOUTS_SQL):
         seconds = parse_duration(row["value"])
         if seconds is not None:
             out[int(row["content"])] = seconds

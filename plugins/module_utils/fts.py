@@ -52,16 +52,8 @@ DIFF_FIELDS = ("role", "status", "mode")
 # disconnect, epoch s> accept connections start time: <postmaster ready, epoch s>"; the
 # mirror is marked down once now - max(both) >= gp_fts_mark_mirror_down_grace_period.
 # gp_toolkit.gp_log_system reads every node's CSV log (logsegment 'seg<content>').
-GRACE_LOG_SQL = ("SELECT logsegment, logtime, logmessage, logdetail FROM gp_toolkit.gp_log_system"
-                 " WHERE logtime >= %s AND logmessage LIKE %s ORDER BY logtime")
 GRACE_LOG_MESSAGE = "requesting fts retry as mirror didn't connect yet but in grace period%"
 GRACE_DETAIL = re.compile(r"pid zero at time: (-?\d+) accept connections start time: (-?\d+)")
-# Fallback: the first SyncRep wait per primary (a QE waiting for its commit shows
-# state_change from the moment it began to wait).
-SYNCREP_SINCE_SQL = ("SELECT gp_segment_id AS content, pg_catalog.min(state_change) AS since"
-                     " FROM pg_catalog.gp_stat_activity WHERE wait_event = %s AND gp_segment_id >= 0"
-                     " GROUP BY gp_segment_id")
-SERVER_NOW_SQL = "SELECT pg_catalog.clock_timestamp() AS now"
 # FTS compares whole seconds (time(NULL)): probe a second after the computed end.
 GRACE_MARGIN_S = 1.0
 
@@ -199,7 +191,7 @@ def grace_from_rows(log_rows, syncrep_rows, grace, now, contents=None):
 
 def server_now(conn):
     """The server's clock (timestamptz)."""
-    return query(conn, SERVER_NOW_SQL)[0]["now"]
+    return query(conn, sql.SERVER_NOW_SQL)[0]["now"]
 
 
 def grace_windows(conn, since, grace, contents=None):
@@ -210,10 +202,10 @@ def grace_windows(conn, since, grace, contents=None):
     in ``log_error`` and the SyncRep bound is used."""
     log_rows, log_error = [], None
     try:
-        log_rows = query(conn, GRACE_LOG_SQL, (since, GRACE_LOG_MESSAGE))
+        log_rows = query(conn, sql.GRACE_LOG_SQL, (since, GRACE_LOG_MESSAGE))
     except psycopg.DatabaseError as exc:
         log_error = " ".join(str(exc).split())
-    syncrep_rows = query(conn, SYNCREP_SINCE_SQL, ("SyncRep",))
+    syncrep_rows = query(conn, sql.SYNCREP_SINCE_SQL, ("SyncRep",))
     now = server_now(conn)
     return {"grace_s": grace, "log_error": log_error,
             "contents": grace_from_rows(log_rows, syncrep_rows, grace, now, contents)}

@@ -328,3 +328,46 @@ server's own backends, any database)."""
 CLEAR_STATS_SNAPSHOT = "SELECT pg_catalog.pg_stat_clear_snapshot()"
 """Drops this transaction's statistics snapshot, so the next read of
 ``pg_stat_activity`` in the same transaction is current."""
+
+
+# --- moved from deadlock.py, fts.py and sql_logs.py (local deadlock checks, FTS grace, log timeline)
+
+# gp_dist_random is a construct of Greenplum's parser, not a function: it takes no schema.
+DEADLOCK_TIMEOUTS_SQL = (
+    "SELECT pg_catalog.gp_execution_segment() AS content, pg_catalog.current_setting('deadlock_timeout') AS value"
+    " FROM gp_dist_random('pg_catalog.gp_id')"
+    " UNION ALL SELECT -1, pg_catalog.current_setting('deadlock_timeout')")
+
+GRACE_LOG_SQL = ("SELECT logsegment, logtime, logmessage, logdetail FROM gp_toolkit.gp_log_system"
+                 " WHERE logtime >= %s AND logmessage LIKE %s ORDER BY logtime")
+
+# Fallback: the first SyncRep wait per primary (a QE waiting for its commit shows
+# state_change from the moment it began to wait).
+SYNCREP_SINCE_SQL = ("SELECT gp_segment_id AS content, pg_catalog.min(state_change) AS since"
+                     " FROM pg_catalog.gp_stat_activity WHERE wait_event = %s AND gp_segment_id >= 0"
+                     " GROUP BY gp_segment_id")
+SERVER_NOW_SQL = "SELECT pg_catalog.clock_timestamp() AS now"
+
+LOG_WINDOW_SQL = (
+    "SELECT pg_catalog.to_char(l.logtime AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || ' UTC',"
+    " l.loguser, l.logdatabase, l.logpid, l.logthread, l.loghost, l.logport,"
+    " pg_catalog.to_char(l.logsessiontime AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC',"
+    " l.logtransaction, l.logsession, l.logcmdcount, l.logsegment, l.logslice, l.logdistxact,"
+    " l.loglocalxact, l.logsubxact, l.logseverity, l.logstate, l.logmessage, l.logdetail, l.loghint,"
+    " l.logquery, l.logquerypos, l.logcontext, l.logdebug, l.logcursorpos, l.logfunction, l.logfile,"
+    " l.logline, l.logstack"
+    " FROM gp_toolkit.gp_log_system l"
+    " WHERE l.logtime >= pg_catalog.to_timestamp(%(since)s)"
+    " AND l.logtime < pg_catalog.to_timestamp(%(until)s)"
+    " AND (l.logseverity IN ('PANIC', 'FATAL') OR l.logmessage ~ %(pattern)s)"
+    " ORDER BY l.logtime"
+    " LIMIT %(max_rows)s")
+
+CONFIG_HISTORY_SQL = (
+    "SELECT pg_catalog.to_char(h.\"time\" AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || ' UTC',"
+    " h.dbid, h.description"
+    " FROM pg_catalog.gp_configuration_history h"
+    " WHERE h.\"time\" >= pg_catalog.to_timestamp(%(since)s)"
+    " AND h.\"time\" < pg_catalog.to_timestamp(%(until)s)"
+    " ORDER BY h.\"time\""
+    " LIMIT %(max_rows)s")

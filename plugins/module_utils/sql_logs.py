@@ -5,61 +5,37 @@
 ``gp_toolkit.gp_log_system`` (every primary's and the coordinator's CSV logs, read by
 external web tables that ``cat $GP_SEG_DATADIR/log/*.csv``; superuser only).
 
-- ``LOG_WINDOW_SQL``: the 30 CSV columns in file order (the time as UTC text, as the
+- ``sql.LOG_WINDOW_SQL``: the 30 CSV columns in file order (the time as UTC text, as the
   CSV files write it), for ``since <= logtime < until``, only records worth classifying
   (PANIC or FATAL, or a message matching ``pattern``, a POSIX regular expression), at
   most ``max_rows``. Every value is bound.
 - ``log_window_rows(conn, since, until, pattern, max_rows) -> list of tuples``.
-- ``CONFIG_HISTORY_SQL`` / ``config_history_rows(conn, since, until, max_rows)``: FTS's
+- ``sql.CONFIG_HISTORY_SQL`` / ``config_history_rows(conn, since, until, max_rows)``: FTS's
   changes of ``gp_segment_configuration`` in the window, from
   ``pg_catalog.gp_configuration_history`` (``src/backend/fts/fts.c`` writes its "FTS: update
   role, status, and mode ..." text there, not to the log).
 
-Kept apart from the other modules' SQL so that it can move into ``sql.py`` as is.
+The statements themselves live in ``sql.py`` with the rest of the product's SQL.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-LOG_WINDOW_SQL = (
-    "SELECT pg_catalog.to_char(l.logtime AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || ' UTC',"
-    " l.loguser, l.logdatabase, l.logpid, l.logthread, l.loghost, l.logport,"
-    " pg_catalog.to_char(l.logsessiontime AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC',"
-    " l.logtransaction, l.logsession, l.logcmdcount, l.logsegment, l.logslice, l.logdistxact,"
-    " l.loglocalxact, l.logsubxact, l.logseverity, l.logstate, l.logmessage, l.logdetail, l.loghint,"
-    " l.logquery, l.logquerypos, l.logcontext, l.logdebug, l.logcursorpos, l.logfunction, l.logfile,"
-    " l.logline, l.logstack"
-    " FROM gp_toolkit.gp_log_system l"
-    " WHERE l.logtime >= pg_catalog.to_timestamp(%(since)s)"
-    " AND l.logtime < pg_catalog.to_timestamp(%(until)s)"
-    " AND (l.logseverity IN ('PANIC', 'FATAL') OR l.logmessage ~ %(pattern)s)"
-    " ORDER BY l.logtime"
-    " LIMIT %(max_rows)s")
-
+from ansible_collections.gpops.greenplum.plugins.module_utils import sql
 
 def log_window_rows(conn, since, until, pattern, max_rows):
     """The matching records of ``gp_toolkit.gp_log_system`` in [since, until) (epoch
     seconds), oldest first, at most ``max_rows``, as tuples in CSV column order."""
     with conn.cursor() as cur:
-        cur.execute(LOG_WINDOW_SQL, {"since": float(since), "until": float(until),
+        cur.execute(sql.LOG_WINDOW_SQL, {"since": float(since), "until": float(until),
                                      "pattern": pattern, "max_rows": int(max_rows)})
         return cur.fetchall()
-
-
-CONFIG_HISTORY_SQL = (
-    "SELECT pg_catalog.to_char(h.\"time\" AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || ' UTC',"
-    " h.dbid, h.description"
-    " FROM pg_catalog.gp_configuration_history h"
-    " WHERE h.\"time\" >= pg_catalog.to_timestamp(%(since)s)"
-    " AND h.\"time\" < pg_catalog.to_timestamp(%(until)s)"
-    " ORDER BY h.\"time\""
-    " LIMIT %(max_rows)s")
 
 
 def config_history_rows(conn, since, until, max_rows):
     """``gp_configuration_history`` rows of [since, until): (time as UTC text, dbid,
     description), oldest first (``logevents.history_record`` makes them log records)."""
     with conn.cursor() as cur:
-        cur.execute(CONFIG_HISTORY_SQL, {"since": float(since), "until": float(until), "max_rows": int(max_rows)})
+        cur.execute(sql.CONFIG_HISTORY_SQL, {"since": float(since), "until": float(until), "max_rows": int(max_rows)})
         return cur.fetchall()
