@@ -35,6 +35,7 @@ from ansible_collections.gpops.greenplum.plugins.module_utils.connection import 
 from ansible_collections.gpops.greenplum.plugins.module_utils.records import (
     COORDINATOR_CONTENT, SegmentConfig)
 
+
 def segments_from_rows(rows):
     """``gp_segment_configuration`` rows (dicts) -> ``SegmentConfig`` records, by content."""
     return sorted((SegmentConfig.from_row(r) for r in rows), key=lambda s: (s.content, s.dbid))

@@ -224,6 +224,7 @@ def _may_match(text):
             return True
     return False
 
+
 _BENIGN_FATAL = re.compile(r"the database system is (starting up|shutting down|in recovery mode)"
                            r"|^connection to client lost|^terminating walreceiver|^role \".*\" does not exist"
                            r"|^database \".*\" does not exist|^no pg_hba.conf entry|^password authentication failed"
@@ -390,7 +391,7 @@ def classify(fields, node, raw=None, epoch=None):
         if node.get("content") is not None and node["content"] != content:
             node = {"content": content}   # a different node's record (gp_log_system's union)
         node["content"] = content
-    node.setdefault("host", fields[5] if False else node.get("host"))
+    node.setdefault("host", None)
     event = {
         "time": iso(epoch), "epoch": epoch, "class": rule.name,
         "severity": _severity(rule, msg, log_sev), "node": node,
@@ -407,8 +408,8 @@ def classify(fields, node, raw=None, epoch=None):
         m = _GXIDS.search(msg)
         if m:
             pairs = re.findall(r"(\d+)\s*\(Coordinator Pid:\s*(\d+)\)", m.group(1))
-            event["cancelled_gxids"] = [int(g) for g, _ in pairs] or [int(g) for g in re.findall(r"\d+", m.group(1))]
-            event["cancelled_pids"] = [int(pid) for _, pid in pairs]
+            event["cancelled_gxids"] = [int(pair[0]) for pair in pairs] or [int(g) for g in re.findall(r"\d+", m.group(1))]
+            event["cancelled_pids"] = [int(pair[1]) for pair in pairs]
     if rule.name == "fts_config_change":
         m = _FTS_UPDATE.search(msg)
         if m:

@@ -62,6 +62,7 @@ SLON_APPLICATION_NAME = r"^slon\."
 # row comes from registerNodeConnection() of another thread (remote listener, workers).
 LOCAL_LISTEN = "slon.local_listen"
 
+
 @dataclasses.dataclass(frozen=True)
 class SlonyCluster:
     """A Slony-I cluster schema (``_<cluster name>``) holding ``sl_nodelock``."""

@@ -44,6 +44,7 @@ GP_REPLICATION_CONF = "gp_replication_conf"
 METHODS = ("auto", ALTER_SYSTEM, GP_REPLICATION_CONF)
 GP_REPLICATION_CONF_FILE = "gp_replication.conf"
 
+
 def read_setting(conn):
     """``{setting, source, sourcefile}`` of ``synchronous_standby_names``
     (``sourcefile`` is NULL for non-superusers)."""

@@ -24,12 +24,13 @@ __metaclass__ = type
 
 from ansible_collections.gpops.greenplum.plugins.module_utils import sql
 
+
 def log_window_rows(conn, since, until, pattern, max_rows):
     """The matching records of ``gp_toolkit.gp_log_system`` in [since, until) (epoch
     seconds), oldest first, at most ``max_rows``, as tuples in CSV column order."""
     with conn.cursor() as cur:
         cur.execute(sql.LOG_WINDOW_SQL, {"since": float(since), "until": float(until),
-                                     "pattern": pattern, "max_rows": int(max_rows)})
+                                         "pattern": pattern, "max_rows": int(max_rows)})
         return cur.fetchall()
 
 

@@ -46,7 +46,7 @@ options:
       - When the probe changed nothing because a lost mirror is still inside its grace period,
         wait for that period to end and probe once more, if it ends within this many seconds.
         C(0) (the default) never waits.
-      - The end is read from the primary's log (C(gp_toolkit.gp_log_system)): inside the grace
+      - The end is read from the primary's log (C(gp_toolkit.gp_log_system)); inside the grace
         period each probe makes the primary log C(requesting fts retry as mirror didn't connect
         yet but in grace period), with the walsender's disconnect time and the postmaster's start
         as detail (Greenplum C(gp_replication.c), C(is_probe_retry_needed)); the period ends
@@ -115,7 +115,7 @@ probes:
 grace:
   description:
     - After a finished probe, per content whose mirror the catalog still calls up and whose primary
-      logged FTS retries (or has C(SyncRep) waiters): when the mirror went away, when the grace period
+      logged FTS retries (or has C(SyncRep) waiters); when the mirror went away, when the grace period
       ends (C(ends_at), C(seconds_left) at the time of reading; C(exact) false when bounded by the first
       C(SyncRep) wait), C(source) (C(log) or C(syncrep_wait)); C(waited_s) the seconds waited before the
       second probe (null when not waited). Null when not probed or the probe did not finish.
@@ -337,6 +337,7 @@ def main():
                   grace=grace, after=[s.as_dict() for s in after], changes=changes, history=history,
                   summary=lines)
     module.exit_json(**result)
+
 
 if __name__ == "__main__":
     main()
