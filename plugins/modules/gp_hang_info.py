@@ -141,7 +141,7 @@ verdict:
   description:
     - C(hung) (a critical finding, or a high one of a class where something waits or is stuck),
       C(degraded) (any other high, medium or low finding; C(segment_down), C(mirror_not_in_sync) and
-      C(fts_not_running) below critical: e.g. a content running without its mirror after FTS marked it
+      C(fts_not_running) below critical, e.g. a content running without its mirror after FTS marked it
       down, whose commits do not wait), or C(healthy). Severity, not the verdict, decides whether
       C(health_check.yml) fails.
   returned: always

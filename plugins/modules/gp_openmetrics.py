@@ -48,6 +48,7 @@ attributes:
     description: No diff is shown.
 seealso:
   - name: node_exporter textfile collector
+    description: How node_exporter reads C(*.prom) files from a directory.
     link: https://github.com/prometheus/node_exporter#textfile-collector
 """
 
