@@ -6,8 +6,6 @@ healthy cluster (every node up and in sync, no faults, no test sessions left).
 GPOPS_GP7_DIR / GPOPS_GP7_PORT choose the cluster (defaults /var/tmp/gpops-gp7 and
 7700), so several developers on one machine can run separate clusters.
 """
-import contextlib
-import fcntl
 import os
 import sys
 import time
@@ -15,34 +13,18 @@ import time
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-for _path in (HERE, os.path.join(os.path.dirname(HERE), "integration")):
+for _path in (HERE, os.path.dirname(HERE), os.path.join(os.path.dirname(HERE), "integration")):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-from gpcluster import GP7Cluster  # noqa: E402  (needs the path above)
+import session_lock  # noqa: E402  (needs the path above)
+from gpcluster import GP7Cluster  # noqa: E402
 
 
-@contextlib.contextmanager
 def exclusive(cluster, wait=float(os.environ.get("GPOPS_GP7_LOCK_WAIT", "1800"))):
-    """One test session at a time per cluster (flock on <dir>.lock): tests stop
-    nodes, inject faults and change FTS settings."""
-    path = cluster.base_dir.rstrip("/") + ".lock"
-    with open(path, "a+") as f:
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    pytest.fail("Greenplum cluster %s is used by another test session (lock %s); "
-                                "set GPOPS_GP7_DIR / GPOPS_GP7_PORT for your own"
-                                % (cluster.base_dir, path), pytrace=False)
-                time.sleep(1)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    """One test session at a time per cluster (tests/session_lock.py)."""
+    return session_lock.exclusive(cluster.base_dir, wait, "Greenplum cluster",
+                                  "GPOPS_GP7_DIR / GPOPS_GP7_PORT")
 
 
 @pytest.fixture(scope="session")

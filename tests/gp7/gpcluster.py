@@ -264,8 +264,7 @@ class GP7Cluster:
 
     def wait_fault_triggered(self, fault, content=-1, role="p", timeout=30):
         dbid = self.node(content, role)["dbid"]
-        return self.query("SELECT gp_wait_until_triggered_fault(%s, 1, %s)", (fault, dbid),
-                          dbname="postgres" if False else TEST_DB)[0][0]
+        return self.query("SELECT gp_wait_until_triggered_fault(%s, 1, %s)", (fault, dbid))[0][0]
 
     def reset_faults(self):
         for n in self.configuration():

@@ -4,11 +4,8 @@ per test session and reused when one with the same topology already runs.
 GPSANDBOX_DIR / GPSANDBOX_PORT choose the cluster (defaults /tmp/gpsandbox and
 7000), so several developers on one machine can run separate clusters.
 """
-import contextlib
-import fcntl
 import os
 import sys
-import time
 
 import pytest
 
@@ -18,33 +15,13 @@ if _SANDBOX not in sys.path:
 
 from gpsandbox import Sandbox, SandboxError  # noqa: E402  (needs the path above)
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import session_lock  # noqa: E402  (tests/, added above)
 
-@contextlib.contextmanager
+
 def exclusive(sb, wait=float(os.environ.get("GPSANDBOX_LOCK_WAIT", "1800"))):
-    """One test session at a time per sandbox (flock on <base-dir>.lock): two
-    sessions on one cluster would pause FTS, stop nodes and reset each other's
-    state. Waits up to `wait` seconds for the other session, then fails."""
-    path = sb.base_dir.rstrip("/") + ".lock"
-    with open(path, "a+") as f:
-        deadline = time.monotonic() + wait
-        told = False
-        while True:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    pytest.fail("sandbox %s is used by another test session (lock %s); set "
-                                "GPSANDBOX_DIR / GPSANDBOX_PORT for your own" % (sb.base_dir, path),
-                                pytrace=False)
-                if not told:
-                    print("\ngpsandbox: waiting for another test session on %s" % sb.base_dir)
-                    told = True
-                time.sleep(1)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    """One test session at a time per sandbox (tests/session_lock.py)."""
+    return session_lock.exclusive(sb.base_dir, wait, "sandbox", "GPSANDBOX_DIR / GPSANDBOX_PORT")
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from ansible_collections.gpops.greenplum.plugins.module_utils import logevents a
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(os.path.dirname(HERE), "fixtures", "gp7_logs")
-SCENARIOS = sorted(d for d in os.listdir(FIXTURES) if os.path.isdir(os.path.join(FIXTURES, d)))
+SCENARIOS = sorted(d for d in os.listdir(FIXTURES) if os.path.isfile(os.path.join(FIXTURES, d, "nodes.json")))
 
 
 def scan(scenario, **kwargs):
