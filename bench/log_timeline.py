@@ -29,7 +29,7 @@ FIXTURES = os.path.join(ROOT, "tests", "fixtures", "gp7_logs")
 
 
 def build(folder, lines_wanted, routine=10):
-    from ansible_collections.gpops.greenplum.plugins.module_utils import logevents as L
+    from ansible_collections.gpops.greenplum.plugins.module_utils.analyse import log_events as L
     records = []
     for path in sorted(glob.glob(os.path.join(FIXTURES, "*", "*.csv"))):
         with open(path, newline="") as f:
@@ -79,7 +79,7 @@ def build(folder, lines_wanted, routine=10):
 
 
 def run_one(folder):
-    from ansible_collections.gpops.greenplum.plugins.module_utils import logevents as L
+    from ansible_collections.gpops.greenplum.plugins.module_utils.analyse import log_events as L
     started = time.monotonic()
     scan = L.LogScan(max_lines=10 ** 8, max_events=10 ** 7, deadline=time.time() + 600)
     for path in sorted(glob.glob(os.path.join(folder, "*.csv"))):

@@ -213,8 +213,8 @@ def build(rows, segments):
 
 def measure(rows, segments):
     """Build, then time records + analyse() in this process; return the figures."""
-    from ansible_collections.gpops.greenplum.plugins.module_utils.analysis import analyse
-    from ansible_collections.gpops.greenplum.plugins.module_utils.records import (
+    from ansible_collections.gpops.greenplum.plugins.module_utils.analyse.lock_analysis import analyse
+    from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import (
         Backend, ClusterSnapshot, DistributedXact, LockRecord, WaitEdge, gc_paused)
 
     cluster = build(rows, segments)

@@ -219,13 +219,13 @@ notes:
 
 import time
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import deadlock
-from ansible_collections.gpops.greenplum.plugins.module_utils.analysis import analyse
-from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
+from ansible_collections.gpops.greenplum.plugins.module_utils.act import deadlock_breaker as deadlock
+from ansible_collections.gpops.greenplum.plugins.module_utils.analyse.lock_analysis import analyse
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import (
     GpConnectionError, NotGreenplumError, ServerInfo, connect)
-from ansible_collections.gpops.greenplum.plugins.module_utils.module_base import gp_module
-from ansible_collections.gpops.greenplum.plugins.module_utils.snapshot import take_snapshot
-from ansible_collections.gpops.greenplum.plugins.module_utils.victims import (
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.module_base import gp_module
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect.snapshot import take_snapshot
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan.victims import (
     POLICIES, compile_never_choose)
 
 

@@ -84,7 +84,7 @@ EXAMPLES = r"""
 
 - name: Show what FTS changed
   ansible.builtin.debug:
-    var: fts.changes
+    var: fts_probe.changes
 """
 
 RETURN = r"""
@@ -189,11 +189,12 @@ server:
 import time
 import traceback
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import catalog, fts
-from ansible_collections.gpops.greenplum.plugins.module_utils.diagnosis import fts_process_running
-from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect import topology as catalog
+from ansible_collections.gpops.greenplum.plugins.module_utils.act import fts_probe
+from ansible_collections.gpops.greenplum.plugins.module_utils.analyse.hang_diagnosis import fts_process_running
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import (
     GpConnectionError, NotGreenplumError, connect, run_with_deadline, server_info)
-from ansible_collections.gpops.greenplum.plugins.module_utils.module_base import gp_module
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.module_base import gp_module
 
 
 def _change_line(change):
@@ -244,14 +245,14 @@ def main():
         conn = connect(p)
         server = server_info(conn)
         before = catalog.segment_configuration(conn)
-        settings = fts.fts_settings(conn)
-        last = fts.history_last_time(conn)
+        settings = fts_probe.fts_settings(conn)
+        last = fts_probe.history_last_time(conn)
     except (GpConnectionError, NotGreenplumError) as exc:
         module.fail_json(msg=str(exc))
     except Exception as exc:
         module.fail_json(msg="reading the coordinator's catalog failed: %s" % exc,
                          exception=traceback.format_exc())
-    timeout = p["timeout"] or fts.probe_timeout(settings)
+    timeout = p["timeout"] or fts_probe.probe_timeout(settings)
     coordinator = catalog.coordinator(before)
     fts_running = fts_process_running(coordinator.port, coordinator.datadir) if coordinator else None
     result = dict(changed=False, probed=False, probe=None, probe_timeout=timeout,
@@ -272,10 +273,10 @@ def main():
 
     def probe_once(conn):
         """One probe; the server's time just before it (the retry lines it makes are newer)."""
-        started = fts.server_now(conn)
+        started = fts_probe.server_now(conn)
         # The server-side statement_timeout ends the call; the client-side deadline
         # covers a coordinator that stops answering altogether.
-        ok, probe = run_with_deadline(lambda: fts.request_probe(conn, timeout),
+        ok, probe = run_with_deadline(lambda: fts_probe.request_probe(conn, timeout),
                                       timeout + p["connect_timeout"] + 5)
         if ok:
             conn.close()  # else its thread still waits on it; the process exit ends both
@@ -288,7 +289,7 @@ def main():
         with connect(p) as after_conn:
             after = catalog.segment_configuration(after_conn)
             up = {s.content for s in catalog.mirrors(after) if s.status == "u"}
-            grace = fts.grace_windows(after_conn, started, settings["gp_fts_mark_mirror_down_grace_period"], up)
+            grace = fts_probe.grace_windows(after_conn, started, settings["gp_fts_mark_mirror_down_grace_period"], up)
             return after, grace
 
     try:
@@ -296,7 +297,7 @@ def main():
         probes = [probe]
         after, grace = read_after(started) if probe["completed"] else (None, None)
         pending = [w for w in (grace or {}).get("contents", []) if w["seconds_left"] > 0]
-        wait = max([w["seconds_left"] for w in pending] or [0]) + fts.GRACE_MARGIN_S
+        wait = max([w["seconds_left"] for w in pending] or [0]) + fts_probe.GRACE_MARGIN_S
         waited = None
         if pending and 0 < p["wait_for_grace"] and wait <= p["wait_for_grace"]:
             time.sleep(wait)
@@ -305,11 +306,11 @@ def main():
             probes.append(probe)
         with connect(p) as after_conn:
             after = catalog.segment_configuration(after_conn)
-            history = fts.history_since(after_conn, last)
+            history = fts_probe.history_since(after_conn, last)
     except Exception as exc:
         module.fail_json(msg="the probe ran (%s) but re-reading the catalog failed: %s" % (probe, exc),
                          probed=True, probe=probe)
-    changes = fts.catalog_diff(before, after)
+    changes = fts_probe.catalog_diff(before, after)
     state = "probed" if probe["completed"] else (
         "timeout" if (probe["error"] or "").startswith("timeout") else "error")
     lines = []

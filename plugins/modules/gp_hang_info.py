@@ -218,10 +218,10 @@ snapshot:
   sample: {taken_at: "2026-11-21T05:41:25.704690+00:00", source: dispatch, unreachable: {}, segments: [], locks: [], edges: [], backends: []}
 '''
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import diagnosis
-from ansible_collections.gpops.greenplum.plugins.module_utils.connection import NotGreenplumError
-from ansible_collections.gpops.greenplum.plugins.module_utils.module_base import gp_module
-from ansible_collections.gpops.greenplum.plugins.module_utils.triage import TriageOptions
+from ansible_collections.gpops.greenplum.plugins.module_utils.analyse import hang_diagnosis
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import NotGreenplumError
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.module_base import gp_module
+from ansible_collections.gpops.greenplum.plugins.module_utils.analyse.hang_classes import TriageOptions
 
 
 def main():
@@ -240,7 +240,7 @@ def main():
                             idle_in_transaction_age=p["idle_in_transaction_age"],
                             prepared_xact_age=p["prepared_xact_age"])
     try:
-        result = diagnosis.diagnose(p, policy=p["policy"], never_choose=p["never_choose"],
+        result = hang_diagnosis.diagnose(p, policy=p["policy"], never_choose=p["never_choose"],
                                     options=options).as_dict()
     except (ValueError, NotGreenplumError) as exc:
         module.fail_json(msg=str(exc))

@@ -171,7 +171,8 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import lockfile, procinfo
+from ansible_collections.gpops.greenplum.plugins.module_utils.analyse import file_locks as lockfile
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect import procinfo
 
 
 def main():

@@ -177,11 +177,11 @@ analysis:
     notes: []
 '''
 
-from ansible_collections.gpops.greenplum.plugins.module_utils.analysis import analyse
-from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
+from ansible_collections.gpops.greenplum.plugins.module_utils.analyse.lock_analysis import analyse
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import (
     GpConnectionError, NotGreenplumError)
-from ansible_collections.gpops.greenplum.plugins.module_utils.module_base import gp_module
-from ansible_collections.gpops.greenplum.plugins.module_utils.snapshot import (
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.module_base import gp_module
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect.snapshot import (
     filter_records, take_snapshot)
 
 

@@ -235,8 +235,10 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import catalog, logevents, sql_logs
-from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect import topology as catalog
+from ansible_collections.gpops.greenplum.plugins.module_utils.analyse import log_events as logevents
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect import log_rows
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import (
     HAS_PSYCOPG, PSYCOPG_IMPORT_ERROR, GpConnectionError, connect, connection_argument_spec,
     validate_connection_params)
 
@@ -252,8 +254,8 @@ def _from_coordinator(p, scan, since, until):
             for s in catalog.segment_configuration(conn):
                 if s.role == "p":
                     nodes[s.content] = {"content": s.content, "dbid": s.dbid, "host": s.hostname, "role": "p"}
-            rows = sql_logs.log_window_rows(conn, since, until, logevents.MESSAGE_PATTERN, p["max_lines"])
-            history = sql_logs.config_history_rows(conn, since, until, p["max_lines"])
+            rows = log_rows.log_window_rows(conn, since, until, logevents.MESSAGE_PATTERN, p["max_lines"])
+            history = log_rows.config_history_rows(conn, since, until, p["max_lines"])
     except GpConnectionError as exc:
         return str(exc)
     except Exception as exc:  # noqa: BLE001 - any server error makes the files the source

@@ -78,7 +78,7 @@ attributes:
 seealso:
   - name: Slony-I sl_nodelock
     description: The table and the functions that write and clean it.
-    link: https://www.slony.info/documentation/2.2/table.sl-nodelock.html
+    link: https://www.slony.info/documentation/2.2/table.sl-slony_nodelock.html
   - module: gpops.greenplum.gp_pidfile
 """
 
@@ -148,9 +148,9 @@ actions:
   sample: ["deleted _replication.sl_nodelock row node 1 conn 0 (PID 31337): application_name 'psql' does not match /^slon\\./"]
 """
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import nodelock
-from ansible_collections.gpops.greenplum.plugins.module_utils.connection import GpConnectionError, connect
-from ansible_collections.gpops.greenplum.plugins.module_utils.module_base import gp_module
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan import slony_nodelock
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import GpConnectionError, connect
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.module_base import gp_module
 
 try:
     import psycopg
@@ -171,7 +171,7 @@ def main():
     module = gp_module(dict(
         cluster_name=dict(type="str"),
         slony_user=dict(type="str"),
-        slon_application_name=dict(type="str", default=nodelock.SLON_APPLICATION_NAME),
+        slon_application_name=dict(type="str", default=slony_nodelock.SLON_APPLICATION_NAME),
         state=dict(type="str", choices=["present", "absent"], default="present"),
     ))
     p = module.params
@@ -182,27 +182,27 @@ def main():
         module.fail_json(msg=str(exc), node=exc.node)
     with conn:
         try:
-            clusters = nodelock.find_clusters(conn, p["cluster_name"])
+            clusters = slony_nodelock.find_clusters(conn, p["cluster_name"])
             if not clusters:
-                where = ("no Slony-I schema %r holding sl_nodelock" % nodelock.schema_of(p["cluster_name"])
+                where = ("no Slony-I schema %r holding sl_nodelock" % slony_nodelock.schema_of(p["cluster_name"])
                          if p["cluster_name"] else "no Slony-I cluster schema (_<cluster> holding sl_nodelock)")
                 module.fail_json(msg="cluster_name: %s in database %r; nothing removed" % (where, conn.info.dbname),
                                  rows=[], clusters=[], removed=[], executed_queries=[], actions=[])
-            assessed = nodelock.assess(conn, clusters, user, app)
-            rows = [nodelock.row_report(c, r, v, e, b) for c, r, v, e, b in assessed]
-            stale = [(c, r, e) for c, r, v, e, _b in assessed if v == nodelock.STALE]
+            assessed = slony_nodelock.assess(conn, clusters, user, app)
+            rows = [slony_nodelock.row_report(c, r, v, e, b) for c, r, v, e, b in assessed]
+            stale = [(c, r, e) for c, r, v, e, _b in assessed if v == slony_nodelock.STALE]
             removed, queries, actions = [], [], []
             if p["state"] == "absent" and stale:
                 if module.check_mode:
                     for cluster, row, evidence in stale:
                         params = (row.nl_nodeid, row.nl_conncnt, row.nl_backendpid)
-                        queries.append(nodelock.render(conn, nodelock.delete_statement(cluster), params))
+                        queries.append(slony_nodelock.render(conn, slony_nodelock.delete_statement(cluster), params))
                         removed.append(_key(cluster, row))
                         actions.append("would delete %s.sl_nodelock row node %d conn %d (PID %d): %s" % (
                             cluster.schema, row.nl_nodeid, row.nl_conncnt, row.nl_backendpid, _why(evidence)))
                 else:
                     why = {(c.schema, r.key): e for c, r, e in stale}
-                    deleted, skipped = nodelock.delete_stale(conn, [(c, r) for c, r, _e in stale], user, app)
+                    deleted, skipped = slony_nodelock.delete_stale(conn, [(c, r) for c, r, _e in stale], user, app)
                     for cluster, row, text in deleted:
                         queries.append(text)
                         removed.append(_key(cluster, row))

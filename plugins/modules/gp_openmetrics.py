@@ -79,7 +79,7 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import openmetrics
+from ansible_collections.gpops.greenplum.plugins.module_utils.report import openmetrics
 
 
 def main():

@@ -176,7 +176,7 @@ import pwd
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import pidfile
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan import pid_files
 
 
 def _uid(module, owner):
@@ -201,13 +201,13 @@ def _observe_all(paths, expected_command, expected_uid, proc):
         if os.path.realpath(path) in seen:
             continue
         seen.add(os.path.realpath(path))
-        obs = pidfile.observe(path, expected_command, expected_uid, proc)
+        obs = pid_files.observe(path, expected_command, expected_uid, proc)
         observed.append(obs)
     for obs in list(observed):
-        companion = pidfile.companion_socket_lock(obs.parsed) if obs.kind == pidfile.POSTMASTER else None
+        companion = pid_files.companion_socket_lock(obs.parsed) if obs.kind == pid_files.POSTMASTER else None
         if companion and os.path.realpath(companion) not in seen and os.path.lexists(companion):
             seen.add(os.path.realpath(companion))
-            observed.append(pidfile.observe(companion, expected_command, expected_uid, proc))
+            observed.append(pid_files.observe(companion, expected_command, expected_uid, proc))
     return observed
 
 
@@ -216,10 +216,10 @@ def _groups(observed):
     by_real = {os.path.realpath(obs.path): obs.path for obs in observed}
     groups = {}
     for obs in observed:
-        companion = pidfile.companion_socket_lock(obs.parsed) if obs.kind == pidfile.POSTMASTER else None
+        companion = pid_files.companion_socket_lock(obs.parsed) if obs.kind == pid_files.POSTMASTER else None
         if companion and os.path.realpath(companion) in by_real:
             groups[obs.path] = [by_real[os.path.realpath(companion)]]
-        elif obs.kind == pidfile.POSTMASTER:
+        elif obs.kind == pid_files.POSTMASTER:
             groups[obs.path] = []
     return groups
 
@@ -227,7 +227,7 @@ def _groups(observed):
 def _remove(module, obs, p, expected_uid):
     if module.check_mode:
         return True, "would remove"
-    return pidfile.remove_if_stale(obs.path, obs, p["expected_command"], expected_uid, p["proc_path"])
+    return pid_files.remove_if_stale(obs.path, obs, p["expected_command"], expected_uid, p["proc_path"])
 
 
 def main():
@@ -252,15 +252,15 @@ def main():
     expected_uid = _uid(module, p["expected_owner"])
 
     observed = _observe_all(paths, p["expected_command"], expected_uid, p["proc_path"])
-    judged = [(obs,) + pidfile.judge(obs) for obs in observed]
-    files = [pidfile.report(obs, verdict, evidence) for obs, verdict, evidence in judged]
+    judged = [(obs,) + pid_files.judge(obs) for obs in observed]
+    files = [pid_files.report(obs, verdict, evidence) for obs, verdict, evidence in judged]
     groups = _groups(observed)
     for entry in files:
         for head, members in groups.items():
             if entry["path"] in members:
                 entry["removed_with"] = head
     verdicts = {f["path"]: f["verdict"] for f in files}
-    bad = [f for f in files if f["verdict"] in (pidfile.NOT_A_PIDFILE, pidfile.UNREADABLE)]
+    bad = [f for f in files if f["verdict"] in (pid_files.NOT_A_PIDFILE, pid_files.UNREADABLE)]
     if bad:
         module.fail_json(
             msg="paths/data_directories: nothing removed; cannot judge %s" % "; ".join(
@@ -272,10 +272,10 @@ def main():
         by_path = {obs.path: (obs, verdict, evidence, entry) for (obs, verdict, evidence), entry in zip(judged, files)}
         members = {m for group in groups.values() for m in group}
         for obs, verdict, evidence in judged:
-            if verdict != pidfile.STALE or obs.path in members:
+            if verdict != pid_files.STALE or obs.path in members:
                 continue
             group = [by_path[m] for m in groups.get(obs.path, [])]
-            live = [(m[0].path, m[1]) for m in group if m[1] != pidfile.STALE]
+            live = [(m[0].path, m[1]) for m in group if m[1] != pid_files.STALE]
             if live:
                 by_path[obs.path][3]["removed"] = False
                 actions.append("left stale %s: it and %s are one decision, and %s" % (
@@ -297,9 +297,9 @@ def main():
                 by_path[obs.path][3]["start_blocked_by"] = left
     module.exit_json(
         changed=bool(removed), files=files, verdicts=verdicts, removed=removed, actions=actions,
-        diff=dict(before={"present": sorted(f["path"] for f in files if f["verdict"] != pidfile.ABSENT)},
+        diff=dict(before={"present": sorted(f["path"] for f in files if f["verdict"] != pid_files.ABSENT)},
                   after={"present": sorted(f["path"] for f in files
-                                           if f["verdict"] != pidfile.ABSENT and f["path"] not in removed)}))
+                                           if f["verdict"] != pid_files.ABSENT and f["path"] not in removed)}))
 
 
 if __name__ == "__main__":

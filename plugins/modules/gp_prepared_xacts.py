@@ -129,9 +129,11 @@ try:
 except ImportError:  # pragma: no cover - gp_module reports the missing library
     psycopg = None
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import catalog, prepared, snapshot
-from ansible_collections.gpops.greenplum.plugins.module_utils.connection import GpConnectionError, NotGreenplumError
-from ansible_collections.gpops.greenplum.plugins.module_utils.module_base import gp_module
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect import topology as catalog
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan import prepared_xacts as prepared
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect import snapshot
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import GpConnectionError, NotGreenplumError
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.module_base import gp_module
 
 INCLUDE = ("locks", "edges", "dist_xacts", "prepared_xacts")
 

@@ -74,7 +74,7 @@ options:
 seealso:
   - module: gpops.greenplum.gp_hang_info
   - name: Mermaid flowcharts
-    description: The diagram syntax of the wait-for graph in the Markdown report.
+    description: The diagram syntax of the wait-for graph in the Markdown hang_report.
     link: https://mermaid.js.org/syntax/flowchart.html
   - name: Greenplum global deadlock detector
     description: The wait-for graph the report draws.
@@ -113,12 +113,12 @@ EXAMPLES = r'''
 
 RETURN = r'''
 json_path:
-  description: Path of the JSON report.
+  description: Path of the JSON hang_report.
   returned: always
   type: str
   sample: /var/log/gpops/gp-hang-mdw-20261121T054125.json
 markdown_path:
-  description: Path of the Markdown report.
+  description: Path of the Markdown hang_report.
   returned: always
   type: str
   sample: /var/log/gpops/gp-hang-mdw-20261121T054125.md
@@ -147,7 +147,7 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import report
+from ansible_collections.gpops.greenplum.plugins.module_utils.report import hang_report
 
 
 def _read(path):
@@ -186,17 +186,17 @@ def main():
     if p["hang_info"] is None and p["log_info"] is None:
         module.fail_json(msg="hang_info (a gp_hang_info result) or log_info (a gp_log_info result) is required")
     if p["hang_info"] is None:
-        doc = report.build_timeline_report(p["log_info"], p["cluster"])
-        base = os.path.join(p["dest"], report.timeline_basename(doc))
+        doc = hang_report.build_timeline_report(p["log_info"], p["cluster"])
+        base = os.path.join(p["dest"], hang_report.timeline_basename(doc))
         json_path, markdown_path = base + ".json", base + ".md"
-        texts = {json_path: report.to_json(doc), markdown_path: report.render_timeline_markdown(doc)}
+        texts = {json_path: hang_report.to_json(doc), markdown_path: hang_report.render_timeline_markdown(doc)}
         doc = dict(doc, verdict=None)
     else:
-        doc = report.build_report(p["hang_info"], p["cluster"], p["actions"], p["after"], p["log_info"])
-        base = os.path.join(p["dest"], report.report_basename(doc))
+        doc = hang_report.build_report(p["hang_info"], p["cluster"], p["actions"], p["after"], p["log_info"])
+        base = os.path.join(p["dest"], hang_report.report_basename(doc))
         json_path, markdown_path = base + ".json", base + ".md"
-        texts = {json_path: report.to_json(doc),
-                 markdown_path: report.render_markdown(doc, os.path.basename(json_path))}
+        texts = {json_path: hang_report.to_json(doc),
+                 markdown_path: hang_report.render_markdown(doc, os.path.basename(json_path))}
     old_markdown = _read(markdown_path)
     stale = [path for path, text in texts.items() if _read(path) != text]
     if stale and not module.check_mode:
@@ -206,7 +206,7 @@ def main():
             _write(module, path, texts[path])
     result = dict(changed=bool(stale), json_path=json_path, markdown_path=markdown_path,
                   schema_version=doc["schema_version"], verdict=doc["verdict"],
-                  summary=report.summary_lines(doc) if doc.get("verdict") else
+                  summary=hang_report.summary_lines(doc) if doc.get("verdict") else
                   ["%s: timeline, most severe event %s" % (doc["cluster"], doc["highest_severity"] or "none")]
                   + [ln for c in doc["timeline"]["chains"] for ln in
                      ["chain %d [%s] %s: %s" % (c["id"], c["severity"], c["start"], c["text"])]])

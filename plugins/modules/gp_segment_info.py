@@ -102,21 +102,21 @@ summary:
     healthy: false
 '''
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import catalog
-from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect import topology
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import (
     GpConnectionError, NotGreenplumError)
-from ansible_collections.gpops.greenplum.plugins.module_utils.module_base import gp_module
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.module_base import gp_module
 
 
 def main():
     module = gp_module({})
     try:
-        conn, server, segments = catalog.open_coordinator(module.params)
+        conn, server, segments = topology.open_coordinator(module.params)
     except (GpConnectionError, NotGreenplumError) as exc:
         module.fail_json(msg=str(exc))
     conn.close()
     module.exit_json(changed=False, server=server.as_dict(),
-                     segments=[s.as_dict() for s in segments], summary=catalog.summary(segments))
+                     segments=[s.as_dict() for s in segments], summary=topology.summary(segments))
 
 
 if __name__ == "__main__":

@@ -120,7 +120,7 @@ import datetime
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import signalaudit
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect import signal_audit
 
 
 def _epoch(text):
@@ -148,21 +148,21 @@ def _auditctl(module, *args):
 def audit_state(module, key):
     """``{status, rules_loaded, problems, error}`` of this host's audit; unknown facts are None."""
     text, error = _auditctl(module, "-s")
-    status = signalaudit.parse_status(text) if text is not None else None
+    status = signal_audit.parse_status(text) if text is not None else None
     rules, rules_error = _auditctl(module, "-l", "-k", key)
     loaded = None
     if rules is not None:
         loaded = len([line for line in rules.splitlines() if line.rstrip().endswith("key=%s" % key)])
     return {"status": status, "rules_loaded": loaded,
-            "problems": signalaudit.recording_problems(status, loaded, key), "error": error or rules_error}
+            "problems": signal_audit.recording_problems(status, loaded, key), "error": error or rules_error}
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            key=dict(type="str", default=signalaudit.DEFAULT_KEY, no_log=False),
+            key=dict(type="str", default=signal_audit.DEFAULT_KEY, no_log=False),
             log_paths=dict(type="list", elements="path", default=["/var/log/audit/audit.log"]),
-            target_comms=dict(type="list", elements="str", default=list(signalaudit.POSTGRES_COMMS)),
+            target_comms=dict(type="list", elements="str", default=list(signal_audit.POSTGRES_COMMS)),
             since=dict(type="str"),
             require_recording=dict(type="bool", default=True),
         ),
@@ -184,8 +184,8 @@ def main():
             module.fail_json(msg="log_paths: cannot read %s: %s" % (path, exc.strerror or exc))
     audit = audit_state(module, p["key"])
     recording = False if audit["problems"] else (None if audit["error"] else True)
-    found = signalaudit.senders(lines, p["key"], p["target_comms"] or None, since)
-    result = dict(changed=False, signals=found, summary=signalaudit.summary(found), recording=recording, audit=audit)
+    found = signal_audit.senders(lines, p["key"], p["target_comms"] or None, since)
+    result = dict(changed=False, signals=found, summary=signal_audit.summary(found), recording=recording, audit=audit)
     if recording is False:
         why = "; ".join(audit["problems"])
         if p["require_recording"]:

@@ -260,11 +260,14 @@ standby_walsender:
 
 import time
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import catalog, replication, sql, syncrep
-from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect import topology as catalog
+from ansible_collections.gpops.greenplum.plugins.module_utils.act import sync_replication_switch as replication
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect import sql
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan import sync_replication
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import (
     GpConnectionError, NotGreenplumError, connect, describe_node, query, server_info)
-from ansible_collections.gpops.greenplum.plugins.module_utils.module_base import gp_module
-from ansible_collections.gpops.greenplum.plugins.module_utils.records import (
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.module_base import gp_module
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import (
     COORDINATOR_CONTENT, Backend)
 
 
@@ -291,7 +294,7 @@ def _validate(module):
 def _targets(module, segments):
     """The acting primaries selected by content/dbid (all by default)."""
     p = module.params
-    pairs = syncrep.pairs_by_content(segments)
+    pairs = sync_replication.pairs_by_content(segments)
     contents = sorted(c for c in pairs if c != COORDINATOR_CONTENT)
     if p["dbid"] is not None:
         seg = next((s for s in segments if s.dbid == p["dbid"]), None)
@@ -339,18 +342,18 @@ def _plan(module, server, targets):
     entries = []
     for content, primary, mirror in targets:
         obs = observed.get(content)
-        rep = obs["replication"] if obs else syncrep.Replication()
+        rep = obs["replication"] if obs else sync_replication.Replication()
         setting = obs["setting"] if obs else {"setting": None, "source": None, "sourcefile": None}
-        waiters = syncrep.syncrep_waiters(obs["backends"], obs["now"]) if obs else []
-        pair = syncrep.PairState(primary=primary, mirror=mirror, primary_reachable=obs is not None,
+        waiters = sync_replication.syncrep_waiters(obs["backends"], obs["now"]) if obs else []
+        pair = sync_replication.PairState(primary=primary, mirror=mirror, primary_reachable=obs is not None,
                                  replication=rep, setting=setting["setting"],
                                  mirror_alive=alive.get(content))
-        decision = syncrep.decide_sync(pair, p["state"], force=p["force"], max_lag_bytes=p["max_lag_bytes"])
+        decision = sync_replication.decide_sync(pair, p["state"], force=p["force"], max_lag_bytes=p["max_lag_bytes"])
         if p["only_waiting"]:
-            decision = syncrep.require_waiters(decision, waiters)
+            decision = sync_replication.require_waiters(decision, waiters)
         entries.append(dict(
             content=content, dbid=primary.dbid, hostname=primary.hostname, port=primary.port,
-            mirror=syncrep.seg_brief(mirror), reachable=obs is not None,
+            mirror=sync_replication.seg_brief(mirror), reachable=obs is not None,
             unreachable_reason=unreachable.get(content), mirror_alive=alive.get(content),
             before=setting, after=setting,
             replication=rep.as_dict(), syncrep_waiters=waiters, waiters_after=[],
@@ -398,9 +401,9 @@ def _standby_walsender(module):
         now = query(conn, sql.NOW)[0]["now"]
         backends = [Backend.from_row(r, content=COORDINATOR_CONTENT)
                     for r in query(conn, sql.LOCAL_ACTIVITY)]
-        waiters = [w for w in syncrep.syncrep_waiters(backends, now)
+        waiters = [w for w in sync_replication.syncrep_waiters(backends, now)
                    if w["content"] == COORDINATOR_CONTENT]
-        verdict = syncrep.standby_walsender_stalled(first, second, elapsed, p["stall_threshold"], waiters)
+        verdict = sync_replication.standby_walsender_stalled(first, second, elapsed, p["stall_threshold"], waiters)
         terminated = False
         if verdict["stalled"] and p["standby_walsender"] == "terminate" and not module.check_mode:
             terminated = replication.terminate_walsender(conn, verdict["pid"])
@@ -414,7 +417,7 @@ def _standby_walsender(module):
 def main():
     module = gp_module(
         dict(content=dict(type="int"), dbid=dict(type="int"),
-             state=dict(type="str", choices=list(syncrep.WANTED_STATES)),
+             state=dict(type="str", choices=list(sync_replication.WANTED_STATES)),
              force=dict(type="bool", default=False), only_waiting=dict(type="bool", default=False),
              max_lag_bytes=dict(type="int", default=0),
              method=dict(type="str", choices=list(replication.METHODS), default="auto"),
@@ -440,14 +443,14 @@ def main():
         entries, unreachable = _plan(module, server, _targets(module, segments))
         selected = p["content"] is not None or p["dbid"] is not None
         for entry in entries:
-            if entry["verdict"] in (syncrep.SWITCH_OFF, syncrep.SWITCH_ON):
+            if entry["verdict"] in (sync_replication.SWITCH_OFF, sync_replication.SWITCH_ON):
                 _act(module, server, entry, result["executed_queries"], failures)
             entry.pop("_primary", None)
             entry.pop("value")
             # A refusal matters where commits wait or where the operator named the primary;
             # on every healthy primary of a cluster-wide run it is only noise.
-            noted = entry["verdict"] not in (syncrep.KEEP, syncrep.REFUSE) or (
-                entry["verdict"] == syncrep.REFUSE and (entry["syncrep_waiters"] or selected))
+            noted = entry["verdict"] not in (sync_replication.KEEP, sync_replication.REFUSE) or (
+                entry["verdict"] == sync_replication.REFUSE and (entry["syncrep_waiters"] or selected))
             if noted:
                 result["actions"].append(_line(entry))
             if noted or entry["syncrep_waiters"]:
@@ -456,14 +459,14 @@ def main():
         risky = [e["content"] for e in entries if e["durability_risk"]]
         result.update(
             primaries=entries, unreachable_nodes={str(k): v for k, v in unreachable.items()},
-            changed=any(e["verdict"] in (syncrep.SWITCH_OFF, syncrep.SWITCH_ON)
+            changed=any(e["verdict"] in (sync_replication.SWITCH_OFF, sync_replication.SWITCH_ON)
                         and e["after"] != e["before"] for e in entries),
             durability_risk=bool(risky),
             needs_person=[{"content": e["content"], "reason": e["reason"]}
-                          for e in entries if e["verdict"] == syncrep.NEEDS_PERSON],
+                          for e in entries if e["verdict"] == sync_replication.NEEDS_PERSON],
             diff=dict(before=_setting_text(entries, "before"), after=_setting_text(entries, "after")))
         if risky:
-            module.warn(syncrep.DURABILITY_WARNING.format(contents=", ".join(map(str, risky))))
+            module.warn(sync_replication.DURABILITY_WARNING.format(contents=", ".join(map(str, risky))))
         for item in result["needs_person"]:
             module.warn("needs a person: " + item["reason"])
     if p["standby_walsender"]:

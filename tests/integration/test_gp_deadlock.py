@@ -7,11 +7,11 @@ import datetime
 import pytest
 from gpsandbox import scenarios
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import actions
-from ansible_collections.gpops.greenplum.plugins.module_utils import deadlock as dl
-from ansible_collections.gpops.greenplum.plugins.module_utils.analysis import analyse
-from ansible_collections.gpops.greenplum.plugins.module_utils.connection import connect
-from ansible_collections.gpops.greenplum.plugins.module_utils.snapshot import take_snapshot
+from ansible_collections.gpops.greenplum.plugins.module_utils.act import backend_signals as actions
+from ansible_collections.gpops.greenplum.plugins.module_utils.act import deadlock_breaker as dl
+from ansible_collections.gpops.greenplum.plugins.module_utils.analyse.lock_analysis import analyse
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import connect
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect.snapshot import take_snapshot
 from playbook import run_tasks
 from stale_fixtures import wait_for
 

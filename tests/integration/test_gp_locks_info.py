@@ -7,7 +7,7 @@ import time
 import pytest
 from gpsandbox import scenarios
 
-from ansible_collections.gpops.greenplum.plugins.module_utils.snapshot import take_snapshot
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect.snapshot import take_snapshot
 from playbook import run_tasks
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import snapshot, syncrep
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect import snapshot
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan import sync_replication
 from mirror_helpers import (
     Commit, coordinator_commit, ensure_table, extra_sandbox, mirror_dbid, mirror_lost, module_args,
     standby_coordinator, streaming, sync_setting, syncrep_waiter_pids, wait_for)
@@ -45,7 +46,7 @@ def test_mirror_loss_off_then_on(sb):
         # Detection (what triage calls): the primary and its waiting commit, with its QD.
         params = dict(module_args(sb), connect_timeout=5, statement_timeout=20)
         snap = snapshot.take_snapshot(params)
-        found = syncrep.mirror_loss_findings(snap.segments, snap.backends, snap.taken_at, snap.unreachable)
+        found = sync_replication.mirror_loss_findings(snap.segments, snap.backends, snap.taken_at, snap.unreachable)
         (waiting,) = found["waiting_primaries"]
         assert waiting["content"] == CONTENT and waiting["fts_has_acted"] is False
         assert commit.qd_pid in [w["qd_pid"] for w in waiting["waiters"]]

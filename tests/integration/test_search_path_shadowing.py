@@ -1,6 +1,6 @@
 """A login role whose search_path puts its own schema before pg_catalog cannot
 substitute what the collection reads or the function it signals with: every
-statement names its schema (plugins/module_utils/sql.py). The role's schema
+statement names its schema (plugins/module_utils/collect/sql.py). The role's schema
 `shadow` holds an empty `pg_locks`, an empty `gp_dist_wait_status()` and a
 `pg_cancel_backend(int, text)` that signals nothing; the deadlock is still seen
 and really broken."""

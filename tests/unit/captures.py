@@ -15,7 +15,7 @@ import json
 import os
 import re
 
-from ansible_collections.gpops.greenplum.plugins.module_utils.records import (
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import (
     COORDINATOR_CONTENT, Backend, ClusterSnapshot, DistributedXact, LockRecord, PreparedXact,
     SegmentConfig, WaitEdge, _parse_ts)
 

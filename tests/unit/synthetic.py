@@ -2,7 +2,7 @@
 given wait-for graph or lock queue, built from row dicts like the snapshot layer does."""
 import datetime
 
-from ansible_collections.gpops.greenplum.plugins.module_utils.records import (
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import (
     Backend, ClusterSnapshot, DistributedXact, LockRecord, PreparedXact, WaitEdge)
 
 TAKEN_AT = datetime.datetime(2026, 11, 21, 6, 0, 0, tzinfo=datetime.timezone.utc)

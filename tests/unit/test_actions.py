@@ -5,10 +5,11 @@ import datetime
 
 import pytest
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import actions, deadlock
-from ansible_collections.gpops.greenplum.plugins.module_utils import snapshot as snap
-from ansible_collections.gpops.greenplum.plugins.module_utils.analysis import analyse
-from ansible_collections.gpops.greenplum.plugins.module_utils.records import Backend
+from ansible_collections.gpops.greenplum.plugins.module_utils.act import backend_signals as actions
+from ansible_collections.gpops.greenplum.plugins.module_utils.act import deadlock_breaker
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect import snapshot as snap
+from ansible_collections.gpops.greenplum.plugins.module_utils.analyse.lock_analysis import analyse
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import Backend
 
 from test_snapshot import capture_snapshot, needs_captures
 
@@ -51,38 +52,38 @@ def test_unknown_identity_is_never_signalled():
 @needs_captures
 def test_targets_carry_the_victims_coordinator_identity():
     s = capture_snapshot("global_deadlock_2seg")
-    targets = deadlock.targets(s, analyse(s))
+    targets = deadlock_breaker.targets(s, analyse(s))
     # The capture's outcome: GDD's choice is session B, gxid 18, coordinator pid 19885.
-    assert targets == [deadlock.Target(18, 11, 19885, START, 1)]
+    assert targets == [deadlock_breaker.Target(18, 11, 19885, START, 1)]
 
 
 @needs_captures
 def test_planned_actions_in_check_mode():
     s = capture_snapshot("global_deadlock_2seg")
-    plan = deadlock.planned_actions(deadlock.targets(s, analyse(s)), terminate=True, cancel_grace=5)
+    plan = deadlock_breaker.planned_actions(deadlock_breaker.targets(s, analyse(s)), terminate=True, cancel_grace=5)
     assert [(a["action"], a["pid"], a["gxid"], a["result"]) for a in plan] == [
         ("cancel", 19885, 18, "planned"), ("terminate", 19885, 18, "planned")]
     assert "5 s after the cancel" in plan[1]["reason"]
-    assert [a["action"] for a in deadlock.planned_actions(
-        deadlock.targets(s, analyse(s)), terminate=False, cancel_grace=5)] == ["cancel"]
+    assert [a["action"] for a in deadlock_breaker.planned_actions(
+        deadlock_breaker.targets(s, analyse(s)), terminate=False, cancel_grace=5)] == ["cancel"]
 
 
 @needs_captures
 def test_no_victim_without_a_deadlock():
     s = capture_snapshot("blocking_chain")
-    assert deadlock.targets(s, analyse(s)) == []
+    assert deadlock_breaker.targets(s, analyse(s)) == []
 
 
 def test_incomplete_utility_snapshot_is_uncertain():
     taken = datetime.datetime.now(datetime.timezone.utc)
     utility = snap.snapshot_from_rows([], dispatched=None, unreachable={1: "timeout: x"}, taken_at=taken)
-    assert "content 1 (timeout: x)" in deadlock.uncertain_reason(utility)
+    assert "content 1 (timeout: x)" in deadlock_breaker.uncertain_reason(utility)
     complete = snap.snapshot_from_rows([], dispatched=None, unreachable={}, taken_at=taken)
-    assert deadlock.uncertain_reason(complete) is None
+    assert deadlock_breaker.uncertain_reason(complete) is None
     # Dispatched edges cover every primary; only per-node lookups failed.
     dispatched = snap.snapshot_from_rows([], dispatched={}, unreachable={1: "lookups failed"},
                                          taken_at=taken)
-    assert deadlock.uncertain_reason(dispatched) is None
+    assert deadlock_breaker.uncertain_reason(dispatched) is None
 
 
 class FakeClock:
@@ -99,20 +100,20 @@ class FakeClock:
 def test_wait_until_clear_returns_as_soon_as_the_cycle_is_gone():
     clock = FakeClock()
     answers = iter([{17, 18}, {17, 18}, set()])
-    still = deadlock._wait_until_clear({18}, 5, lambda: next(answers), clock.sleep, clock)
-    assert still == set() and clock.now == pytest.approx(2 * deadlock.POLL_INTERVAL_S)
+    still = deadlock_breaker._wait_until_clear({18}, 5, lambda: next(answers), clock.sleep, clock)
+    assert still == set() and clock.now == pytest.approx(2 * deadlock_breaker.POLL_INTERVAL_S)
 
 
 def test_wait_until_clear_gives_up_after_the_grace_period():
     clock = FakeClock()
-    still = deadlock._wait_until_clear({18}, 1.0, lambda: {17, 18, 30}, clock.sleep, clock)
-    assert still == {18} and 1.0 <= clock.now <= 1.0 + deadlock.POLL_INTERVAL_S
+    still = deadlock_breaker._wait_until_clear({18}, 1.0, lambda: {17, 18, 30}, clock.sleep, clock)
+    assert still == {18} and 1.0 <= clock.now <= 1.0 + deadlock_breaker.POLL_INTERVAL_S
 
 
 @pytest.mark.parametrize("text,seconds", [("1s", 1.0), ("500ms", 0.5), ("2min", 120.0), ("1500", 1.5),
                                           ("1h", 3600.0), ("", None), ("soon", None), ("3 weeks", None)])
 def test_deadlock_timeout_as_current_setting_shows_it(text, seconds):
-    assert deadlock.parse_duration(text) == seconds
+    assert deadlock_breaker.parse_duration(text) == seconds
 
 
 def test_local_deadlocks_are_left_to_their_node_for_its_deadlock_timeout_only():
@@ -122,13 +123,13 @@ def test_local_deadlocks_are_left_to_their_node_for_its_deadlock_timeout_only():
     found = [{"id": 1, "scope": "global", "contents": [0, 1]},
              {"id": 2, "scope": "local", "contents": [1]},
              {"id": 3, "scope": "local", "contents": [2]}]
-    seconds, waits = deadlock.local_check_wait(found, {-1: 1.0, 0: 1.0, 1: 1.0, 2: 60.0}, limit=10)
-    assert seconds == 1.0 + deadlock.LOCAL_CHECK_MARGIN_S
+    seconds, waits = deadlock_breaker.local_check_wait(found, {-1: 1.0, 0: 1.0, 1: 1.0, 2: 60.0}, limit=10)
+    assert seconds == 1.0 + deadlock_breaker.LOCAL_CHECK_MARGIN_S
     assert waits == [{"deadlock": 2, "content": 1, "deadlock_timeout_s": 1.0, "wait": True},
                      {"deadlock": 3, "content": 2, "deadlock_timeout_s": 60.0, "wait": False}]
-    assert deadlock.local_check_wait(found, {1: 1.0}, limit=0)[0] == 0  # local_deadlock_wait 0: never
-    assert deadlock.local_check_wait(found, {}, limit=10) == (0, [  # timeouts unknown: act at once
+    assert deadlock_breaker.local_check_wait(found, {1: 1.0}, limit=0)[0] == 0  # local_deadlock_wait 0: never
+    assert deadlock_breaker.local_check_wait(found, {}, limit=10) == (0, [  # timeouts unknown: act at once
         {"deadlock": 2, "content": 1, "deadlock_timeout_s": None, "wait": False},
         {"deadlock": 3, "content": 2, "deadlock_timeout_s": None, "wait": False}])
-    assert deadlock.local_check_wait(found[:1], {0: 1.0}, limit=10) == (0, [])  # global only: no wait
-    assert deadlock.local_check_wait(found, {1: 9.8}, limit=10)[0] == 10  # never longer than the limit
+    assert deadlock_breaker.local_check_wait(found[:1], {0: 1.0}, limit=10) == (0, [])  # global only: no wait
+    assert deadlock_breaker.local_check_wait(found, {1: 9.8}, limit=10)[0] == 10  # never longer than the limit

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from ansible_collections.gpops.greenplum.plugins.module_utils.analysis import analyse
+from ansible_collections.gpops.greenplum.plugins.module_utils.analyse.lock_analysis import analyse
 
 from captures import NO_UTILITY_CAPTURE, has_utility_capture, load_capture, snapshot_from_capture
 from conftest import SHARED_FIXTURES

@@ -5,9 +5,9 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.gpops.greenplum.plugins.module_utils.analysis import analyse
-from ansible_collections.gpops.greenplum.plugins.module_utils.blocking import _MODES, modes_conflict
-from ansible_collections.gpops.greenplum.plugins.module_utils.records import ClusterSnapshot
+from ansible_collections.gpops.greenplum.plugins.module_utils.analyse.lock_analysis import analyse
+from ansible_collections.gpops.greenplum.plugins.module_utils.analyse.blocking import _MODES, modes_conflict
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import ClusterSnapshot
 
 from synthetic import TAKEN_AT, at, backend, lock, prepared_xact
 

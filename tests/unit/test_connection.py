@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import connection
-from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect import connection
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import (
     NotGreenplumError, parse_server_version)
-from ansible_collections.gpops.greenplum.plugins.module_utils.records import SegmentConfig
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import SegmentConfig
 
 GP7_LIVE = ("PostgreSQL 12.12 (Greenplum Database 7.0.0-beta.0+d766805 build dev) on "
             "x86_64-pc-linux-gnu, compiled by gcc (Debian 12.2.0-14+deb12u1) 12.2.0, 64-bit "

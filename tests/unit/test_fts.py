@@ -4,8 +4,10 @@ import os
 
 import pytest
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import fts, replication, sql
-from ansible_collections.gpops.greenplum.plugins.module_utils.records import (
+from ansible_collections.gpops.greenplum.plugins.module_utils.act import fts_probe as fts
+from ansible_collections.gpops.greenplum.plugins.module_utils.act import sync_replication_switch as replication
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect import sql
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import (
     SegmentConfig, rows_as_dicts)
 
 from conftest import SHARED_FIXTURES

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import logevents as L
+from ansible_collections.gpops.greenplum.plugins.module_utils.analyse import log_events as L
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(os.path.dirname(HERE), "fixtures", "gp7_logs")

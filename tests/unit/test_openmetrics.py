@@ -1,9 +1,11 @@
 """OpenMetrics text of a health check (module_utils/openmetrics.py) from a real GP7 capture
-diagnosed by the triage, and the timeline section of the hang report."""
+diagnosed by the triage, and the timeline section of the hang hang_report."""
 import json
 import os
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import logevents, openmetrics, report
+from ansible_collections.gpops.greenplum.plugins.module_utils.analyse import log_events as logevents
+from ansible_collections.gpops.greenplum.plugins.module_utils.report import openmetrics
+from ansible_collections.gpops.greenplum.plugins.module_utils.report import hang_report
 from triage_inputs import diagnose_capture
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "gp7_logs")
@@ -40,8 +42,8 @@ def test_mirror_down_capture_as_metrics():
 
 def test_timeline_section_next_to_the_graph():
     info = json.loads(json.dumps(diagnose_capture("global_deadlock_2seg").as_dict()))
-    doc = report.build_report(info, "mdw", log_info=_log_info())
-    md = report.render_markdown(doc)
+    doc = hang_report.build_report(info, "mdw", log_info=_log_info())
+    md = hang_report.render_markdown(doc)
     assert md.index("## Wait-for graph") < md.index("## Timeline") < md.index("## What was done")
     assert "content 1: server process" in md and doc["timeline"]["events_total"] >= len(doc["timeline"]["events"])
-    assert "timeline" not in report.build_report(info, "mdw")
+    assert "timeline" not in hang_report.build_report(info, "mdw")

@@ -1,4 +1,4 @@
-"""Pid and lock file parsing and the stale/live verdict (plugins/module_utils/pidfile.py).
+"""Pid and lock file parsing and the stale/live verdict (plugins/module_utils/plan/pid_files.py).
 
 Pure verdict tests build observations by hand; the others use real files and real
 processes of this machine's /proc (no server needed).
@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import pidfile, procinfo
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan import pid_files as pidfile
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect import procinfo
 
 POSTMASTER_TEXT = "4242\n/data/gpseg0\n1732160000\n6000\n/tmp\n*\n  6000001     32768\nready   \n"
 

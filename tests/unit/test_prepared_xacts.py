@@ -5,8 +5,8 @@ import datetime
 
 import pytest
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import prepared
-from ansible_collections.gpops.greenplum.plugins.module_utils.records import PreparedXact
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan import prepared_xacts as prepared
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import PreparedXact
 
 from captures import snapshot_from_capture
 

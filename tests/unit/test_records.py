@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ansible_collections.gpops.greenplum.plugins.module_utils.records import (
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import (
     Backend, LockRecord, PreparedXact, WaitEdge, gc_paused)
 
 GP7_LOCK = {"locktype": "transactionid", "database": None, "relation": None, "page": None, "tuple": None,

@@ -8,7 +8,7 @@ import re
 
 import jsonschema
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import report
+from ansible_collections.gpops.greenplum.plugins.module_utils.report import hang_report as report
 
 from conftest import ROOT, SHARED_FIXTURES
 from triage_inputs import diagnose_capture

@@ -1,8 +1,8 @@
-"""Audit log parsing for gp_signal_audit (module_utils/signalaudit.py), on records in the
+"""Audit log parsing for gp_signal_audit (module_utils/signal_audit.py), on records in the
 format auditd writes (RAW and ENRICHED), including ones captured on this project's machine."""
 import os
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import signalaudit
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect import signal_audit
 
 GS = "\x1d"  # auditd's ENRICHED separator
 LOG = [
@@ -47,7 +47,7 @@ LOG = [
 
 
 def test_senders_to_postgres_with_sender_and_target():
-    found = signalaudit.senders(LOG)
+    found = signal_audit.senders(LOG)
     assert [(r["serial"], r["signal"], r["syscall"]) for r in found] == [
         (17, "SIGUSR2", "kill"), (18, "SIGTERM", "tgkill"), (19, "SIGKILL", "kill")]
     usr2 = found[0]
@@ -60,26 +60,26 @@ def test_senders_to_postgres_with_sender_and_target():
 
 
 def test_raw_format_hex_comm_and_unset_auid():
-    tool = signalaudit.senders(LOG)[1]
+    tool = signal_audit.senders(LOG)[1]
     assert tool["sender"]["comm"] == "my tool" and tool["sender"]["cmdline"] == "tool"
     assert tool["sender"]["auid"] is None and tool["sender"]["user"] is None
     assert tool["target_pid"] == 0x1f91 and tool["signo"] == 15
 
 
 def test_process_group_kill():
-    group = signalaudit.senders(LOG)[2]
+    group = signal_audit.senders(LOG)[2]
     assert group["target_pid"] == -8000
     assert [t["comm"] for t in group["targets"]] == ["sleep", "postgres"]
 
 
 def test_filters_key_target_and_time():
-    assert [r["serial"] for r in signalaudit.senders(LOG, target_comms=None)] == [17, 18, 19, 20]
-    assert [r["serial"] for r in signalaudit.senders(LOG, key="other")] == [21]
-    assert [r["serial"] for r in signalaudit.senders(LOG, since=1795244401.0)] == [18, 19]
+    assert [r["serial"] for r in signal_audit.senders(LOG, target_comms=None)] == [17, 18, 19, 20]
+    assert [r["serial"] for r in signal_audit.senders(LOG, key="other")] == [21]
+    assert [r["serial"] for r in signal_audit.senders(LOG, since=1795244401.0)] == [18, 19]
 
 
 def test_summary_counts_per_sender():
-    rows = signalaudit.summary(signalaudit.senders(LOG) + signalaudit.senders(LOG)[:1])
+    rows = signal_audit.summary(signal_audit.senders(LOG) + signal_audit.senders(LOG)[:1])
     assert rows[0] == {"exe": "/usr/bin/kill", "user": "gpadmin", "signal": "SIGUSR2", "count": 2}
 
 
@@ -90,7 +90,7 @@ def test_rules_file_of_the_role_matches_the_parser():
     text = open(template).read()
     assert "-S kill -S tkill -S rt_sigqueueinfo -S pidfd_send_signal" in text and "-F a1=" in text
     assert "-S tgkill -S rt_tgsigqueueinfo" in text and "-F a2=" in text
-    assert set(signalaudit.SIGNAL_IN_A2) == {"tgkill", "rt_tgsigqueueinfo"}
+    assert set(signal_audit.SIGNAL_IN_A2) == {"tgkill", "rt_tgsigqueueinfo"}
 
 
 def test_role_signal_numbers_match_the_parser():
@@ -98,14 +98,14 @@ def test_role_signal_numbers_match_the_parser():
     role_vars = os.path.join(os.path.dirname(__file__), "..", "..", "roles", "gp_signal_audit", "vars", "main.yml")
     with open(role_vars) as handle:
         numbers = yaml.safe_load(handle)["gp_signal_audit_numbers"]
-    assert numbers == signalaudit.SIGNALS
+    assert numbers == signal_audit.SIGNALS
 
 
 def test_audit_status_and_why_it_cannot_record():
-    status = signalaudit.parse_status("enabled 0\nfailure 1\npid 0\nrate_limit 0\nloginuid_immutable 0 unlocked\n")
+    status = signal_audit.parse_status("enabled 0\nfailure 1\npid 0\nrate_limit 0\nloginuid_immutable 0 unlocked\n")
     assert status["enabled"] == 0 and status["pid"] == 0 and status["loginuid_immutable"] == 0
-    problems = signalaudit.recording_problems(status, 0, "k")
+    problems = signal_audit.recording_problems(status, 0, "k")
     assert [p.split(" (")[0] for p in problems] == [
         "auditing is disabled in the kernel", "auditd is not running", "no audit rule with key 'k' is loaded"]
-    assert signalaudit.recording_problems({"enabled": 1, "pid": 812}, 10) == []
-    assert signalaudit.recording_problems(None, None) == []  # unknown is not a problem: the module says unknown
+    assert signal_audit.recording_problems({"enabled": 1, "pid": 812}, 10) == []
+    assert signal_audit.recording_problems(None, None) == []  # unknown is not a problem: the module says unknown

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import snapshot as snap
-from ansible_collections.gpops.greenplum.plugins.module_utils.connection import parse_server_version
-from ansible_collections.gpops.greenplum.plugins.module_utils.records import rows_as_dicts
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect import snapshot as snap
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import parse_server_version
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import rows_as_dicts
 
 # As tests/conftest.py (not imported: with tests/integration collected too, the module
 # name ``conftest`` may be the other one).

@@ -1,4 +1,4 @@
-"""Every SQL statement lives in plugins/module_utils/sql.py and names its schema.
+"""Every SQL statement lives in plugins/module_utils/collect/sql.py and names its schema.
 
 A superuser tool that signals backends must not resolve ``pg_locks`` or
 ``pg_cancel_backend`` through the login role's ``search_path``: every module of
@@ -17,7 +17,7 @@ import pytest
 from conftest import ROOT
 
 PLUGINS = os.path.join(ROOT, "plugins")
-SQL_MODULE = os.path.join(PLUGINS, "module_utils", "sql.py")
+SQL_MODULE = os.path.join(PLUGINS, "module_utils", "collect", "sql.py")
 
 # Greenplum and PostgreSQL catalog relations and functions the collection reads or calls.
 CATALOG_RELATIONS = (
@@ -87,7 +87,7 @@ def test_no_sql_outside_sql_module(path):
     found = ["%s:%d: %r" % (os.path.relpath(path, ROOT), line, text[:100])
              for line, text in _literals(path)
              if SQL_WORDS.search(text) and NAME_RE.search(text)]
-    assert not found, "SQL naming catalog objects belongs in plugins/module_utils/sql.py:\n" + \
+    assert not found, "SQL naming catalog objects belongs in plugins/module_utils/collect/sql.py:\n" + \
         "\n".join(found)
 
 

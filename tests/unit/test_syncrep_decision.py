@@ -4,18 +4,18 @@ import itertools
 
 import pytest
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import syncrep
-from ansible_collections.gpops.greenplum.plugins.module_utils.records import SegmentConfig
-from ansible_collections.gpops.greenplum.plugins.module_utils.syncrep import (
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan import sync_replication
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import SegmentConfig
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan.sync_replication import (
     KEEP, NEEDS_PERSON, REFUSE, SWITCH_OFF, SWITCH_ON, PairState, Replication, decide_sync)
 
 ROLES = ("p", "m")
 STATUSES = ("u", "d")
 MODES = ("s", "n")
-REP_STATES = (None,) + syncrep.WALSENDER_STATES
+REP_STATES = (None,) + sync_replication.WALSENDER_STATES
 LAGS = (0, 4096, None)
 SETTINGS = ("*", "", "gp_walreceiver")
-WANTED = syncrep.WANTED_STATES
+WANTED = sync_replication.WANTED_STATES
 MAX_LAG = 1024
 
 
@@ -46,7 +46,7 @@ def test_every_combination_keeps_the_invariants():
         d = decide_sync(st, wanted, force=force, max_lag_bytes=MAX_LAG)
         ctx = (p_role, p_status, m_role, m_status, mode, rep_state, lag, setting, reachable,
                has_mirror, wanted, force, alive, d)
-        currently_on = syncrep.is_sync_on(setting)
+        currently_on = sync_replication.is_sync_on(setting)
         primary_ok = p_role == "p" and p_status == "u" and reachable and not (
             has_mirror and m_role == "p")
         mirror_healthy = has_mirror and m_status == "u" and mode == "s" and alive is not False
@@ -160,12 +160,12 @@ def test_replication_from_rows_picks_the_mirror_walsender():
 
 def test_gp_replication_conf_text():
     text = "# managed by FTS\nsynchronous_standby_names = '*'\nother = 'x'\n"
-    new = syncrep.gp_replication_conf_text(text, "")
+    new = sync_replication.gp_replication_conf_text(text, "")
     assert new == "# managed by FTS\nother = 'x'\nsynchronous_standby_names = ''\n"
-    assert syncrep.gp_replication_conf_text(new, "") == new
-    assert syncrep.gp_replication_conf_text("", "*") == "synchronous_standby_names = '*'\n"
+    assert sync_replication.gp_replication_conf_text(new, "") == new
+    assert sync_replication.gp_replication_conf_text("", "*") == "synchronous_standby_names = '*'\n"
     with pytest.raises(ValueError):
-        syncrep.gp_replication_conf_text(text, "mirror1")
+        sync_replication.gp_replication_conf_text(text, "mirror1")
 
 
 def _sample(pid, flush, replay, current):
@@ -184,7 +184,7 @@ def _sample(pid, flush, replay, current):
     (_sample(1, 100, 100, 200), _sample(1, 100, 100, 300), 10, [1], True, "commit(s) wait"),
 ])
 def test_standby_walsender_stalled(first, second, elapsed, waiters, stalled, why):
-    got = syncrep.standby_walsender_stalled(first, second, elapsed, 5, waiters)
+    got = sync_replication.standby_walsender_stalled(first, second, elapsed, 5, waiters)
     assert got["stalled"] is stalled and why in got["reason"]
     if stalled:
         assert got["pid"] == 1 and got["pending_bytes"] == 200
@@ -192,9 +192,9 @@ def test_standby_walsender_stalled(first, second, elapsed, waiters, stalled, why
 
 def test_require_waiters_keeps_sync_on_where_nothing_waits():
     d = decide_sync(pair(rep_state=None, lag=None), "off")
-    kept = syncrep.require_waiters(d, [])
+    kept = sync_replication.require_waiters(d, [])
     assert kept.verdict == KEEP and kept.value is None and not kept.durability_risk
     assert "only_waiting" in kept.reason
-    assert syncrep.require_waiters(d, [{"pid": 1}]) is d
+    assert sync_replication.require_waiters(d, [{"pid": 1}]) is d
     refused = decide_sync(pair(), "off")
-    assert syncrep.require_waiters(refused, []) is refused
+    assert sync_replication.require_waiters(refused, []) is refused

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import syncrep
-from ansible_collections.gpops.greenplum.plugins.module_utils.records import (
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan import sync_replication
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import (
     Backend, SegmentConfig, rows_as_dicts)
 
 from conftest import SHARED_FIXTURES
@@ -48,7 +48,7 @@ PHASES = {
 def test_capture_phase(phase):
     pids, qd_pids, mirror_marked_down = PHASES[phase]
     cap, segments, backends, now = load(phase)
-    found = syncrep.mirror_loss_findings(segments, backends, now)
+    found = sync_replication.mirror_loss_findings(segments, backends, now)
     assert found["coordinator_waiters"] == []
     assert found["double_faults"] == [] and found["needs_person"] is False
     if pids:
@@ -70,7 +70,7 @@ def test_capture_phase(phase):
 
 def test_long_wait_is_measured_from_the_commit():
     cap, segments, backends, now = load("mirror_down_syncrep_wait__long_wait_before_mark_down")
-    prim = syncrep.mirror_loss_findings(segments, backends, now)["waiting_primaries"][0]
+    prim = sync_replication.mirror_loss_findings(segments, backends, now)["waiting_primaries"][0]
     # Mirror stopped 05:43:52, INSERTs at 05:43:54, captured 05:46:05: about 131 s.
     assert 125 < prim["longest_wait_seconds"] < 135
     first = prim["waiters"][0]
@@ -82,7 +82,7 @@ def test_utility_rows_of_the_primary_alone():
     cap, segments, _, now = load("mirror_down_syncrep_wait")
     q = cap["queries"]["utility_content0.pg_stat_activity"]
     rows = [Backend.from_row(r, content=0) for r in rows_as_dicts(q["columns"], q["rows"])]
-    waits = syncrep.syncrep_waiters(rows, now)
+    waits = sync_replication.syncrep_waiters(rows, now)
     assert {w["pid"] for w in waits} == {21211, 21212}
     assert all(w["qd_pid"] is None for w in waits)
 
@@ -116,7 +116,7 @@ def test_gp6_rows_waiting_reason_replication():
         gp6_backend(1, 201, 8, "lock", True, 40),
         gp6_backend(0, 300, 9, None, False, 0, state="idle"),
     ]
-    found = syncrep.mirror_loss_findings(gp6_segments(), backends, NOW)
+    found = sync_replication.mirror_loss_findings(gp6_segments(), backends, NOW)
     assert [p["content"] for p in found["waiting_primaries"]] == [1]
     (w,) = found["waiting_primaries"][0]["waiters"]
     assert (w["pid"], w["qd_pid"], w["waiting_seconds"]) == (200, 100, 29.0)
@@ -124,20 +124,20 @@ def test_gp6_rows_waiting_reason_replication():
 
 def test_double_fault_and_not_in_sync():
     segs = gp6_segments(mirror_status="d", mode="n")
-    found = syncrep.mirror_loss_findings(segs, [], NOW, unreachable={1: "connection refused"})
+    found = sync_replication.mirror_loss_findings(segs, [], NOW, unreachable={1: "connection refused"})
     assert found["needs_person"] is True
     (df,) = found["double_faults"]
     assert df["content"] == 1 and df["reason"] == "connection refused" and "person" in df["action"]
     assert [m["content"] for m in found["mirrors_down"]] == [1]
     # Up but not in sync (resynchronising): reported, not a double fault while the primary answers.
-    found = syncrep.mirror_loss_findings(gp6_segments(mode="n"), [], NOW)
+    found = sync_replication.mirror_loss_findings(gp6_segments(mode="n"), [], NOW)
     assert [m["content"] for m in found["mirrors_not_in_sync"]] == [1]
     assert found["double_faults"] == []
 
 
 def test_coordinator_waiters_are_separate():
     b = gp6_backend(-1, 100, 7, "replication", True, 12, state="active")
-    found = syncrep.mirror_loss_findings(gp6_segments(), [b], NOW)
+    found = sync_replication.mirror_loss_findings(gp6_segments(), [b], NOW)
     assert found["waiting_primaries"] == []
     assert [w["pid"] for w in found["coordinator_waiters"]] == [100]
 
@@ -145,5 +145,5 @@ def test_coordinator_waiters_are_separate():
 def test_pairs_by_content_after_failover():
     segs = [SegmentConfig(2, 0, "m", "p", "n", "d", 1, "h", "h", "/a"),
             SegmentConfig(5, 0, "p", "m", "n", "u", 2, "h", "h", "/b")]
-    pair = syncrep.pairs_by_content(segs)[0]
+    pair = sync_replication.pairs_by_content(segs)[0]
     assert pair["primary"].dbid == 5 and pair["mirror"].dbid == 2

@@ -9,8 +9,8 @@ import os
 
 import pytest
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import triage
-from ansible_collections.gpops.greenplum.plugins.module_utils.records import (
+from ansible_collections.gpops.greenplum.plugins.module_utils.analyse import hang_classes
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import (
     Backend, ClusterSnapshot, DistributedXact, LockRecord, PreparedXact, SegmentConfig, WaitEdge)
 
 from captures import snapshot_from_capture
@@ -69,9 +69,9 @@ def test_capture_classified_as_described(name):
     assert len([f for f in findings if f.severity != "info"]) == len(EXPECTED[name])
     assert findings[-1].cls == "gdd_status" and findings[-1].severity == "info"
     for f in findings:
-        assert f.cls in triage.CLASSES and f.severity in triage.SEVERITIES
+        assert f.cls in hang_classes.CLASSES and f.severity in hang_classes.SEVERITIES
         assert f.summary and f.remedy["text"]
-    ranks = [triage.severity_rank(f.severity) for f in findings]
+    ranks = [hang_classes.severity_rank(f.severity) for f in findings]
     assert ranks == sorted(ranks, reverse=True)
 
 
@@ -111,7 +111,7 @@ def test_lock_queue_waiters_count_behind_the_queued_ddl():
 
 
 def test_blocking_chain_is_high_once_the_wait_reaches_the_threshold():
-    options = triage.TriageOptions(wait_threshold=1.0)
+    options = hang_classes.TriageOptions(wait_threshold=1.0)
     f = _one(diagnose_capture("blocking_chain", options=options).findings, "blocking_chain")
     assert f.severity == "high"
 
@@ -182,7 +182,7 @@ def _with(snapshot, **changes):
 def test_double_fault_is_critical():
     snap = snapshot_from_capture("mirror_down_syncrep_wait__after_fts_mark_down")
     segments = [dataclasses.replace(s, status="d") if s.dbid == 2 else s for s in snap.segments]
-    findings = diagnose_capture("x", facts=triage.ClusterFacts(),
+    findings = diagnose_capture("x", facts=hang_classes.ClusterFacts(),
                                 snapshot=_with(snap, segments=segments)).findings
     f = _one(findings, "segment_down")
     assert f.severity == "critical" and "double fault" in f.summary
@@ -209,10 +209,10 @@ def test_orphaned_prepared_xact_when_the_coordinator_lost_the_gxid():
     lost = _with(snap, dist_xacts=[x for x in snap.dist_xacts if x.gxid != 36],
                  locks=[lock for lock in snap.locks if lock.locktype != "distributed xid"
                         or lock.transactionid != "36"])
-    young = diagnose_capture("x", snapshot=lost, facts=triage.ClusterFacts()).findings
+    young = diagnose_capture("x", snapshot=lost, facts=hang_classes.ClusterFacts()).findings
     assert "orphaned_prepared_xact" not in _problems(young)  # 3 s old < 120 s
-    options = triage.TriageOptions(prepared_xact_age=1.0)
-    findings = diagnose_capture("x", snapshot=lost, facts=triage.ClusterFacts(), options=options).findings
+    options = hang_classes.TriageOptions(prepared_xact_age=1.0)
+    findings = diagnose_capture("x", snapshot=lost, facts=hang_classes.ClusterFacts(), options=options).findings
     assert _problems(findings) == {"orphaned_prepared_xact": "high"}
     f = _one(findings, "orphaned_prepared_xact")
     assert [p["content"] for p in f.evidence["prepared"]] == [0, 1]
@@ -251,7 +251,7 @@ def test_resource_queue_wait_from_lock_rows_when_the_view_was_not_read():
 
 def test_long_idle_in_transaction_holding_locks():
     name = "dotted_edge_no_deadlock__after_cancel"
-    options = triage.TriageOptions(idle_in_transaction_age=0.0)
+    options = hang_classes.TriageOptions(idle_in_transaction_age=0.0)
     findings = [f for f in diagnose_capture(name, options=options).findings
                 if f.cls == "long_idle_in_transaction"]
     assert findings and {f.severity for f in findings} == {"low"}
@@ -261,7 +261,7 @@ def test_long_idle_in_transaction_holding_locks():
 
 
 def test_blocking_root_is_not_reported_again_as_idle_in_transaction():
-    options = triage.TriageOptions(idle_in_transaction_age=0.0)
+    options = hang_classes.TriageOptions(idle_in_transaction_age=0.0)
     assert _problems(diagnose_capture("blocking_chain", options=options).findings) == {
         "blocking_chain": "medium"}
 
@@ -286,7 +286,7 @@ def test_unreachable_segment_is_critical_and_named():
 def test_coordinator_unreachable_is_a_finding():
     snap = ClusterSnapshot(taken_at=datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc),
                            unreachable={-1: "cannot reach coordinator (mdw:5432): timeout"})
-    findings = diagnose_capture("x", snapshot=snap, facts=triage.ClusterFacts()).findings
+    findings = diagnose_capture("x", snapshot=snap, facts=hang_classes.ClusterFacts()).findings
     assert _problems(findings) == {"node_unreachable": "critical"}
 
 
@@ -332,7 +332,7 @@ def test_gp6_global_deadlock_from_gp6_rows():
                 _gp6_backend(1, 401, 11, "idle in transaction")]
     snap = ClusterSnapshot(taken_at=T0, segments=_gp6_segments(), edges=edges, backends=backends,
                            dist_xacts=[DistributedXact(1000, 10), DistributedXact(1001, 11)])
-    findings = diagnose_capture("x", snapshot=snap, facts=triage.ClusterFacts()).findings
+    findings = diagnose_capture("x", snapshot=snap, facts=hang_classes.ClusterFacts()).findings
     assert _problems(findings) == {"global_deadlock": "critical"}
     f = _one(findings, "global_deadlock")
     assert [v["coordinator_pid"] for v in f.evidence["victims"]] == [101]
@@ -342,7 +342,7 @@ def test_gp6_syncrep_wait_from_waiting_reason_replication():
     backends = [_gp6_backend(-1, 100, 10, "active"),
                 _gp6_backend(0, 300, 10, "idle in transaction", True, "replication", started=40)]
     snap = ClusterSnapshot(taken_at=T0, segments=_gp6_segments(), backends=backends)
-    f = _one(diagnose_capture("x", snapshot=snap, facts=triage.ClusterFacts()).findings,
+    f = _one(diagnose_capture("x", snapshot=snap, facts=hang_classes.ClusterFacts()).findings,
              "syncrep_wait")
     assert f.evidence["content"] == 0 and f.evidence["waiters"][0]["qd_pid"] == 100
 
@@ -357,7 +357,7 @@ def test_gp6_orphaned_prepared_xact_gid_with_timestamp():
     snap = ClusterSnapshot(taken_at=T0, segments=_gp6_segments(), prepared_xacts=[prepared],
                            locks=[lock], dist_xacts=[DistributedXact(0, 0)],
                            backends=[_gp6_backend(-1, 100, 10, "idle")])
-    f = _one(diagnose_capture("x", snapshot=snap, facts=triage.ClusterFacts()).findings,
+    f = _one(diagnose_capture("x", snapshot=snap, facts=hang_classes.ClusterFacts()).findings,
              "orphaned_prepared_xact")
     assert f.evidence["gxid"] == 777 and f.evidence["prepared"][0]["age_s"] == 600.0
     assert f.evidence["prepared"][0]["locks"] == ["content 1: transactionid ExclusiveLock on xid 900"]
@@ -368,13 +368,13 @@ def test_old_prepared_xact_with_a_foreign_gid_is_reported_too():
                                           owner="dba", database="prod"), content=0)
     snap = ClusterSnapshot(taken_at=T0, segments=_gp6_segments(), prepared_xacts=[prepared],
                            dist_xacts=[DistributedXact(0, 0)])
-    f = _one(diagnose_capture("x", snapshot=snap, facts=triage.ClusterFacts()).findings,
+    f = _one(diagnose_capture("x", snapshot=snap, facts=hang_classes.ClusterFacts()).findings,
              "orphaned_prepared_xact")
     assert f.evidence["gxid"] is None and f.evidence["prepared"][0]["verdict"] == "foreign_gid"
     assert "module" not in f.remedy and "did not form this gid" in f.remedy["text"]
 
 
 def test_severity_rank_rejects_unknown():
-    assert triage.severity_rank("critical") > triage.severity_rank("info")
+    assert hang_classes.severity_rank("critical") > hang_classes.severity_rank("info")
     with pytest.raises(ValueError):
-        triage.severity_rank("urgent")
+        hang_classes.severity_rank("urgent")

@@ -5,10 +5,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.gpops.greenplum.plugins.module_utils.analysis import analyse
-from ansible_collections.gpops.greenplum.plugins.module_utils.victims import (
+from ansible_collections.gpops.greenplum.plugins.module_utils.analyse.lock_analysis import analyse
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan.victims import (
     candidate, check_policy, compile_never_choose)
-from ansible_collections.gpops.greenplum.plugins.module_utils.waitgraph import SnapshotIndex, WaitForGraph
+from ansible_collections.gpops.greenplum.plugins.module_utils.analyse.waitgraph import SnapshotIndex, WaitForGraph
 
 from captures import snapshot_from_capture
 from synthetic import backend, lock, prepared_xact, qd_pid, session_of, snapshot_from_graph

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.gpops.greenplum.plugins.module_utils.analysis import analyse
-from ansible_collections.gpops.greenplum.plugins.module_utils.waitgraph import (
+from ansible_collections.gpops.greenplum.plugins.module_utils.analyse.lock_analysis import analyse
+from ansible_collections.gpops.greenplum.plugins.module_utils.analyse.waitgraph import (
     RULE_DOTTED, RULE_IN_DEGREE, RULE_OUT_DEGREE, WaitForGraph, gdd_reduce, strongly_connected_components)
 
 from synthetic import snapshot_from_graph

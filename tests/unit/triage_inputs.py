@@ -1,7 +1,9 @@
 """Triage inputs from the real GP7 captures (tests/fixtures/gp7): the facts a
 live run reads beside the snapshot (settings, walsender states), and the
 ``gp_hang_info`` result a capture gives, for the triage and report tests."""
-from ansible_collections.gpops.greenplum.plugins.module_utils import analysis, diagnosis, triage
+from ansible_collections.gpops.greenplum.plugins.module_utils.analyse import lock_analysis as analysis
+from ansible_collections.gpops.greenplum.plugins.module_utils.analyse import hang_diagnosis as diagnosis
+from ansible_collections.gpops.greenplum.plugins.module_utils.analyse import hang_classes
 
 from captures import load_capture, snapshot_from_capture
 
@@ -17,7 +19,7 @@ def facts_from_capture(name, **settings):
     """``ClusterFacts`` from the capture's ``settings``/``fts_settings`` and
     ``gp_stat_replication`` queries; ``settings`` override or add GUC values."""
     queries = load_capture(name)["queries"]
-    facts = triage.ClusterFacts()
+    facts = hang_classes.ClusterFacts()
     for row in _rows(queries, "settings") + _rows(queries, "fts_settings"):
         facts.settings[row["name"]] = str(row["setting"])
     facts.settings.update({k: str(v) for k, v in settings.items()})
@@ -32,5 +34,5 @@ def diagnose_capture(name, facts=None, options=None, snapshot=None):
     snapshot = snapshot or snapshot_from_capture(name)
     facts = facts or facts_from_capture(name)
     result = analysis.analyse(snapshot)
-    findings = triage.classify(snapshot, result, facts, options)
+    findings = hang_classes.classify(snapshot, result, facts, options)
     return diagnosis.Diagnosis(snapshot, facts, result, findings, 0.0)

@@ -35,11 +35,12 @@ import collections
 import re
 import time
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import actions, sql
-from ansible_collections.gpops.greenplum.plugins.module_utils.analysis import analyse
-from ansible_collections.gpops.greenplum.plugins.module_utils.connection import query
-from ansible_collections.gpops.greenplum.plugins.module_utils.records import COORDINATOR_CONTENT
-from ansible_collections.gpops.greenplum.plugins.module_utils.snapshot import take_snapshot
+from ansible_collections.gpops.greenplum.plugins.module_utils.act import backend_signals as actions
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect import sql
+from ansible_collections.gpops.greenplum.plugins.module_utils.analyse.lock_analysis import analyse
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import query
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import COORDINATOR_CONTENT
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect.snapshot import take_snapshot
 
 CANCEL_MESSAGE = "cancelled by gpops.greenplum to break a global deadlock (gxid %s)"
 TERMINATE_MESSAGE = "terminated by gpops.greenplum: still in a global deadlock after cancel (gxid %s)"

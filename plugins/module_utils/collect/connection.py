@@ -43,7 +43,7 @@ import time
 import traceback
 
 from ansible.module_utils.basic import env_fallback
-from ansible_collections.gpops.greenplum.plugins.module_utils import sql
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect import sql
 
 try:
     import psycopg

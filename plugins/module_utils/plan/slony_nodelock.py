@@ -53,8 +53,8 @@ try:
 except ImportError:  # pragma: no cover - modules report the missing library
     ClientCursor = None
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import sql
-from ansible_collections.gpops.greenplum.plugins.module_utils.connection import query
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect import sql
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import query
 
 LIVE, STALE = "live", "stale"
 SLON_APPLICATION_NAME = r"^slon\."

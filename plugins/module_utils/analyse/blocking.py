@@ -28,7 +28,7 @@ __metaclass__ = type
 
 import collections
 
-from ansible_collections.gpops.greenplum.plugins.module_utils.waitgraph import seconds_between
+from ansible_collections.gpops.greenplum.plugins.module_utils.analyse.waitgraph import seconds_between
 
 # PostgreSQL's LockConflicts[] (src/backend/storage/lmgr/lock.c): mode -> modes it conflicts with.
 _MODES = ("AccessShareLock", "RowShareLock", "RowExclusiveLock", "ShareUpdateExclusiveLock",

@@ -32,11 +32,11 @@ import os
 import tempfile
 import time
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import sql
-from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect import sql
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import (
     GpConnectionError, connect, query, run_on_nodes)
-from ansible_collections.gpops.greenplum.plugins.module_utils.records import Backend
-from ansible_collections.gpops.greenplum.plugins.module_utils.syncrep import (
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import Backend
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan.sync_replication import (
     GP_WALRECEIVER_APPNAME, Replication, gp_replication_conf_text, is_syncrep_wait)
 
 ALTER_SYSTEM = "alter_system"

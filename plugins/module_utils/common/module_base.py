@@ -15,7 +15,7 @@ __metaclass__ = type
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import (
     HAS_PSYCOPG, PSYCOPG_IMPORT_ERROR, connection_argument_spec, validate_connection_params)
 
 

@@ -61,7 +61,8 @@ import re
 import stat as stat_mod
 from typing import Any, Dict, List, Optional, Tuple
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import lockfile, procinfo
+from ansible_collections.gpops.greenplum.plugins.module_utils.analyse import file_locks as lockfile
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect import procinfo
 
 POSTMASTER = "postmaster"  # a data directory's postmaster.pid
 SOCKET_LOCK = "socket_lock"  # PostgreSQL's .s.PGSQL.<port>.lock

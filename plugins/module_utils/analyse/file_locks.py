@@ -38,7 +38,7 @@ import sys
 import time
 from typing import Dict, List, Optional, Tuple
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import procinfo
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect import procinfo
 
 _LINE = re.compile(
     r"^(?P<id>\d+):\s+(?P<blocked>(?:->\s*)?)(?P<type>[A-Z]+)\s+(?P<mode>[A-Z]+)\s+(?P<access>[A-Z]+)\s+"

@@ -52,10 +52,11 @@ __metaclass__ = type
 import datetime
 import time
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import catalog, sql
-from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect import topology as catalog
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect import sql
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import (
     connect, query, run_on_nodes, run_with_deadline)
-from ansible_collections.gpops.greenplum.plugins.module_utils.records import (
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import (
     COORDINATOR_CONTENT, Backend, ClusterSnapshot, DistributedXact, LockRecord, PreparedXact,
     SegmentConfig, WaitEdge)
 

@@ -43,7 +43,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.gpops.greenplum.plugins.module_utils.waitgraph import REMOVED_UNRESOLVED
+from ansible_collections.gpops.greenplum.plugins.module_utils.analyse.waitgraph import REMOVED_UNRESOLVED
 
 POLICIES = ("youngest", "oldest", "least_work")
 

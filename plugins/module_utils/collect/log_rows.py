@@ -22,7 +22,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import sql
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect import sql
 
 
 def log_window_rows(conn, since, until, pattern, max_rows):

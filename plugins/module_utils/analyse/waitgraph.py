@@ -26,7 +26,7 @@ __metaclass__ = type
 
 import collections
 
-from ansible_collections.gpops.greenplum.plugins.module_utils.records import COORDINATOR_CONTENT
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import COORDINATOR_CONTENT
 
 RULE_OUT_DEGREE = 1  # rule 1: a vertex with global out-degree 0 is deleted
 RULE_IN_DEGREE = 2  # rule 2: a vertex with global in-degree 0 is deleted

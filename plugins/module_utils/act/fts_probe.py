@@ -26,8 +26,8 @@ import datetime
 import re
 import time
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import sql
-from ansible_collections.gpops.greenplum.plugins.module_utils.connection import query
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect import sql
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import query
 
 try:
     import psycopg

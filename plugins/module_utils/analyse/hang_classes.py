@@ -42,12 +42,12 @@ __metaclass__ = type
 import dataclasses
 from typing import Any, Dict, List, Optional
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import prepared
-from ansible_collections.gpops.greenplum.plugins.module_utils.records import (
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan import prepared_xacts as prepared
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import (
     COORDINATOR_CONTENT, gc_paused)
-from ansible_collections.gpops.greenplum.plugins.module_utils.syncrep import (
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan.sync_replication import (
     mirror_loss_findings, pairs_by_content)
-from ansible_collections.gpops.greenplum.plugins.module_utils.waitgraph import SnapshotIndex
+from ansible_collections.gpops.greenplum.plugins.module_utils.analyse.waitgraph import SnapshotIndex
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 

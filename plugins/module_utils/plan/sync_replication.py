@@ -33,7 +33,7 @@ import dataclasses
 import re
 from typing import Any, Dict, Iterable, List, Mapping, Optional
 
-from ansible_collections.gpops.greenplum.plugins.module_utils.records import (
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import (
     COORDINATOR_CONTENT, Backend, SegmentConfig)
 
 SYNC_ON = "*"

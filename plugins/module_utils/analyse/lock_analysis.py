@@ -17,8 +17,10 @@ __metaclass__ = type
 
 import collections
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import blocking, victims, waitgraph
-from ansible_collections.gpops.greenplum.plugins.module_utils.records import gc_paused
+from ansible_collections.gpops.greenplum.plugins.module_utils.analyse import blocking
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan import victims
+from ansible_collections.gpops.greenplum.plugins.module_utils.analyse import waitgraph
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import gc_paused
 
 VERDICTS = ("deadlock", "blocking", "none")
 

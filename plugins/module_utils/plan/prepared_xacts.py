@@ -38,9 +38,9 @@ __metaclass__ = type
 
 from typing import Any, Dict, List, Optional
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import sql
-from ansible_collections.gpops.greenplum.plugins.module_utils.connection import connect, query
-from ansible_collections.gpops.greenplum.plugins.module_utils.records import COORDINATOR_CONTENT
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect import sql
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import connect, query
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import COORDINATOR_CONTENT
 
 ORPHANED, IN_PROGRESS, TOO_YOUNG, COMMITTED, FOREIGN_GID, COORDINATOR = (
     "orphaned", "in_progress", "too_young", "committed", "foreign_gid", "coordinator")

@@ -7,12 +7,12 @@
   proc='/proc') -> Diagnosis``: the lock snapshot (``snapshot.take_snapshot``)
   and the extra facts (``collect_facts``) are read at the same time, each
   bounded by the ``statement_timeout`` option, so the whole run takes about
-  one ``statement_timeout`` at most; then ``analysis.analyse`` and
-  ``triage.classify``. A coordinator that cannot be reached is a finding
+  one ``statement_timeout`` at most; then ``lock_analysis.analyse`` and
+  ``hang_classes.classify``. A coordinator that cannot be reached is a finding
   (``node_unreachable``, content -1), not an error: a health job needs facts
   even when the server is sick. Raises ValueError (naming ``policy`` or
   ``never_choose``) before any I/O, ``NotGreenplumError`` for another server.
-- ``collect_facts(params, timeout) -> triage.ClusterFacts``: on the coordinator
+- ``collect_facts(params, timeout) -> hang_classes.ClusterFacts``: on the coordinator
   (one connection from ``connection.connect``, so with ``statement_timeout`` and
   ``lock_timeout``): the settings in ``SETTINGS`` (``pg_settings``), the
   mirrors' walsender states (``gp_stat_replication``) and, only when
@@ -32,16 +32,18 @@ import os
 import threading
 import time
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import (
-    analysis, report, sql, triage, victims)
-from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
+from ansible_collections.gpops.greenplum.plugins.module_utils.analyse import hang_classes, lock_analysis
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect import sql
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan import victims
+from ansible_collections.gpops.greenplum.plugins.module_utils.report import hang_report
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import (
     GpConnectionError, connect, query, run_with_deadline)
-from ansible_collections.gpops.greenplum.plugins.module_utils.procinfo import (
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect.procinfo import (
     ProcUnreadable, read_process)
-from ansible_collections.gpops.greenplum.plugins.module_utils.records import (
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import (
     COORDINATOR_CONTENT, ClusterSnapshot)
-from ansible_collections.gpops.greenplum.plugins.module_utils.snapshot import take_snapshot
-from ansible_collections.gpops.greenplum.plugins.module_utils.triage import ClusterFacts
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect.snapshot import take_snapshot
+from ansible_collections.gpops.greenplum.plugins.module_utils.analyse.hang_classes import ClusterFacts
 
 SETTINGS = (
     "gp_enable_global_deadlock_detector", "gp_global_deadlock_detector_period",
@@ -140,9 +142,9 @@ def fts_process_running(port, datadir, proc="/proc"):
 
 class Diagnosis:
     """What ``diagnose`` found: ``snapshot`` (``ClusterSnapshot``), ``facts``
-    (``ClusterFacts``), ``analysis`` (``analysis.Analysis``), ``findings`` (list of
-    ``triage.Finding``), ``elapsed_s`` (seconds). ``as_dict()`` is what
-    ``gp_hang_info`` returns and what ``report.build_report`` takes."""
+    (``ClusterFacts``), ``analysis`` (``lock_analysis.Analysis``), ``findings`` (list of
+    ``hang_classes.Finding``), ``elapsed_s`` (seconds). ``as_dict()`` is what
+    ``gp_hang_info`` returns and what ``hang_report.build_report`` takes."""
 
     def __init__(self, snapshot, facts, analysis_, findings, elapsed_s):
         self.snapshot, self.facts, self.analysis = snapshot, facts, analysis_
@@ -151,10 +153,10 @@ class Diagnosis:
     def as_dict(self):
         findings = [f.as_dict() for f in self.findings]
         return {
-            "verdict": report.verdict_of(findings),
-            "highest_severity": report.highest_severity(findings),
-            "counts": report.severity_counts(findings),
-            "summary": report.finding_lines(findings),
+            "verdict": hang_report.verdict_of(findings),
+            "highest_severity": hang_report.highest_severity(findings),
+            "counts": hang_report.severity_counts(findings),
+            "summary": hang_report.finding_lines(findings),
             "findings": findings,
             "server": dict(self.snapshot.server),
             "elapsed_s": self.elapsed_s,
@@ -182,7 +184,7 @@ def _facts_in_background(params, timeout):
 
 def diagnose(params, policy="youngest", never_choose=None, options=None, proc="/proc"):
     """See the module docstring. ``params``: the connection options
-    (``connection.connection_argument_spec``); ``options``: ``triage.TriageOptions``."""
+    (``connection.connection_argument_spec``); ``options``: ``hang_classes.TriageOptions``."""
     victims.check_policy(policy)
     victims.compile_never_choose(never_choose)
     started = time.monotonic()
@@ -199,6 +201,6 @@ def diagnose(params, policy="youngest", never_choose=None, options=None, proc="/
     # The test sandbox's FTS is not a child of the coordinator's postmaster: unknown there.
     if coordinator is not None and snap.server.get("flavor") != "sandbox":
         facts.fts_running = fts_process_running(coordinator.port, coordinator.datadir, proc)
-    result = analysis.analyse(snap, policy=policy, never_choose=never_choose)
-    findings = triage.classify(snap, result, facts, options)
+    result = lock_analysis.analyse(snap, policy=policy, never_choose=never_choose)
+    findings = hang_classes.classify(snap, result, facts, options)
     return Diagnosis(snap, facts, result, findings, round(time.monotonic() - started, 3))

@@ -38,10 +38,10 @@ __metaclass__ = type
 import dataclasses
 import datetime
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import sql
-from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect import sql
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import (
     classify_error, psycopg, query)
-from ansible_collections.gpops.greenplum.plugins.module_utils.records import Backend
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import Backend
 
 # One statement (sql.signal_backend) re-checks the identity and signals: a row only if
 # pid, start time and session still match (the kind of backend was checked just
