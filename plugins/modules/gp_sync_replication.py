@@ -346,8 +346,8 @@ def _plan(module, server, targets):
         setting = obs["setting"] if obs else {"setting": None, "source": None, "sourcefile": None}
         waiters = sync_replication.syncrep_waiters(obs["backends"], obs["now"]) if obs else []
         pair = sync_replication.PairState(primary=primary, mirror=mirror, primary_reachable=obs is not None,
-                                 replication=rep, setting=setting["setting"],
-                                 mirror_alive=alive.get(content))
+                                          replication=rep, setting=setting["setting"],
+                                          mirror_alive=alive.get(content))
         decision = sync_replication.decide_sync(pair, p["state"], force=p["force"], max_lag_bytes=p["max_lag_bytes"])
         if p["only_waiting"]:
             decision = sync_replication.require_waiters(decision, waiters)
