@@ -1,5 +1,5 @@
 # Entry points for a fresh machine. Each target installs what it needs first.
-.PHONY: setup demo demo-sandbox gp7-start gp7-stop test check unit integration sandbox-start sandbox-stop bench molecule quality
+.PHONY: setup demo demo-sandbox gp7-start gp7-stop test check unit integration sandbox-start sandbox-stop bench bench-gp7 molecule quality
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -47,6 +47,13 @@ sandbox-stop: setup
 
 bench: setup
 	@$(PY) bench/run.py
+
+# The end-to-end benchmarks on the real Greenplum 7 cluster (and the sandbox beside it),
+# then the load generator (bench/README.md).
+bench-gp7: setup
+	@$(PY) bench/deadlock_e2e.py --target both
+	@$(PY) bench/mirror_failure.py --target both
+	@$(PY) bench/gp7_load.py --sessions 200 --partitions 1000
 
 quality: setup
 	@bash scripts/quality.sh

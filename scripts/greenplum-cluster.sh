@@ -53,7 +53,23 @@ check_ports_free() {
     if [ -n "$(port_owner "$p")" ]; then
       die "port $p is taken ($(port_owner "$p" | awk '{print $NF}')): the cluster needs ports $port-$((port + 7)); stop what uses it or set GPOPS_GP7_PORT"
     fi
+    remove_stale_socket_lock "$p"
   done
+}
+
+# A postmaster killed without cleaning up (a crash, a killed test run) leaves
+# /tmp/.s.PGSQL.<port>.lock; the server itself ignores a lock whose pid is gone, but
+# gpinitsystem refuses the port ("active database process on port"). The port has no
+# listener here (checked before): remove the lock when its pid no longer runs.
+remove_stale_socket_lock() {
+  local lock="/tmp/.s.PGSQL.$1.lock" pid
+  [ -f "$lock" ] || return 0
+  pid=$(head -n 1 "$lock" 2>/dev/null || true)
+  case "$pid" in ''|*[!0-9]*) return 0;; esac
+  if ! kill -0 "$pid" 2>/dev/null; then
+    say "removing the stale $lock (pid $pid no longer runs)"
+    rm -f "$lock" "/tmp/.s.PGSQL.$1"
+  fi
 }
 
 loopback_hostname() {
