@@ -1,9 +1,12 @@
 """Cluster faults on real Greenplum 7, each diagnosed from a real run: the standby
 coordinator stopped (commits do not wait), a stopped primary (FTS fails over to the
 mirror, then gprecoverseg rebalances), the coordinator down (nothing acts, no traceback),
-and health_check.yml on a healthy cluster and during a global deadlock."""
+health_check.yml on a healthy cluster and during a global deadlock, a QE frozen with SIGSTOP
+(stuck_qe) and a QE killed with SIGKILL (segment_restarted)."""
+import datetime
 import os
 import shlex
+import signal
 import time
 
 import pytest
@@ -124,3 +127,116 @@ def test_health_check_healthy_passes_global_deadlock_fails(gp, tmp_path):
     assert cluster["highest_severity"] == "critical" and check.stats["failing"] == ["localhost"]
     assert check.rc != 0 and "gp_fail_severity=high" in check.out
     assert a.waiting(0.1) and b.waiting(0.1), "health_check.yml is read-only"
+
+
+def _sleepy_table(gp):
+    """sq: 30 rows over the 3 segments (7 to 12 each), so that a query sleeping per row keeps
+    one QE per segment active for seconds."""
+    gp.query("DROP TABLE IF EXISTS sq; CREATE TABLE sq (id int) DISTRIBUTED BY (id); "
+             "INSERT INTO sq SELECT generate_series(1, 30)")
+
+
+def _active_qe(gp, sess_id, content):
+    rows = gp.query("SELECT pid FROM pg_catalog.gp_stat_activity WHERE sess_id = %s AND gp_segment_id = %s "
+                    "AND state = 'active'", (sess_id, content))
+    return rows[0][0] if rows else None
+
+
+def test_frozen_qe_is_a_stuck_qe_until_sigcont(gp, tmp_path):
+    """A QE on primary 1 frozen with SIGSTOP during a query over every segment: the QD waits on
+    IPC/Interconnect, the QEs of content 0 and 2 finish and go idle. gp_hang_info names the QE
+    (content 1, its pid, /proc state T), its session and QD; health_check.yml fails at its
+    default severity (high); after SIGCONT the query finishes and the finding is gone."""
+    _sleepy_table(gp)
+    s = gp.session("frozen-qe")
+    s.send("SELECT count(*) FROM sq WHERE pg_catalog.pg_sleep(0.3) IS NOT NULL")
+    pid = wait_for(lambda: _active_qe(gp, s.sess_id, 1), timeout=10)
+    assert pid, "no active QE of the query on content 1"
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        time.sleep(11)  # past stuck_qe_min_wait (10 s): the other QEs have long finished
+        info, = run_tasks([("gp_hang_info", {})], env=gp.env())
+        print("frozen QE %d: %s" % (pid, info["summary"]))
+        stuck = [f for f in info["findings"] if f["class"] == "stuck_qe"]
+        assert len(stuck) == 1, info["summary"]
+        ev = stuck[0]["evidence"]
+        assert (ev["content"], ev["dbid"], ev["pid"], ev["process_state"]) == (1, gp.node(1)["dbid"], pid, "T")
+        assert (ev["sess_id"], ev["qd_pid"], ev["qd_wait"]) == (s.sess_id, s.pid, "IPC/Interconnect")
+        assert ev["done_contents"] == [0, 2] and ev["qd_wait_s"] >= 10
+        assert stuck[0]["severity"] == "high" and info["verdict"] == "hung"
+        assert "kill -CONT %d" % pid in stuck[0]["remedy"]["text"]
+        check = run_playbook(gp, "health_check.yml", tmp_path, gp_timeline_minutes=0)
+        cluster = check.stats["clusters"]["localhost"]
+        assert "stuck_qe" in cluster["classes"] and check.stats["failing"] == ["localhost"], check.out[-3000:]
+        assert check.rc != 0 and cluster["verdict"] == "hung"
+        assert s.waiting(0.1), "the query must still wait: nothing was done to it"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert s.result(60) == ("ok", [(30,)])
+    after, = run_tasks([("gp_hang_info", {})], env=gp.env())
+    assert "stuck_qe" not in classes(after), after["summary"]
+
+
+def test_long_query_on_every_segment_is_not_a_stuck_qe(gp):
+    """Healthy and busy: every segment's QE still works on the query after stuck_qe_min_wait,
+    none is done and none is stopped, so no QE is singled out."""
+    _sleepy_table(gp)
+    s = gp.session("busy")
+    s.send("SELECT count(*) FROM sq WHERE pg_catalog.pg_sleep(3) IS NOT NULL")  # 21 s and more per segment
+    assert wait_for(lambda: _active_qe(gp, s.sess_id, 1), timeout=10)
+    info, = run_tasks([("gp_hang_info", {"stuck_qe_min_wait": 3})], env=gp.env())
+    qd = [b for b in info["snapshot"]["backends"] if b["content"] == -1 and b["pid"] == s.pid]
+    assert qd and qd[0]["wait_event"] == "Interconnect", qd  # the QD did wait on its QEs
+    assert "stuck_qe" not in classes(info), info["summary"]
+    assert info["verdict"] == "healthy", info["summary"]
+
+
+def test_qe_killed_segment_reset_is_segment_restarted(gp):
+    """kill -9 of a QE on primary 1 during a query: the query fails, the primary's postmaster
+    resets its children and runs crash recovery (pg_postmaster_start_time() unchanged, a new
+    checkpointer). gp_hang_info names content 1 and the reset time (medium); with a window
+    shorter than the reset's age it is not reported. The primary is restarted at the end, so
+    later tests see a restart (info), not a crash reset."""
+    before, = run_tasks([("gp_hang_info", {})], env=gp.env())
+    assert not [f for f in before["findings"] if f["class"] == "segment_restarted"
+                and f["evidence"]["kind"] == "crash_reset"], before["summary"]
+    _sleepy_table(gp)
+    s = gp.session("killed-qe")
+    s.send("SELECT count(*) FROM sq WHERE pg_catalog.pg_sleep(0.3) IS NOT NULL")
+    pid = wait_for(lambda: _active_qe(gp, s.sess_id, 1), timeout=10)
+    assert pid
+    killed_at = time.time()
+    os.kill(pid, signal.SIGKILL)
+    try:
+        status, error = s.result(30)
+        assert status == "error" and "seg1" in str(error), (status, error)
+        assert wait_for(lambda: _answers(gp, 1), timeout=60)
+        info, = run_tasks([("gp_hang_info", {})], env=gp.env())
+        print("QE %d killed: %s" % (pid, info["summary"]))
+        restarted = [f for f in info["findings"] if f["class"] == "segment_restarted"]
+        assert [f["evidence"]["content"] for f in restarted] == [1], info["summary"]
+        ev = restarted[0]["evidence"]
+        assert ev["kind"] == "crash_reset" and restarted[0]["severity"] == "medium"
+        assert ev["dbid"] == gp.node(1)["dbid"] and ev["postmaster_start"] < ev["restarted_at"]
+        reset_at = datetime.datetime.fromisoformat(ev["restarted_at"]).timestamp()
+        assert abs(reset_at - killed_at) < 30, (ev, killed_at)
+        assert info["verdict"] in ("degraded", "hung")
+        time.sleep(3)
+        small, = run_tasks([("gp_hang_info", {"segment_restart_window": 1})], env=gp.env())
+        assert "segment_restarted" not in classes(small), small["summary"]
+    finally:
+        proc = gp.as_os_user("pg_ctl restart -w -t 120 -m fast -D %s" % gp.node(1)["datadir"])
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert wait_for(lambda: _answers(gp, 1), timeout=60)
+    after, = run_tasks([("gp_hang_info", {})], env=gp.env())
+    print("after the restart of primary 1: %s" % after["summary"])
+    kinds = [(f["evidence"]["content"], f["evidence"]["kind"], f["severity"])
+             for f in after["findings"] if f["class"] == "segment_restarted"]
+    assert kinds == [(1, "restart", "info")], after["summary"]
+
+
+def _answers(gp, content):
+    try:
+        return bool(gp.query("SELECT 1", content=content, dbname="postgres"))
+    except Exception:  # noqa: BLE001 - not answering yet
+        return False
