@@ -734,21 +734,30 @@ def _qe_working(backend):
                 and (backend.wait_event == "SyncRep" or backend.wait_event in _QD_WAITS_ON_QES))
 
 
+def _started_before(a, b):
+    return a.backend_start is not None and (b.backend_start is None or a.backend_start < b.backend_start)
+
+
 def _stuck_sessions(snapshot, options):
     """``[(qd, working QEs, done contents, QD wait seconds)]``: every coordinator backend
     active and waiting on its QEs (``_QD_WAITS_ON_QES``) for at least
     ``stuck_qe_min_wait`` seconds (from its ``state_change``: GP7 has no wait start, so an
     upper bound) that still has working QEs; ``done``: the contents where it has QEs but
     none working (idle, or waiting for the working ones)."""
-    qes = {}
+    qes, qds = {}, {}
     for b in snapshot.backends:
-        if b.content != COORDINATOR_CONTENT and (b.sess_id or 0) > 0:
+        if (b.sess_id or 0) <= 0:
+            continue
+        if b.content != COORDINATOR_CONTENT:
             qes.setdefault(b.sess_id, []).append(b)
+        elif b.sess_id not in qds or _started_before(b, qds[b.sess_id]):
+            # The QD is the session's first coordinator backend: a query may also have an
+            # entry-db QE on the coordinator, with the same sess_id, started later.
+            qds[b.sess_id] = b
     out = []
-    for qd in snapshot.backends:
+    for _sess_id, qd in sorted(qds.items()):
         since = qd.state_change or qd.query_start
-        if (qd.content != COORDINATOR_CONTENT or (qd.sess_id or 0) <= 0 or qd.state != "active"
-                or not _qd_waits_on_qes(qd) or since is None):
+        if qd.state != "active" or not _qd_waits_on_qes(qd) or since is None:
             continue
         wait = (snapshot.taken_at - since).total_seconds()
         mine = qes.get(qd.sess_id, [])
@@ -889,8 +898,8 @@ def _segments_restarted(index, facts, options):
         if reset:
             summary = ("content %d: the primary %s reset after a crash %.0f s ago (%s): its postmaster "
                        "(up since %s) restarted every process and ran crash recovery; every query with "
-                       "a QE on content %d then failed" % (content, where, age, latest.isoformat(),
-                                                            postmaster.isoformat(), content))
+                       "a QE on content %d then failed"
+                       % (content, where, age, latest.isoformat(), postmaster.isoformat(), content))
         else:
             summary = ("content %d: the primary %s started %.0f s ago (%s), %.0f s after the "
                        "coordinator: it was restarted (pg_ctl, a recovery or a rebalance); queries "

@@ -193,3 +193,12 @@ def test_gp6_rows_without_checkpointer_use_the_postmaster_start():
     gp6.postmaster_starts[1] = snap.taken_at - datetime.timedelta(seconds=20)
     restarted, = of(findings(gp6, facts), "segment_restarted")
     assert restarted.evidence["kind"] == "restart" and restarted.evidence["children_start"] is None
+
+
+def test_an_entry_db_qe_on_the_coordinator_is_not_a_second_qd():
+    snap, facts = load("stuck_qe_sigstop")
+    qd = next(b for b in snap.backends if b.pid == 29640)
+    entry = dataclasses.replace(qd, pid=29650, backend_start=qd.backend_start + datetime.timedelta(seconds=1))
+    snap = dataclasses.replace(snap, backends=snap.backends + [entry])
+    stuck, = of(findings(snap, facts), "stuck_qe")
+    assert stuck.evidence["qd_pid"] == 29640
