@@ -232,12 +232,17 @@ analysis:
   type: dict
   sample: {verdict: deadlock, summary: "1 global deadlock; victim: gxid 18", deadlocks: [], blocking_trees: [], notes: []}
 facts:
-  description: Settings, walsender state per content, FTS presence (null = unknown), resource-queue locks, and what could not be read.
+  description:
+    - Settings, walsender state per content, FTS presence (null = unknown), resource-queue locks, and what could not be read.
+    - C(process_states) maps C(content:pid) of each QE looked at for C(stuck_qe) to its /proc state letter, or C(unknown).
   returned: always
   type: dict
   sample: {settings: {gp_enable_global_deadlock_detector: "off"}, replication: {"0": streaming}, fts_running: null, resqueue_locks: [], errors: {}}
 snapshot:
-  description: The raw snapshot the diagnosis used (evidence for the report, saved before any action).
+  description:
+    - The raw snapshot the diagnosis used (evidence for the report, saved before any action).
+    - C(postmaster_starts) maps each content (-1 the coordinator) to its primary's C(pg_postmaster_start_time()), read in
+      utility mode.
   returned: always
   type: dict
   sample: {taken_at: "2026-11-21T05:41:25.704690+00:00", source: dispatch, unreachable: {}, segments: [], locks: [], edges: [], backends: []}
