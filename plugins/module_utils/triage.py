@@ -919,9 +919,11 @@ def _segments_restarted(index, facts, options):
                        "from seg%d ... server closed the connection unexpectedly\")" % (content, content),
                        "its mirror re-synchronises (mirror_not_in_sync until it streams again)"]
              if reset else ["queries running on content %d at that moment failed" % content]},
-            _remedy("Find out why in the segment's log (gp_log_info: 'server process (PID n) was "
-                    "terminated by signal 9', then 'all server processes terminated; "
-                    "reinitializing'); on its host look for the OOM killer (dmesg) or a core file. "
+            _remedy("Find out why in the segment's log: gp_log_info over the minutes around "
+                    "restarted_at shows its crash, crash_reset and crash_recovery events ('server "
+                    "process (PID n) was terminated by signal 9', then 'all server processes "
+                    "terminated; reinitializing'); on its host look for the OOM killer (dmesg) or a "
+                    "core file. "
                     "Rerun the failed queries. Nothing to undo: the segment recovered by itself."
                     if reset else "Nothing to do if the restart was planned; otherwise ask who "
                     "restarted it (gp_log_info shows the shutdown request and the start).",
