@@ -94,8 +94,8 @@ options:
     default: 120
   stuck_qe_min_wait:
     description:
-      - Seconds. A coordinator backend must have waited on its QEs (C(IPC)/C(Interconnect) or
-        C(Dispatch/*)) at least this long before its QEs are looked at for C(stuck_qe), so that
+      - Seconds. A coordinator backend must have waited on its QEs (C(IPC)/C(Interconnect), or
+        C(Dispatch/Result) and the other dispatch waits) at least this long before its QEs are looked at for C(stuck_qe), so that
         short queries on a busy cluster are never reported.
     type: float
     default: 10
