@@ -29,19 +29,25 @@ description:
   - "Finding classes: C(global_deadlock); C(blocking_chain) (root blocker, its state and age,
     waiters); C(syncrep_wait) (with the mirror's state); C(segment_down), C(mirror_not_in_sync),
     C(node_unreachable); C(fts_not_running), C(fts_not_probing); C(orphaned_prepared_xact);
-    C(twophase_commit_retry); C(resource_queue_wait) (only when C(gp_resource_manager) is
-    C(queue)); C(long_idle_in_transaction) (holding locks); C(gdd_status) (info)."
+    C(twophase_commit_retry); C(stuck_qe) (a QE frozen or slow on one segment while the QD waits
+    on the interconnect); C(resource_queue_wait) (only when C(gp_resource_manager) is C(queue));
+    C(segment_restarted) (a primary reset after a crash, or restarted, after the coordinator
+    started); C(long_idle_in_transaction) (holding locks); C(gdd_status) (info)."
   - "Severity scale: C(critical) = work is stuck and will not recover by itself, or only through
     a coordinator PANIC (global deadlock, SyncRep wait, node not answering, two-phase commit retry,
     double fault); C(high) = stuck or exposed, needs a person soon (blocking chain whose longest
     wait reached O(wait_threshold), segment down, orphaned prepared transaction, FTS not running or
-    not probing); C(medium) = degraded, or waits younger than O(wait_threshold); C(low) = harmless
-    now but will bite (idle in transaction holding locks nobody waits for yet); C(info) = facts
-    (the global deadlock detector's state)."
+    not probing, a QE stuck for O(stuck_qe_age) or stopped); C(medium) = degraded, or waits younger
+    than O(wait_threshold) (a stuck QE younger than O(stuck_qe_age), a primary reset after a crash);
+    C(low) = harmless now but will bite (idle in transaction holding locks nobody waits for yet);
+    C(info) = facts (the global deadlock detector's state, a primary restarted after the
+    coordinator)."
   - One cause gives one finding. Sessions blocked by a SyncRep wait, a commit retry or an orphaned
     prepared transaction are listed in that finding's evidence, not again as a blocking chain.
   - FTS presence is read from this host's process table, so C(fts_not_running) can only be
-    reported when the module runs on the coordinator host.
+    reported when the module runs on the coordinator host. Likewise the /proc state of a stuck QE
+    (C(T) stopped, C(D) uninterruptible) is read only where the QE runs on this host; elsewhere it
+    is C(unknown).
 version_added: "0.1.0"
 author:
   - gpops.greenplum contributors (@gpops)
@@ -86,6 +92,25 @@ options:
         C(gp_dtx_recovery_prepared_period) default is 120).
     type: float
     default: 120
+  stuck_qe_min_wait:
+    description:
+      - Seconds. A coordinator backend must have waited on its QEs (C(IPC)/C(Interconnect), or
+        C(Dispatch/Result) and the other dispatch waits) at least this long before its QEs are looked at for C(stuck_qe), so that
+        short queries on a busy cluster are never reported.
+    type: float
+    default: 10
+  stuck_qe_age:
+    description:
+      - Seconds. A C(stuck_qe) is C(high) once its coordinator backend has waited this long, or at
+        once when the QE process is stopped (C(T) in /proc); C(medium) before.
+    type: float
+    default: 60
+  segment_restart_window:
+    description:
+      - Seconds. A primary that restarted, or reset after a crash, later than the coordinator
+        started is reported as C(segment_restarted) for this long after it.
+    type: float
+    default: 3600
 seealso:
   - name: Greenplum global deadlock detector
     description: How Greenplum itself detects and breaks global deadlocks.
@@ -207,12 +232,17 @@ analysis:
   type: dict
   sample: {verdict: deadlock, summary: "1 global deadlock; victim: gxid 18", deadlocks: [], blocking_trees: [], notes: []}
 facts:
-  description: Settings, walsender state per content, FTS presence (null = unknown), resource-queue locks, and what could not be read.
+  description:
+    - Settings, walsender state per content, FTS presence (null = unknown), resource-queue locks, and what could not be read.
+    - C(process_states) maps C(content:pid) of each QE looked at for C(stuck_qe) to its /proc state letter, or C(unknown).
   returned: always
   type: dict
   sample: {settings: {gp_enable_global_deadlock_detector: "off"}, replication: {"0": streaming}, fts_running: null, resqueue_locks: [], errors: {}}
 snapshot:
-  description: The raw snapshot the diagnosis used (evidence for the report, saved before any action).
+  description:
+    - The raw snapshot the diagnosis used (evidence for the report, saved before any action).
+    - C(postmaster_starts) maps each content (-1 the coordinator) to its primary's C(pg_postmaster_start_time()), read in
+      utility mode.
   returned: always
   type: dict
   sample: {taken_at: "2026-11-21T05:41:25.704690+00:00", source: dispatch, unreachable: {}, segments: [], locks: [], edges: [], backends: []}
@@ -231,14 +261,20 @@ def main():
         wait_threshold=dict(type="float", default=60.0),
         idle_in_transaction_age=dict(type="float", default=300.0),
         prepared_xact_age=dict(type="float", default=120.0),
+        stuck_qe_min_wait=dict(type="float", default=10.0),
+        stuck_qe_age=dict(type="float", default=60.0),
+        segment_restart_window=dict(type="float", default=3600.0),
     ))
     p = module.params
-    for name in ("wait_threshold", "idle_in_transaction_age", "prepared_xact_age"):
+    for name in ("wait_threshold", "idle_in_transaction_age", "prepared_xact_age", "stuck_qe_min_wait",
+                 "stuck_qe_age", "segment_restart_window"):
         if p[name] < 0:
             module.fail_json(msg="%s must be a number of seconds >= 0, got %s" % (name, p[name]))
     options = TriageOptions(wait_threshold=p["wait_threshold"],
                             idle_in_transaction_age=p["idle_in_transaction_age"],
-                            prepared_xact_age=p["prepared_xact_age"])
+                            prepared_xact_age=p["prepared_xact_age"],
+                            stuck_qe_min_wait=p["stuck_qe_min_wait"], stuck_qe_age=p["stuck_qe_age"],
+                            segment_restart_window=p["segment_restart_window"])
     try:
         result = hang_diagnosis.diagnose(p, policy=p["policy"], never_choose=p["never_choose"],
                                          options=options).as_dict()

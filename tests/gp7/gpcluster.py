@@ -277,16 +277,24 @@ class GP7Cluster:
 
     # --- back to healthy ----------------------------------------------------------
     def thaw_all(self):
-        """SIGCONT to every process of the Greenplum user (a test may have frozen one)."""
+        """SIGCONT to every stopped process of this cluster (a test may have frozen one): its
+        postmasters (``-D`` under ``base_dir``) and their children (process title
+        ``postgres:  <port>, ...`` with one of the cluster's 8 ports). Never another
+        cluster's: a test of another developer may have frozen a process on purpose."""
+        ports = {"%d," % p for p in range(self.port, self.port + 8)}
         for pid in os.listdir("/proc"):
             if not pid.isdigit():
                 continue
             try:
                 with open("/proc/%s/status" % pid) as f:
                     status = f.read()
+                with open("/proc/%s/cmdline" % pid, "rb") as f:
+                    cmdline = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
             except OSError:
                 continue
-            if "\nState:\tT" in status:
+            words = cmdline.split()
+            ours = self.base_dir + "/" in cmdline or (len(words) > 1 and words[0] == "postgres:" and words[1] in ports)
+            if "\nState:\tT" in status and ours:
                 try:
                     os.kill(int(pid), signal.SIGCONT)
                 except OSError:

@@ -165,19 +165,20 @@ GP7 = parse_server_version("PostgreSQL 12.12 (Greenplum Database 7.0.0 build com
 def test_plan_items_gp7_dispatch_then_per_node_lookups_only():
     dispatched, local = snap.plan_items(GP7, snap.INCLUDE_ALL)
     assert dispatched == ["locks", "edges", "activity", "dist_xacts"]
-    assert local == {True: ["prepared_xacts"], False: ["prepared_xacts"]}
+    # pg_postmaster_start_time() in utility mode: a QE reports its QD's (cdbgang.c)
+    assert local == {True: ["prepared_xacts", "postmaster_start"], False: ["prepared_xacts", "postmaster_start"]}
 
 
 def test_plan_items_gp6_reads_activity_on_every_node():
     dispatched, local = snap.plan_items(GP6, snap.INCLUDE_ALL)
     assert dispatched == ["locks", "edges", "dist_xacts"]
-    assert local[False] == ["activity", "prepared_xacts"]
+    assert local[False] == ["activity", "prepared_xacts", "postmaster_start"]
 
 
 def test_plan_items_after_a_failed_dispatch_reads_everything_per_node():
     _dispatched, local = snap.plan_items(GP7, snap.INCLUDE_ALL, dispatched_ok=False)
-    assert local[True] == ["locks", "edges", "activity", "dist_xacts", "prepared_xacts"]
-    assert local[False] == ["locks", "edges", "activity", "prepared_xacts"]
+    assert local[True] == ["locks", "edges", "activity", "dist_xacts", "prepared_xacts", "postmaster_start"]
+    assert local[False] == ["locks", "edges", "activity", "prepared_xacts", "postmaster_start"]
 
 
 def test_plan_items_for_a_poll_of_the_wait_for_graph():

@@ -17,12 +17,15 @@ Severity scale (documented in the ``gp_hang_info`` module too):
   segment down.
 - ``high``: stuck or exposed, needs a person soon: a blocking chain whose
   longest wait reached ``wait_threshold``, a segment down (no redundancy),
-  an orphaned prepared transaction, FTS not running or not probing.
+  an orphaned prepared transaction, FTS not running or not probing, a QE
+  stuck for ``stuck_qe_age`` (or stopped).
 - ``medium``: degraded, or waits younger than ``wait_threshold``: blocking
-  chain, resource-queue wait, mirror not in sync.
+  chain, resource-queue wait, mirror not in sync, a stuck QE younger than
+  ``stuck_qe_age``, a primary that reset after a crash.
 - ``low``: harmless now but will bite: a long ``idle in transaction`` session
   holding locks that nobody waits for yet.
-- ``info``: facts worth knowing: the global deadlock detector's state.
+- ``info``: facts worth knowing: the global deadlock detector's state, a
+  primary restarted after the coordinator.
 
 One cause gives one finding: waiters blocked by a session that another
 finding already explains (a SyncRep wait, a commit retry, an orphaned
@@ -54,7 +57,8 @@ SEVERITIES = ("info", "low", "medium", "high", "critical")
 CLASSES = (
     "global_deadlock", "blocking_chain", "syncrep_wait", "segment_down", "mirror_not_in_sync",
     "node_unreachable", "fts_not_running", "fts_not_probing", "orphaned_prepared_xact",
-    "twophase_commit_retry", "resource_queue_wait", "long_idle_in_transaction", "gdd_status",
+    "twophase_commit_retry", "stuck_qe", "resource_queue_wait", "segment_restarted",
+    "long_idle_in_transaction", "gdd_status",
 )
 
 # Greenplum defaults (guc_gp.c; verified on GP7.0, docs/greenplum-internals.md#defaults).
@@ -90,11 +94,22 @@ class TriageOptions:
     ``prepared_xact_age``: a prepared transaction whose distributed
     transaction the coordinator no longer has is orphaned after this long
     (Greenplum's own ``gp_dtx_recovery_prepared_period`` default, 120 s).
+    ``stuck_qe_min_wait``: a coordinator backend must have waited on its QEs
+    (``IPC``/``Interconnect`` or ``Dispatch/*``) this long before its QEs are
+    looked at (``stuck_qe``): normal queries stay below it.
+    ``stuck_qe_age``: a ``stuck_qe`` is ``high`` once its QD has waited this long
+    (or at once when the QE is stopped, ``T``), ``medium`` before.
+    ``segment_restart_window``: a primary that restarted (or whose postmaster
+    reset after a crash) later than the coordinator is reported for this long
+    (``segment_restarted``).
     """
 
     wait_threshold: float = 60.0
     idle_in_transaction_age: float = 300.0
     prepared_xact_age: float = 120.0
+    stuck_qe_min_wait: float = 10.0
+    stuck_qe_age: float = 60.0
+    segment_restart_window: float = 3600.0
 
 
 @dataclasses.dataclass
@@ -111,6 +126,10 @@ class ClusterFacts:
     coordinator host).
     ``resqueue_locks``: ``gp_toolkit.gp_locks_on_resqueue`` rows (dicts), read
     only when ``gp_resource_manager`` is ``queue``.
+    ``process_states``: ``(content, pid)`` -> the one-letter ``/proc/<pid>/stat``
+    state (``R``, ``S``, ``D``, ``T``, ...) of a QE named by ``stuck_qe_candidates``,
+    read on the host running the module; ``unknown`` when it could not be read or the
+    process there is not that QE (another host); missing when not looked at.
     ``errors``: fact name -> why it could not be read.
     """
 
@@ -118,6 +137,7 @@ class ClusterFacts:
     replication: Optional[Dict[int, Optional[str]]] = None
     fts_running: Optional[bool] = None
     resqueue_locks: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
+    process_states: Dict[Any, str] = dataclasses.field(default_factory=dict)
     errors: Dict[str, str] = dataclasses.field(default_factory=dict)
 
     def setting(self, name):
@@ -131,6 +151,7 @@ class ClusterFacts:
             else {str(k): v for k, v in sorted(self.replication.items())},
             "fts_running": self.fts_running,
             "resqueue_locks": [dict(r) for r in self.resqueue_locks],
+            "process_states": {"%s:%s" % k: v for k, v in sorted(self.process_states.items())},
             "errors": dict(self.errors),
         }
 
@@ -682,6 +703,234 @@ def _on(value):
     return str(value).lower() in ("on", "true", "1", "yes")
 
 
+# ------------------------------------------------- stuck QE, segment restart
+
+# The QD's wait events while it waits for its QEs (pgstat.c pgstat_get_wait_ipc:
+# WAIT_EVENT_INTERCONNECT, WAIT_EVENT_GANG_ASSIGN, WAIT_EVENT_DISP_FINISH,
+# WAIT_EVENT_DISP_RESULT; docs/greenplum-internals.md#stuck-qes). Observed on GP7: a
+# query whose QE on one segment is frozen waits on IPC/Interconnect.
+_QD_WAITS_ON_QES = ("Interconnect", "Dispatch/Gang-Assign", "Dispatch/Finish", "Dispatch/Result")
+_PROCESS_STATES = {
+    "T": "stopped (T: SIGSTOP or a debugger)", "t": "stopped by a debugger (t)",
+    "D": "in uninterruptible sleep (D, usually I/O)", "R": "running (R)", "S": "sleeping (S)",
+    "Z": "a zombie (Z)", "unknown": "state unknown (not readable on this host)",
+}
+# A segment whose last (re)initialisation is this much later than the coordinator's
+# restarted on its own: gpstart starts the segments before the coordinator.
+RESTART_MARGIN_S = 10.0
+
+
+def _qd_waits_on_qes(backend):
+    return backend.wait_event_type == "IPC" and backend.wait_event in _QD_WAITS_ON_QES
+
+
+def _qe_working(backend):
+    """An active QE not waiting for something another finding or another QE explains: a
+    lock wait (blocking chain, deadlock), a SyncRep wait, or the interconnect / dispatch
+    (it waits for another QE)."""
+    if backend.state != "active" or backend.wait_event_type == "Lock":
+        return False
+    return not (backend.wait_event_type == "IPC"
+                and (backend.wait_event == "SyncRep" or backend.wait_event in _QD_WAITS_ON_QES))
+
+
+def _started_before(a, b):
+    return a.backend_start is not None and (b.backend_start is None or a.backend_start < b.backend_start)
+
+
+def _stuck_sessions(snapshot, options):
+    """``[(qd, working QEs, done contents, QD wait seconds)]``: every coordinator backend
+    active and waiting on its QEs (``_QD_WAITS_ON_QES``) for at least
+    ``stuck_qe_min_wait`` seconds (from its ``state_change``: GP7 has no wait start, so an
+    upper bound) that still has working QEs; ``done``: the contents where it has QEs but
+    none working (idle, or waiting for the working ones)."""
+    qes, qds = {}, {}
+    for b in snapshot.backends:
+        if (b.sess_id or 0) <= 0:
+            continue
+        if b.content != COORDINATOR_CONTENT:
+            qes.setdefault(b.sess_id, []).append(b)
+        elif b.sess_id not in qds or _started_before(b, qds[b.sess_id]):
+            # The QD is the session's first coordinator backend: a query may also have an
+            # entry-db QE on the coordinator, with the same sess_id, started later.
+            qds[b.sess_id] = b
+    out = []
+    for _sess_id, qd in sorted(qds.items()):
+        since = qd.state_change or qd.query_start
+        if qd.state != "active" or not _qd_waits_on_qes(qd) or since is None:
+            continue
+        wait = (snapshot.taken_at - since).total_seconds()
+        mine = qes.get(qd.sess_id, [])
+        working = sorted((b for b in mine if _qe_working(b)), key=lambda b: (b.content, b.pid))
+        if wait < options.stuck_qe_min_wait or not working:
+            continue
+        done = sorted({b.content for b in mine} - {b.content for b in working})
+        out.append((qd, working, done, wait))
+    return out
+
+
+def stuck_qe_candidates(snapshot, options=None):
+    # type: (Any, Optional[TriageOptions]) -> List[Dict[str, Any]]
+    """The QEs whose ``/proc`` state ``stuck_qe`` wants (``ClusterFacts.process_states``):
+    dicts ``{content, pid, sess_id, port}`` (``port``: the content's primary, None when
+    the catalog has none), the working QEs of every coordinator session that has waited on
+    them for at least ``stuck_qe_min_wait`` seconds. Pure; the caller reads ``/proc``."""
+    options = options or TriageOptions()
+    ports = {s.content: s.port for s in snapshot.segments if s.is_primary}
+    return [{"content": b.content, "pid": b.pid, "sess_id": b.sess_id, "port": ports.get(b.content)}
+            for _qd, working, _done, _wait in _stuck_sessions(snapshot, options) for b in working]
+
+
+def _stuck_remedy(qd, qes):
+    def host(q):
+        return q["host"] or "its segment host"
+    steps = []
+    for q in qes:
+        if q["process_state"] in ("T", "t"):
+            steps.append("QE pid %d on %s is stopped: resume it with kill -CONT %d (or detach the "
+                         "debugger); the query then continues." % (q["pid"], host(q), q["pid"]))
+        elif q["process_state"] == "D":
+            steps.append("QE pid %d on %s waits in the kernel, usually for I/O: check the host's "
+                         "disks (iostat -x, dmesg) and its kernel stack (cat /proc/%d/stack)."
+                         % (q["pid"], host(q), q["pid"]))
+        else:
+            steps.append("QE pid %d on %s is still working: look at the host (CPU and I/O: top, "
+                         "iostat -x), at data skew of the tables the query reads "
+                         "(gp_toolkit.gp_skew_coefficients) and at the QE's stack (pstack %d, or "
+                         "gdb -p %d -batch -ex bt)." % (q["pid"], host(q), q["pid"], q["pid"]))
+    steps.append("As a last resort cancel the query at the coordinator: pg_cancel_backend of QD "
+                 "pid %d (a stopped QE sees the cancel only once resumed). This collection does "
+                 "neither." % qd.pid)
+    return _remedy(" ".join(steps))
+
+
+def _stuck_qes(index, facts, options):
+    """A QD that has waited on its QEs for ``stuck_qe_min_wait`` while one or a few of
+    them still work: its QEs on other contents are done (the usual shape of a frozen or
+    slow segment process), or a working QE is provably stopped (``T``) or in
+    uninterruptible sleep (``D``) in ``/proc``. One finding per QD session; ``high`` once
+    the QD has waited ``stuck_qe_age`` or when a QE is stopped (it never resumes by
+    itself), else ``medium``. GP6 shows no QD wait event: never reported there."""
+    primaries = {s.content: s for s in index.snapshot.segments if s.is_primary}
+    findings = []
+    for qd, working, done, wait in _stuck_sessions(index.snapshot, options):
+        states = [facts.process_states.get((b.content, b.pid), "unknown") for b in working]
+        if not done and not any(st in ("T", "t", "D") for st in states):
+            continue  # every segment still works on it: a long query, not a stuck QE
+        qes = []
+        for b, st in zip(working, states):
+            seg = primaries.get(b.content)
+            qes.append({"content": b.content, "dbid": seg.dbid if seg else None,
+                        "host": seg.hostname if seg else None, "port": seg.port if seg else None,
+                        "pid": b.pid, "state": b.state,
+                        "wait": "%s/%s" % (b.wait_event_type, b.wait_event) if b.wait_event else None,
+                        "active_since": (b.state_change or b.query_start).isoformat()
+                        if (b.state_change or b.query_start) else None,
+                        "active_s": _seconds(index, b.state_change or b.query_start),
+                        "process_state": st, "query": b.query})
+        stopped = any(q["process_state"] in ("T", "t") for q in qes)
+        severity = "high" if wait >= options.stuck_qe_age or stopped else "medium"
+        first = qes[0]
+        contents = sorted({q["content"] for q in qes})
+        findings.append(Finding(
+            "stuck_qe", severity,
+            "session %d (QD pid %d) has waited %.0f s on %s/%s for content %s: %s%s" % (
+                qd.sess_id, qd.pid, wait, qd.wait_event_type, qd.wait_event,
+                ", ".join(str(c) for c in contents),
+                "; ".join("QE pid %d on content %d (dbid %s, %s:%s) active for %s s, process %s" % (
+                    q["pid"], q["content"], q["dbid"], q["host"], q["port"], q["active_s"],
+                    _PROCESS_STATES.get(q["process_state"], q["process_state"])) for q in qes),
+                "; its QEs on content %s are done" % ", ".join(str(c) for c in done) if done else ""),
+            {"content": first["content"], "dbid": first["dbid"], "host": first["host"],
+             "pid": first["pid"], "process_state": first["process_state"],
+             "sess_id": qd.sess_id, "qd_pid": qd.pid,
+             "qd_wait": "%s/%s" % (qd.wait_event_type, qd.wait_event), "qd_wait_s": round(wait, 1),
+             "qd_since": (qd.state_change or qd.query_start).isoformat(),
+             "qd": _session(index, qd), "stuck_qes": qes, "done_contents": done,
+             "stuck_qe_age_s": options.stuck_qe_age},
+            _stuck_remedy(qd, qes)))
+    return findings
+
+
+def _restart_times(snapshot):
+    """content -> ``(postmaster start, children start)`` of the coordinator and each primary:
+    ``pg_postmaster_start_time()`` (utility mode) and the ``backend_start`` of its
+    checkpointer (``gp_stat_activity``, GP7/Cloudberry). A crash reset restarts every
+    child and keeps the postmaster: its checkpointer then starts later than it (observed on
+    GP7). Either may be None (not read)."""
+    checkpointer = {}
+    for b in snapshot.backends:
+        if b.backend_type == "checkpointer" and b.backend_start is not None:
+            checkpointer[b.content] = max(b.backend_start, checkpointer.get(b.content, b.backend_start))
+    contents = set(snapshot.postmaster_starts) | set(checkpointer)
+    return {c: (snapshot.postmaster_starts.get(c), checkpointer.get(c)) for c in contents}
+
+
+def _latest(pair):
+    known = [t for t in pair if t is not None]
+    return max(known) if known else None
+
+
+def _segments_restarted(index, facts, options):
+    """A primary whose postmaster, or whose children after a crash reset, started more than
+    ``RESTART_MARGIN_S`` after the coordinator's, within the last
+    ``segment_restart_window`` seconds. ``medium`` for a crash reset (a backend died:
+    SIGKILL, segfault, the OOM killer; every query on the segment failed and it ran crash
+    recovery), ``info`` for a postmaster restart (pg_ctl, gprecoverseg, a rebalance). A
+    time not read is unknown: no finding from it."""
+    times = _restart_times(index.snapshot)
+    coordinator = _latest(times.get(COORDINATOR_CONTENT, (None, None)))
+    if coordinator is None:
+        return []
+    primaries = {s.content: s for s in index.snapshot.segments if s.is_primary}
+    findings = []
+    for content, (postmaster, children) in sorted(times.items()):
+        latest = _latest((postmaster, children))
+        if (content == COORDINATOR_CONTENT or latest is None or content in index.snapshot.unreachable
+                or (latest - coordinator).total_seconds() <= RESTART_MARGIN_S
+                or (index.taken_at - latest).total_seconds() > options.segment_restart_window):
+            continue
+        reset = (postmaster is not None and children is not None
+                 and (children - postmaster).total_seconds() > RESTART_MARGIN_S)
+        seg = primaries.get(content)
+        age = _seconds(index, latest)
+        where = "dbid %s (%s:%s)" % (seg.dbid, seg.hostname, seg.port) if seg else "its primary"
+        if reset:
+            summary = ("content %d: the primary %s reset after a crash %.0f s ago (%s): its postmaster "
+                       "(up since %s) restarted every process and ran crash recovery; every query with "
+                       "a QE on content %d then failed"
+                       % (content, where, age, latest.isoformat(), postmaster.isoformat(), content))
+        else:
+            summary = ("content %d: the primary %s started %.0f s ago (%s), %.0f s after the "
+                       "coordinator: it was restarted (pg_ctl, a recovery or a rebalance); queries "
+                       "running on it then failed" % (content, where, age, latest.isoformat(),
+                                                      (latest - coordinator).total_seconds()))
+        findings.append(Finding(
+            "segment_restarted", "medium" if reset else "info", summary,
+            {"content": content, "dbid": seg.dbid if seg else None,
+             "host": seg.hostname if seg else None, "port": seg.port if seg else None,
+             "kind": "crash_reset" if reset else "restart", "restarted_at": latest.isoformat(),
+             "restarted_s_ago": age,
+             "postmaster_start": postmaster.isoformat() if postmaster else None,
+             "children_start": children.isoformat() if children else None,
+             "coordinator_start": coordinator.isoformat(),
+             "window_s": options.segment_restart_window,
+             "broke": ["every query with a QE on content %d at that moment failed (\"Error on receive "
+                       "from seg%d ... server closed the connection unexpectedly\")" % (content, content),
+                       "its mirror re-synchronises (mirror_not_in_sync until it streams again)"]
+             if reset else ["queries running on content %d at that moment failed" % content]},
+            _remedy("Find out why in the segment's log: gp_log_info over the minutes around "
+                    "restarted_at shows its crash, crash_reset and crash_recovery events ('server "
+                    "process (PID n) was terminated by signal 9', then 'all server processes "
+                    "terminated; reinitializing'); on its host look for the OOM killer (dmesg) or a "
+                    "core file. "
+                    "Rerun the failed queries. Nothing to undo: the segment recovered by itself."
+                    if reset else "Nothing to do if the restart was planned; otherwise ask who "
+                    "restarted it (gp_log_info shows the shutdown request and the start).",
+                    module="gp_log_info")))
+    return findings
+
+
 # -------------------------------------------------------------- entry point
 
 
@@ -715,7 +964,9 @@ def _classify(index, analysis, facts, options):
             findings.append(_blocking_chain(tree, options))
         else:
             owner.evidence.setdefault("blocked", []).append(_tree_evidence(tree))
+    findings += _stuck_qes(index, facts, options)
     findings += _resource_queue_waits(index, facts, options)
+    findings += _segments_restarted(index, facts, options)
     findings += _long_idle_in_transaction(index, facts, options, skip_sessions)
     findings.sort(key=lambda f: (-severity_rank(f.severity), CLASSES.index(f.cls)))
     findings.append(_gdd_status(facts))

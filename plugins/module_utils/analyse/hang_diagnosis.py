@@ -21,6 +21,8 @@
   named in ``ClusterFacts.errors`` and left unknown, never guessed.
 - ``fts_process_running(port, datadir, proc='/proc') -> bool or None``: whether
   the coordinator's FTS probe process runs on this host.
+- ``qe_process_state(pid, port, sess_id, content, proc='/proc') -> str``: the
+  ``/proc`` state letter of a QE on this host, or ``unknown``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -140,6 +142,27 @@ def fts_process_running(port, datadir, proc="/proc"):
         return None
 
 
+def qe_process_state(pid, port, sess_id, content, proc="/proc"):
+    """The one-letter state (``/proc/<pid>/stat``: ``R``, ``S``, ``D``, ``T``, ...) of the
+    QE ``pid`` of session ``sess_id`` on the primary of ``content`` listening on ``port``,
+    when that process runs on this host; else ``unknown``. Identity: a QE's process title
+    is ``postgres:  <port>, <user> <db> <client> con<sess_id> seg<content> cmd<n> ...``
+    (``ps_status.c``; observed on GP7), so a pid reused by another process, or the same
+    pid on another host's segment, never lends its state."""
+    if not port or not sess_id:
+        return "unknown"
+    try:
+        info = read_process(pid, proc)
+    except (ProcUnreadable, OSError):
+        return "unknown"
+    if info is None:
+        return "unknown"
+    words = " ".join(info.cmdline).replace(",", " ").split()
+    if not {str(port), "con%d" % sess_id, "seg%d" % content} <= set(words):
+        return "unknown"
+    return info.state
+
+
 class Diagnosis:
     """What ``diagnose`` found: ``snapshot`` (``ClusterSnapshot``), ``facts``
     (``ClusterFacts``), ``analysis`` (``lock_analysis.Analysis``), ``findings`` (list of
@@ -201,6 +224,9 @@ def diagnose(params, policy="youngest", never_choose=None, options=None, proc="/
     # The test sandbox's FTS is not a child of the coordinator's postmaster: unknown there.
     if coordinator is not None and snap.server.get("flavor") != "sandbox":
         facts.fts_running = fts_process_running(coordinator.port, coordinator.datadir, proc)
+    for qe in hang_classes.stuck_qe_candidates(snap, options):
+        facts.process_states[(qe["content"], qe["pid"])] = qe_process_state(
+            qe["pid"], qe["port"], qe["sess_id"], qe["content"], proc)
     result = lock_analysis.analyse(snap, policy=policy, never_choose=never_choose)
     findings = hang_classes.classify(snap, result, facts, options)
     return Diagnosis(snap, facts, result, findings, round(time.monotonic() - started, 3))

@@ -10,7 +10,7 @@ Public API:
   -> records.ClusterSnapshot``. ``params``: the connection options
   (``connection.connection_argument_spec``); ``server``: a ``connection.ServerInfo``
   (detected when None); ``include``: any of ``locks``, ``edges``, ``activity``,
-  ``dist_xacts``, ``prepared_xacts``; ``timeout``: seconds for the whole collection
+  ``dist_xacts``, ``prepared_xacts``, ``postmaster_start``; ``timeout``: seconds for the whole collection
   (default: the ``statement_timeout`` option). Raises ``GpConnectionError`` when the
   coordinator cannot be reached or read, ``NotGreenplumError`` for a non-Greenplum
   server. Any other node that does not answer is named in ``snapshot.unreachable``.
@@ -33,7 +33,8 @@ How it collects (docs/greenplum-internals.md#locks-and-sessions,
    by the remaining budget; ``source`` becomes ``utility``.
 3. In both cases, per node in utility mode and in parallel: ``pg_blocking_pids(pid)``
    for its waiting backends (lock-queue waiters have no ``gp_dist_wait_status()``
-   edge), and its ``pg_prepared_xacts``; on Greenplum 6 also its
+   edge), its ``pg_prepared_xacts`` and its ``pg_postmaster_start_time()`` (only
+   utility mode gives a node's own: a QE reports its QD's); on Greenplum 6 also its
    ``pg_stat_activity`` (no ``gp_stat_activity`` there).
 4. Relation names (``schema.name``) of every OID locked anywhere, from the
    coordinator's catalog: Greenplum gives a table one OID on every node (the GP7
@@ -58,9 +59,9 @@ from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection
     connect, query, run_on_nodes, run_with_deadline)
 from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import (
     COORDINATOR_CONTENT, Backend, ClusterSnapshot, DistributedXact, LockRecord, PreparedXact,
-    SegmentConfig, WaitEdge)
+    SegmentConfig, WaitEdge, parse_timestamp as _parse_ts)
 
-INCLUDE_ALL = ("locks", "edges", "activity", "dist_xacts", "prepared_xacts")
+INCLUDE_ALL = ("locks", "edges", "activity", "dist_xacts", "prepared_xacts", "postmaster_start")
 
 # Coordinator-only facts (distributed transactions are the QD's).
 COORDINATOR_ONLY = ("dist_xacts",)
@@ -209,7 +210,7 @@ def snapshot_from_rows(segments, dispatched=None, nodes=None, relations=None, un
     ``edges``, ``activity``, ``dist_xacts``; each row carries its ``gp_segment_id`` /
     ``segid``), or None when dispatch failed (``source`` is then ``utility``).
     ``nodes``: ``{content: {item: rows}}`` read on that node in utility mode (``locks``,
-    ``edges``, ``activity``, ``dist_xacts``, ``prepared_xacts``), plus ``blocking_pids``
+    ``edges``, ``activity``, ``dist_xacts``, ``prepared_xacts``, ``postmaster_start``), plus ``blocking_pids``
     ``{pid: [pid, ...]}`` of that node. Dispatched rows win over node rows for the same
     item. ``relations``: ``{(database oid, relation oid): 'schema.name'}`` (the
     coordinator's catalog: one OID per table on every node).
@@ -248,6 +249,8 @@ def snapshot_from_rows(segments, dispatched=None, nodes=None, relations=None, un
         backends=backends,
         dist_xacts=[DistributedXact.from_row(r) for _c, r in rows("dist_xacts")],
         prepared_xacts=[PreparedXact.from_row(r, content=c) for c, r in rows("prepared_xacts")],
+        postmaster_starts={c: _parse_ts(r.get("postmaster_start")) for c, r in rows("postmaster_start")
+                           if c is not None and r.get("postmaster_start") is not None},
         unreachable=dict(unreachable or {}),
         source=source,
         server=dict(server or {}),

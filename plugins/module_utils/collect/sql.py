@@ -83,11 +83,16 @@ LOCAL_SNAPSHOT = {
     "dist_xacts": "SELECT * FROM pg_catalog.gp_distributed_xacts",
     "prepared_xacts": (
         "SELECT transaction, gid, prepared, owner, database FROM pg_catalog.pg_prepared_xacts"),
+    "postmaster_start": "SELECT pg_catalog.pg_postmaster_start_time() AS postmaster_start",
 }
 """Snapshot statements for one node in utility mode, by item: the same objects,
-this node's rows only; ``activity`` is the node's ``pg_catalog.pg_stat_activity``
-and ``prepared_xacts`` its ``pg_catalog.pg_prepared_xacts`` (gid = the gxid on GP7,
-docs/greenplum-internals.md#prepared-transactions)."""
+this node's rows only; ``activity`` is the node's ``pg_catalog.pg_stat_activity``,
+``prepared_xacts`` its ``pg_catalog.pg_prepared_xacts`` (gid = the gxid on GP7,
+docs/greenplum-internals.md#prepared-transactions) and ``postmaster_start`` one row
+``(postmaster_start timestamptz)``: when this node's postmaster started. Only a
+utility-mode connection gives the node's own time: a QE reports its QD's
+(``cdbgang.c`` copies ``PgStartTime`` into every QE), so it is never read through
+``gp_dist_random`` (docs/greenplum-internals.md#segment-restarts)."""
 
 RELATION_NAMES = (
     "SELECT c.oid, n.nspname, c.relname FROM pg_catalog.pg_class c"

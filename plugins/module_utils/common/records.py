@@ -52,7 +52,7 @@ if sys.version_info >= (3, 10):
     _RECORD["slots"] = True
 
 
-def _parse_ts(value):
+def parse_timestamp(value):
     """Return a timezone-aware datetime from a datetime or an ISO string, else None."""
     if value is None or isinstance(value, datetime.datetime):
         return value
@@ -63,6 +63,9 @@ def _parse_ts(value):
         return datetime.datetime.fromisoformat(text)
     except ValueError:
         return None
+
+
+_parse_ts = parse_timestamp
 
 
 def _int(value):
@@ -411,6 +414,9 @@ class ClusterSnapshot(_Record):
     id to the reason its node did not answer (timeout, refused, error text);
     rows of those nodes are missing, and analysis results must say so.
     ``taken_at`` is when collection started (coordinator clock, UTC).
+    ``postmaster_starts``: content -> ``pg_postmaster_start_time()`` of that node's
+    primary (the coordinator's at -1), read in utility mode; a node not read is
+    missing (unknown).
     """
 
     taken_at: datetime.datetime
@@ -420,6 +426,7 @@ class ClusterSnapshot(_Record):
     backends: List[Backend] = dataclasses.field(default_factory=list)
     dist_xacts: List[DistributedXact] = dataclasses.field(default_factory=list)
     prepared_xacts: List[PreparedXact] = dataclasses.field(default_factory=list)
+    postmaster_starts: Dict[int, datetime.datetime] = dataclasses.field(default_factory=dict)
     unreachable: Dict[int, str] = dataclasses.field(default_factory=dict)
     source: str = "dispatch"
     server: Dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -436,4 +443,5 @@ class ClusterSnapshot(_Record):
             "backends": [b.as_dict() for b in self.backends],
             "dist_xacts": [x.as_dict() for x in self.dist_xacts],
             "prepared_xacts": [p.as_dict() for p in self.prepared_xacts],
+            "postmaster_starts": {str(k): v.isoformat() for k, v in sorted(self.postmaster_starts.items())},
         }
