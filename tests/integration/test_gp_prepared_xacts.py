@@ -122,7 +122,6 @@ def test_gid_prepared_again_between_plan_and_act_is_left_alone(clean_cluster):
     allows and Greenplum 7 does not): its prepared time differs from the one judged, so the
     guard fails and the new transaction stays prepared."""
     sb = clean_cluster
-    sb.create_table("gpops_px_again", "id int, val int", distkey="id", rows=[(1, 1)])
     params = dict(_args(sb), connect_timeout=5, statement_timeout=10.0, ssl_mode="prefer")
     with scenarios.prepared_xact(sb, content=0) as scenario:
         gid = scenario.gid
