@@ -35,9 +35,16 @@ description:
     started after the row). Only the row itself is removed; nothing else is removed with
     it (slon writes it again when it starts).
   - A row is V(stale) when one of those facts is proven false; an unknown fact is stated
-    in the evidence and never taken as proof. With O(state=absent) only V(stale) rows are deleted, in one
-    transaction, each re-read C(FOR UPDATE) and re-judged first, so a slon starting
-    meanwhile waits and is not hurt.
+    in the evidence and never taken as proof.
+  - Builds a plan (RV(plan)) - one C(delete_row) step (reason code C(stale_nodelock_row)) per V(stale)
+    row, guarded by the row's key and every value judged (C(nl_backendpid), the row version C(xmin),
+    and the backend with that PID as it was judged - whether one existed, its C(backend_start),
+    database, user, C(application_name) and backend type); a refusal C(not_stale) per V(live) row.
+  - With O(state=absent) the collection's one executor runs each step as one C(DELETE) whose C(WHERE)
+    is the guard (read in the same statement); a row that changed since it was judged (rewritten,
+    another backend) is not deleted and RV(outcomes) says C(skipped) with the failed guard's reason
+    code. A slon starting meanwhile waits on the row until the C(DELETE) commits and is not hurt
+    (docs/safety.md).
   - A missing Slony-I schema fails the module; nothing is removed.
 version_added: 0.1.0
 author: gpops.greenplum contributors (@gpops)
@@ -71,7 +78,7 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Computes the same verdicts and the DELETE statements it would run (C(executed_queries)), and runs none.
+    description: Returns the same plan and the DELETE statements it would run (C(executed_queries)), and runs none.
   diff_mode:
     support: full
     description: The sl_nodelock rows before and after.
@@ -114,6 +121,9 @@ rows:
       row_xmin: "745"
       row_written: null
       verdict: stale
+      reason: stale_nodelock_row
+      why: "application_name 'psql' does not match /^slon\\./ (slon names its connections slon.<thread>)"
+      result: done
       backend: {pid: 31337, datname: app, usename: postgres, application_name: psql,
                 backend_start: "2026-11-21T07:30:00+00:00", backend_type: client backend,
                 state: idle, client_addr: 127.0.0.1, client_port: 50522}
@@ -134,20 +144,54 @@ removed:
   type: list
   elements: dict
   sample: [{schema: _replication, nl_nodeid: 1, nl_conncnt: 0, nl_backendpid: 31337}]
+plan:
+  description:
+    - The plan, the same in check mode - C(steps) (C(action) delete_row, C(target), C(reason)
+      stale_nodelock_row, C(why), C(facts), C(guard) of kind row with C(schema), C(nl_nodeid),
+      C(nl_conncnt), C(nl_backendpid), C(row_xmin), C(backend)) and C(refusals) (reason not_stale).
+  returned: always
+  type: dict
+  sample:
+    steps:
+      - action: delete_row
+        target: _replication.sl_nodelock node 1 conn 0
+        reason: stale_nodelock_row
+        why: "sl_nodelock row _replication.sl_nodelock node 1 conn 0 names backend pid 31337, which is not the slon that wrote it"
+        facts: {key: _replication.sl_nodelock node 1 conn 0, pid: 31337, detail: "application_name 'psql' does not match /^slon\\./"}
+        guard: {kind: row, schema: _replication, nl_nodeid: 1, nl_conncnt: 0, nl_backendpid: 31337, row_xmin: "745",
+                backend: {backend_start: "2026-11-21T07:30:00+00:00", datname: app, usename: postgres,
+                          application_name: psql, backend_type: client backend}}
+    refusals: []
+outcomes:
+  description:
+    - One per step run (empty with O(state=present)) - the step's keys, then C(result) (done,
+      skipped, failed, or planned in check mode), C(detail), C(guard_failed) (reason code of a failed
+      guard - guard_row_changed, guard_nodelock_backend_changed - else null), C(statement), C(at).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - action: delete_row
+      target: _replication.sl_nodelock node 1 conn 0
+      result: skipped
+      detail: "guard failed: the row _replication.sl_nodelock node 1 conn 0 no longer holds the values judged"
+      guard_failed: guard_row_changed
 executed_queries:
-  description: The statements run (in check mode, those that would be run).
+  description: The statements run (in check mode, those that would be run), values bound.
   returned: always
   type: list
   elements: str
-  sample: ['DELETE FROM "_replication"."sl_nodelock" WHERE nl_nodeid = 1 AND nl_conncnt = 0 AND nl_backendpid = 31337']
+  sample: ['DELETE FROM "_replication"."sl_nodelock" l WHERE l.nl_nodeid = 1 AND l.nl_conncnt = 0 AND l.nl_backendpid = 31337 AND ...']
 actions:
-  description: What was done or left, one sentence per stale row.
+  description: What was done or left, one sentence per step.
   returned: always
   type: list
   elements: str
-  sample: ["deleted _replication.sl_nodelock row node 1 conn 0 (PID 31337): application_name 'psql' does not match /^slon\\./"]
+  sample: ["deleted _replication.sl_nodelock node 1 conn 0 (PID 31337): application_name 'psql' does not match /^slon\\./"]
 """
 
+from ansible_collections.gpops.greenplum.plugins.module_utils.act.executor import execute
+from ansible_collections.gpops.greenplum.plugins.module_utils.act.nodelock_row_deleter import RowDeleter
 from ansible_collections.gpops.greenplum.plugins.module_utils.plan import slony_nodelock
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import GpConnectionError, connect
 from ansible_collections.gpops.greenplum.plugins.module_utils.common.module_base import gp_module
@@ -158,13 +202,20 @@ except ImportError:  # pragma: no cover - gp_module reports it
     psycopg = None
 
 
-def _key(cluster, row):
-    return {"schema": cluster.schema, "nl_nodeid": row.nl_nodeid, "nl_conncnt": row.nl_conncnt,
-            "nl_backendpid": row.nl_backendpid}
+def _key(guard):
+    g = guard.facts
+    return {"schema": g["schema"], "nl_nodeid": g["nl_nodeid"], "nl_conncnt": g["nl_conncnt"],
+            "nl_backendpid": g["nl_backendpid"]}
 
 
-def _why(evidence):
-    return "; ".join(c["detail"] for c in evidence if c["passed"] is False)
+def _sentence(outcome):
+    step = outcome.step
+    head = "%s (PID %d)" % (step.target, step.guard.facts["nl_backendpid"])
+    if outcome.result == "planned":
+        return "would delete %s: %s" % (head, step.facts["detail"])
+    if outcome.result == "done":
+        return "deleted %s: %s" % (head, step.facts["detail"])
+    return "left %s: %s" % (head, outcome.detail)
 
 
 def main():
@@ -187,44 +238,42 @@ def main():
                 where = ("no Slony-I schema %r holding sl_nodelock" % slony_nodelock.schema_of(p["cluster_name"])
                          if p["cluster_name"] else "no Slony-I cluster schema (_<cluster> holding sl_nodelock)")
                 module.fail_json(msg="cluster_name: %s in database %r; nothing removed" % (where, conn.info.dbname),
-                                 rows=[], clusters=[], removed=[], executed_queries=[], actions=[])
+                                 rows=[], clusters=[], removed=[], executed_queries=[], actions=[],
+                                 plan={"steps": [], "refusals": []}, outcomes=[])
             assessed = slony_nodelock.assess(conn, clusters, user, app)
-            rows = [slony_nodelock.row_report(c, r, v, e, b) for c, r, v, e, b in assessed]
-            stale = [(c, r, e) for c, r, v, e, _b in assessed if v == slony_nodelock.STALE]
-            removed, queries, actions = [], [], []
-            if p["state"] == "absent" and stale:
-                if module.check_mode:
-                    for cluster, row, evidence in stale:
-                        params = (row.nl_nodeid, row.nl_conncnt, row.nl_backendpid)
-                        queries.append(slony_nodelock.render(conn, slony_nodelock.delete_statement(cluster), params))
-                        removed.append(_key(cluster, row))
-                        actions.append("would delete %s.sl_nodelock row node %d conn %d (PID %d): %s" % (
-                            cluster.schema, row.nl_nodeid, row.nl_conncnt, row.nl_backendpid, _why(evidence)))
-                else:
-                    why = {(c.schema, r.key): e for c, r, e in stale}
-                    deleted, skipped = slony_nodelock.delete_stale(conn, [(c, r) for c, r, _e in stale], user, app)
-                    for cluster, row, text in deleted:
-                        queries.append(text)
-                        removed.append(_key(cluster, row))
-                        actions.append("deleted %s.sl_nodelock row node %d conn %d (PID %d): %s" % (
-                            cluster.schema, row.nl_nodeid, row.nl_conncnt, row.nl_backendpid,
-                            _why(why[(cluster.schema, row.key)])))
-                    for cluster, row, reason in skipped:
-                        actions.append("left %s.sl_nodelock row node %d conn %d (PID %d): %s" % (
-                            cluster.schema, row.nl_nodeid, row.nl_conncnt, row.nl_backendpid, reason))
+            the_plan = slony_nodelock.plan(assessed)
+            deleter = RowDeleter(conn)
+            outcomes = []
+            if p["state"] == "absent":
+                outcomes = execute(the_plan.steps, deleter.runners(), module.check_mode)
+            statements = [o.statement or deleter.statement(o.step) for o in outcomes]
         except psycopg.Error as exc:
-            module.fail_json(msg="reading or deleting sl_nodelock rows failed, nothing removed: %s"
-                             % " ".join(str(exc).split()))
-    gone = {(k["schema"], k["nl_nodeid"], k["nl_conncnt"]) for k in removed}
+            module.fail_json(msg="reading sl_nodelock rows failed, nothing removed: %s" % " ".join(str(exc).split()))
+    rows = [slony_nodelock.row_report(c, r, v, e, b) for c, r, v, e, b in assessed]
+    by_key = {(o.step.guard.facts["schema"], o.step.guard.facts["nl_nodeid"], o.step.guard.facts["nl_conncnt"]): o
+              for o in outcomes}
     for entry in rows:
-        entry["removed"] = (entry["schema"], entry["nl_nodeid"], entry["nl_conncnt"]) in gone
+        stale = entry["verdict"] == slony_nodelock.STALE
+        entry["reason"] = "stale_nodelock_row" if stale else "not_stale"
+        entry["why"] = (slony_nodelock.why_stale(entry["evidence"]) if stale
+                        else "its backend passes every check of a slon that wrote the row")
+        o = by_key.get((entry["schema"], entry["nl_nodeid"], entry["nl_conncnt"]))
+        entry["result"] = o.result if o else None
+        entry["removed"] = bool(o and o.result in ("done", "planned"))
+    acted = [(o, text) for o, text in zip(outcomes, statements) if o.result in ("done", "planned")]
+    failed = ["%s: %s" % (o.step.target, o.detail) for o in outcomes if o.result == "failed"]
     brief = ["%s node %d conn %d PID %d" % (r["schema"], r["nl_nodeid"], r["nl_conncnt"], r["nl_backendpid"])
              for r in rows]
-    module.exit_json(
-        changed=bool(removed), rows=rows, removed=removed, executed_queries=queries, actions=actions,
+    result = dict(
+        changed=bool(acted), rows=rows, removed=[_key(o.step.guard) for o, _t in acted],
+        executed_queries=[text for _o, text in acted], actions=[_sentence(o) for o in outcomes],
+        plan=the_plan.as_dicts(), outcomes=[o.as_dict() for o in outcomes],
         clusters=[{"cluster": c.name, "schema": c.schema, "owner": c.owner} for c in clusters],
         diff=dict(before="\n".join(brief) + "\n",
                   after="\n".join(b for b, r in zip(brief, rows) if not r["removed"]) + "\n"))
+    if failed:
+        module.fail_json(msg="deleting sl_nodelock rows failed: %s" % "; ".join(failed), **result)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -43,8 +43,15 @@ description:
     or a process of another user than the file's owner, is not a competing server; a
     C(postmaster.pid) whose System V shared memory segment is still attached
     (C(/proc/sysvipc/shm), as C(PGSharedMemoryIsInUse)) is live even when its PID is gone.
-  - With O(state=absent), removes only files proven C(stale), each re-checked right
-    before C(unlink); the file of a running server is never removed.
+  - Builds a plan (RV(plan)) - one C(remove_file) step (reason code C(stale_pid_file)) per file
+    proven C(stale), guarded by the file judged (its C(st_dev), C(st_ino) and the C(sha256) of its
+    content, read through one open file); refusals C(not_stale) and C(companion_not_stale).
+  - With O(state=absent), the collection's one executor runs the steps - each opens the file and
+    compares inode and content with the guard, judges it again, renames it to a private name in
+    the same directory, compares what it renamed, and only then unlinks it (else puts it back); a
+    file a daemon rewrote meanwhile is kept and RV(outcomes) says C(skipped) with the failed guard's
+    reason code (docs/safety.md). The file of a running server is never removed. Check mode returns
+    the same plan and removes nothing.
   - A path that is not a pid file (a directory, garbage, a symbolic link - lock files are
     written in place, a link is not judged), or an unreadable file or C(/proc), fails the
     module before anything is removed.
@@ -92,7 +99,7 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Computes the same verdicts and the files it would remove, and removes nothing.
+    description: Returns the same plan and the files it would remove, and removes nothing.
   diff_mode:
     support: full
     description: Before and after lists of the files present.
@@ -129,7 +136,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 files:
-  description: One entry per file, in the order given (paths, then data directories).
+  description:
+    - One entry per file, in the order given (paths, then data directories), with C(verdict), C(reason)
+      (stale_pid_file, not_stale, or null), C(why), and C(result) of its step (null when none ran).
   returned: always
   type: list
   elements: dict
@@ -150,6 +159,9 @@ files:
         - {check: shared_memory_free, passed: true, detail: "segment key 6000001 id 32768: gone"}
         - {check: process_exists, passed: true, detail: "PID 4242 exists (sleep)"}
         - {check: command, passed: false, detail: "process names ['sleep', 'sleep', 'sleep'] do not match /^(postgres|postmaster)$/"}
+      reason: stale_pid_file
+      why: "process names ['sleep', 'sleep', 'sleep'] do not match /^(postgres|postmaster)$/"
+      result: done
       removed: true
       start_blocked_by: []
 verdicts:
@@ -157,6 +169,38 @@ verdicts:
   returned: always
   type: dict
   sample: {/data/primary/gpseg0/postmaster.pid: stale}
+plan:
+  description:
+    - The plan, the same in check mode - C(steps) (C(action) remove_file, C(target) the path, C(reason)
+      stale_pid_file, C(why), C(facts) with C(path), C(pid), C(detail), C(group), C(guard) of kind file
+      with C(path), C(st_dev), C(st_ino), C(sha256)) and C(refusals) (not_stale, companion_not_stale).
+  returned: always
+  type: dict
+  sample:
+    steps:
+      - action: remove_file
+        target: /data/primary/gpseg0/postmaster.pid
+        reason: stale_pid_file
+        why: "/data/primary/gpseg0/postmaster.pid names pid 4242, which is not the process that wrote it"
+        facts: {path: /data/primary/gpseg0/postmaster.pid, pid: 4242, detail: "process names ... do not match",
+                group: /data/primary/gpseg0/postmaster.pid}
+        guard: {kind: file, path: /data/primary/gpseg0/postmaster.pid, st_dev: 2049, st_ino: 1310731,
+                sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08}
+    refusals: []
+outcomes:
+  description:
+    - One per step run (empty with O(state=present)) - the step's keys, then C(result) (done,
+      skipped, failed, or planned in check mode), C(detail), C(guard_failed) (reason code of a failed
+      guard - guard_file_changed, guard_no_longer_stale - else null), C(statement), C(at).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - action: remove_file
+      target: /run/apache2/apache2.pid
+      result: skipped
+      detail: "guard failed: /run/apache2/apache2.pid changed since it was judged (inode or content)"
+      guard_failed: guard_file_changed
 removed:
   description: Files removed (or that would be, in check mode).
   returned: always
@@ -176,6 +220,8 @@ import pwd
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.gpops.greenplum.plugins.module_utils.act.executor import execute
+from ansible_collections.gpops.greenplum.plugins.module_utils.act.pid_file_remover import FileRemover
 from ansible_collections.gpops.greenplum.plugins.module_utils.plan import pid_files
 
 
@@ -188,10 +234,6 @@ def _uid(module, owner):
         return pwd.getpwnam(owner).pw_uid
     except KeyError:
         module.fail_json(msg="expected_owner: no user named %r on this host" % owner)
-
-
-def _failed_checks(evidence):
-    return "; ".join(c["detail"] for c in evidence if c["passed"] is False)
 
 
 def _observe_all(paths, expected_command, expected_uid, proc):
@@ -224,10 +266,27 @@ def _groups(observed):
     return groups
 
 
-def _remove(module, obs, p, expected_uid):
-    if module.check_mode:
-        return True, "would remove"
-    return pid_files.remove_if_stale(obs.path, obs, p["expected_command"], expected_uid, p["proc_path"])
+def _sentence(outcome):
+    step = outcome.step
+    if outcome.result == "planned":
+        return "would remove stale %s (%s)" % (step.target, step.facts["detail"])
+    if outcome.result == "done":
+        return "removed stale %s (%s)" % (step.target, step.facts["detail"])
+    return "left %s: %s" % (step.target, outcome.detail)
+
+
+def _run(the_plan, runners, check_mode):
+    """Each group's steps in order (socket locks, then their postmaster.pid): a step not
+    carried out stops its group, since the files are one decision."""
+    outcomes, stopped = [], set()
+    for step in the_plan.steps:
+        if step.facts["group"] in stopped:
+            continue
+        [outcome] = execute([step], runners, check_mode)
+        outcomes.append(outcome)
+        if outcome.result not in ("done", "planned"):
+            stopped.add(step.facts["group"])
+    return outcomes
 
 
 def main():
@@ -264,39 +323,41 @@ def main():
     if bad:
         module.fail_json(
             msg="paths/data_directories: nothing removed; cannot judge %s" % "; ".join(
-                "%s (%s: %s)" % (f["path"], f["verdict"], _failed_checks(f["evidence"])) for f in bad),
-            files=files, verdicts=verdicts, removed=[], actions=[], changed=False)
+                "%s (%s: %s)" % (f["path"], f["verdict"], pid_files.failed_checks(f["evidence"])) for f in bad),
+            files=files, verdicts=verdicts, removed=[], actions=[], changed=False,
+            plan={"steps": [], "refusals": []}, outcomes=[])
 
-    removed, actions = [], []
-    if p["state"] == "absent":
-        by_path = {obs.path: (obs, verdict, evidence, entry) for (obs, verdict, evidence), entry in zip(judged, files)}
-        members = {m for group in groups.values() for m in group}
-        for obs, verdict, evidence in judged:
-            if verdict != pid_files.STALE or obs.path in members:
-                continue
-            group = [by_path[m] for m in groups.get(obs.path, [])]
-            live = [(m[0].path, m[1]) for m in group if m[1] != pid_files.STALE]
-            if live:
-                by_path[obs.path][3]["removed"] = False
-                actions.append("left stale %s: it and %s are one decision, and %s" % (
-                    obs.path, ", ".join(m[0].path for m in group),
-                    "; ".join("%s is %s" % lv for lv in live)))
-                continue
-            # The socket lock files first: a server starting meanwhile takes postmaster.pid first.
-            for m_obs, _verdict, m_evidence, m_entry in group + [by_path[obs.path]]:
-                done, reason = _remove(module, m_obs, p, expected_uid)
-                m_entry["removed"] = done
-                if not done:
-                    actions.append("left %s: %s" % (m_obs.path, reason))
-                    break
-                removed.append(m_obs.path)
-                actions.append("%s stale %s (%s)" % ("would remove" if module.check_mode else "removed",
-                                                     m_obs.path, _failed_checks(m_evidence)))
-            if groups.get(obs.path) is not None and not module.check_mode:
-                left = [path for path in [obs.path] + groups[obs.path] if os.path.lexists(path)]
-                by_path[obs.path][3]["start_blocked_by"] = left
+    the_plan = pid_files.plan(judged, groups)
+
+    def rejudge(path):
+        return pid_files.judge(pid_files.observe(path, p["expected_command"], expected_uid, p["proc_path"]))[0]
+
+    outcomes = _run(the_plan, FileRemover(rejudge).runners(), module.check_mode) if p["state"] == "absent" else []
+    by_path = {o.step.target: o for o in outcomes}
+    removed = [o.step.target for o in outcomes if o.result in ("done", "planned")]
+    for entry in files:
+        o = by_path.get(entry["path"])
+        entry["reason"] = {pid_files.STALE: "stale_pid_file", pid_files.LIVE: "not_stale"}.get(entry["verdict"])
+        entry["why"] = pid_files.failed_checks(entry["evidence"]) if entry["verdict"] == pid_files.STALE else (
+            "; ".join(c["detail"] for c in entry["evidence"] if c["passed"]) or None)
+        entry["result"] = o.result if o else None
+        if p["state"] == "absent" and entry["verdict"] == pid_files.STALE:
+            entry["removed"] = entry["path"] in removed
+    actions = [_sentence(o) for o in outcomes] + ["left stale %s: %s" % (r.target, r.why) for r in the_plan.refusals
+                                                   if p["state"] == "absent" and r.reason.value == "companion_not_stale"]
+    if p["state"] == "absent" and not module.check_mode:
+        for entry in files:
+            if entry["path"] in groups and entry["path"] in {o.step.facts["group"] for o in outcomes}:
+                entry["start_blocked_by"] = [path for path in [entry["path"]] + groups[entry["path"]]
+                                             if os.path.lexists(path)]
+    failed = ["%s: %s" % (o.step.target, o.detail) for o in outcomes if o.result == "failed"]
+    if failed:
+        module.fail_json(msg="removing stale files failed: %s" % "; ".join(failed), changed=bool(removed), files=files,
+                         verdicts=verdicts, removed=removed, actions=actions, plan=the_plan.as_dicts(),
+                         outcomes=[o.as_dict() for o in outcomes])
     module.exit_json(
         changed=bool(removed), files=files, verdicts=verdicts, removed=removed, actions=actions,
+        plan=the_plan.as_dicts(), outcomes=[o.as_dict() for o in outcomes],
         diff=dict(before={"present": sorted(f["path"] for f in files if f["verdict"] != pid_files.ABSENT)},
                   after={"present": sorted(f["path"] for f in files
                                            if f["verdict"] != pid_files.ABSENT and f["path"] not in removed)}))

@@ -7,7 +7,9 @@ src/backend/access/transam/twophase.c):
   the segment refuses, resolve_hang.yml records the failed remedy, still writes its
   summary and report with the cluster's state after, and fails at its end;
 - "Retry Commit Prepared": the segments' gp_distributed_log records the commit (the
-  coordinator's copy is empty on Greenplum 7) and nothing is rolled back.
+  coordinator's copy is empty on Greenplum 7) and nothing is rolled back;
+- the plan made, then the orphan finished by someone else before
+  the executor runs: the step's guard fails and nothing is done.
 """
 import glob
 import json
@@ -17,6 +19,10 @@ import sys
 
 import pytest
 
+from ansible_collections.gpops.greenplum.plugins.module_utils.act import prepared_xact_finisher as finisher_mod
+from ansible_collections.gpops.greenplum.plugins.module_utils.act.executor import execute
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect import snapshot, topology
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan import prepared_xacts as prepared
 from gpcluster import wait_for
 from playbook import ROOT, run_task, run_tasks
 
@@ -132,3 +138,51 @@ def test_retry_commit_prepared_is_committed_not_orphaned(gp, table):
     gp.query("SELECT gp_inject_fault(%s, 'reset', %s)", (FINISH_PREPARED, dbid0))
     assert s.result(30)[0] == "ok"
     assert gp.query("SELECT count(*) FROM px")[0][0] == 30
+
+
+def _plan_now(gp):
+    """What gp_prepared_xacts state=absent plans, made here so a test can act between the plan
+    and its execution: (plan, finisher, coordinator connection)."""
+    params = gp.login()
+    snap = snapshot.take_snapshot(params, include=("locks", "edges", "dist_xacts", "prepared_xacts"))
+    conn, server, segments = topology.open_coordinator(params)
+    committed, why = finisher_mod.read_committed(conn, {str(px.gxid) for px in snap.prepared_xacts if px.gxid})
+    decisions = prepared.classify(snap, 0, committed, why)
+    plan = prepared.plan(snap, decisions, 0, committed, why)
+    nodes = {n.content: n for n in topology.primaries(segments)}
+    return plan, finisher_mod.Finisher(params, server, nodes, conn), conn
+
+
+def test_finished_by_someone_else_between_plan_and_act_is_left_alone(gp, table):
+    """The orphan is rolled back by someone else after the plan: the step's guard fails (gid
+    gone) and nothing runs. (A gid prepared again with another prepared time cannot be made on
+    Greenplum 7, which refuses PREPARE TRANSACTION in utility mode: the sandbox test
+    tests/integration/test_gp_prepared_xacts.py covers it.)"""
+    gxid = orphan_after_failed_abort(gp)
+    gp.query("SELECT gp_inject_fault(%s, 'reset', %s)", (FINISH_PREPARED, gp.node(0)["dbid"]))
+    plan, finisher, conn = _plan_now(gp)
+    with conn:
+        [step] = plan.steps
+        assert (step.action, step.reason.value, step.guard.facts["gid"]) == (
+            "rollback_prepared", "orphaned_prepared_xact", str(gxid))
+        gp.query("ROLLBACK PREPARED '%d'" % gxid, content=0)  # someone else finishes it
+        [gone] = execute(plan.steps, finisher.runners())
+        assert gone.result == "skipped" and gone.reason.value == "guard_prepared_xact_gone", gone.detail
+        assert gone.statement == ""
+    assert prepared_on(gp, 0) == []
+
+
+def test_the_plan_runs_once_and_a_second_execution_is_a_failed_guard(gp, table):
+    """Executed as planned: done, ROLLBACK PREPARED ran in utility mode on content 0; the same
+    plan executed again finds the gid gone and does nothing."""
+    gxid = orphan_after_failed_abort(gp)
+    gp.query("SELECT gp_inject_fault(%s, 'reset', %s)", (FINISH_PREPARED, gp.node(0)["dbid"]))
+    plan, finisher, conn = _plan_now(gp)
+    with conn:
+        assert [o.result for o in execute(plan.steps, finisher.runners(), check_mode=True)] == ["planned"]
+        assert [r[0] for r in prepared_on(gp, 0)] == [str(gxid)]
+        [done] = execute(plan.steps, finisher.runners())
+        assert done.result == "done" and done.statement == "ROLLBACK PREPARED '%d'" % gxid
+        assert prepared_on(gp, 0) == []
+        [again] = execute(plan.steps, finisher.runners())
+        assert again.result == "skipped" and again.reason.value == "guard_prepared_xact_gone"

@@ -9,6 +9,11 @@ row stale by backend identity, removes it, and slon starts; a live slon's row st
 import psycopg
 import pytest
 
+from ansible_collections.gpops.greenplum.plugins.module_utils.act.executor import execute
+from ansible_collections.gpops.greenplum.plugins.module_utils.act.nodelock_row_deleter import RowDeleter
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import connect
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan import slony_nodelock
+
 from stale_fixtures import (  # noqa: F401 (fixtures)
     OS_USER, Slony, pg_factory, run_module, slony_factory, spawn, wait_for)
 
@@ -54,9 +59,12 @@ def _remove_and_restart(slony, pid_in_row):
     assert preview["changed"] is True
     [row] = preview["rows"]
     assert row["verdict"] == "stale" and row["nl_backendpid"] == pid_in_row
-    assert preview["executed_queries"] == [
-        'DELETE FROM "_gpops"."sl_nodelock" WHERE nl_nodeid = 1 AND nl_conncnt = 0 AND nl_backendpid = %d'
-        % pid_in_row]
+    [statement] = preview["executed_queries"]
+    assert statement.startswith('DELETE FROM "_gpops"."sl_nodelock" l WHERE l.nl_nodeid = 1 AND l.nl_conncnt = 0'
+                                ' AND l.nl_backendpid = %d AND l.xmin::text = ' % pid_in_row), statement
+    [step] = preview["plan"]["steps"]
+    assert (step["action"], step["reason"], step["guard"]["kind"]) == ("delete_row", "stale_nodelock_row", "row")
+    assert [o["result"] for o in preview["outcomes"]] == ["planned"]
     assert preview["diff"]["after"] == "\n"
     assert slony.server.psql(ROW_SQL, "db1") == str(pid_in_row), "check mode deleted the row"
 
@@ -65,6 +73,8 @@ def _remove_and_restart(slony, pid_in_row):
     assert result["removed"] == [{"schema": "_gpops", "nl_nodeid": 1, "nl_conncnt": 0, "nl_backendpid": pid_in_row}]
     assert result["executed_queries"] == preview["executed_queries"]
     assert result["rows"][0]["removed"] is True and "deleted" in result["actions"][0]
+    assert [(o["result"], o["guard_failed"]) for o in result["outcomes"]] == [("done", None)]
+    assert result["rows"][0]["reason"] == "stale_nodelock_row"
     assert slony.server.psql(ROW_SQL, "db1") == ""
     again = run_module("gp_nodelock", _args(slony, state="absent"))
     assert again["changed"] is False and again["rows"] == []
@@ -187,3 +197,44 @@ def test_row_of_node_1_naming_a_backend_of_node_2s_slon_is_stale(slony):
     _start(slony)
     assert _slon_backend(slony) != theirs
     assert slon2.poll() is None, "node 2's slon was hurt"
+
+
+def _plan(slony):
+    """gp_nodelock's plan for state=absent, made here so the test can act between plan and act."""
+    conn = connect(dict(_args(slony), connect_timeout=5, statement_timeout=10.0, ssl_mode="prefer"))
+    clusters = slony_nodelock.find_clusters(conn, "gpops")
+    return slony_nodelock.plan(slony_nodelock.assess(conn, clusters)), RowDeleter(conn), conn
+
+
+def test_row_or_backend_changed_between_plan_and_act_is_not_deleted(slony):
+    """Planned for deletion (it names an unrelated backend); then, before the executor runs, the
+    row is rewritten (same values, a new row version) - guard failed, kept; then planned again and
+    the backend it names changes its identity (application_name) - guard failed, kept; the
+    untouched plan, executed, deletes it."""
+    slony.crash(_start(slony), _slon_backend(slony))
+    with psycopg.connect(slony.server.conninfo("db1") + " application_name=reporting", autocommit=True) as other:
+        reused = other.info.backend_pid
+        slony.server.psql("update _gpops.sl_nodelock set nl_backendpid = %d" % reused, "db1")
+
+        plan, deleter, conn = _plan(slony)
+        with conn:
+            [step] = plan.steps
+            assert step.guard.facts["backend"]["application_name"] == "reporting"
+            slony.server.psql("update _gpops.sl_nodelock set nl_backendpid = nl_backendpid", "db1")
+            [outcome] = execute(plan.steps, deleter.runners())
+            assert outcome.result == "skipped" and outcome.reason.value == "guard_row_changed", outcome.detail
+            assert slony.server.psql(ROW_SQL, "db1") == str(reused)
+
+        plan, deleter, conn = _plan(slony)
+        with conn:
+            other.execute("set application_name = 'slon.local_listen'")
+            [outcome] = execute(plan.steps, deleter.runners())
+            assert outcome.result == "skipped", outcome.detail
+            assert outcome.reason.value == "guard_nodelock_backend_changed", outcome.detail
+            assert slony.server.psql(ROW_SQL, "db1") == str(reused)
+
+            other.execute("set application_name = 'reporting'")
+            [outcome] = execute(plan.steps, deleter.runners())
+            assert outcome.result == "done", outcome.detail
+            assert slony.server.psql(ROW_SQL, "db1") == ""
+        assert other.execute("select 1").fetchone() == (1,)

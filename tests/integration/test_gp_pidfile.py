@@ -6,6 +6,10 @@ import subprocess
 
 import pytest
 
+from ansible_collections.gpops.greenplum.plugins.module_utils.act.executor import execute
+from ansible_collections.gpops.greenplum.plugins.module_utils.act.pid_file_remover import FileRemover
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan import pid_files
+
 from stale_fixtures import (  # noqa: F401 (fixtures)
     OS_USER, pg_factory, pg_server, run_module, spawn, wait_for)
 
@@ -73,6 +77,9 @@ def test_pid_reused_by_same_user_process_blocks_start_and_is_removed(pg_server, 
     result = run_module("gp_pidfile", args)
     assert result["changed"] is True and result["removed"] == [pg_server.pidfile]
     assert "removed stale" in result["actions"][0]
+    assert [(o["action"], o["reason"], o["result"]) for o in result["outcomes"]] == [
+        ("remove_file", "stale_pid_file", "done")]
+    assert [s["guard"] for s in preview["plan"]["steps"]] == [s["guard"] for s in result["plan"]["steps"]]
     assert not os.path.exists(pg_server.pidfile)
     again = run_module("gp_pidfile", args)
     assert again["changed"] is False and _only(again)["verdict"] == "absent"
@@ -291,3 +298,52 @@ def test_apache_pidfile_naming_a_reused_pid_is_removed(apache, sleeper_of):
     assert "command" in {c["check"] for c in result["files"][0]["evidence"] if c["passed"] is False}
     assert run_module("gp_pidfile", args)["changed"] is False
     assert sleeper.poll() is None
+
+
+def _plan(paths, expected_command=None):
+    """gp_pidfile's plan for ``paths`` (plain pid files or postmaster.pid), made here so the test
+    can act between plan and act; and its runners."""
+    judged = [(obs,) + pid_files.judge(obs) for obs in (pid_files.observe(p, expected_command) for p in paths)]
+    plan = pid_files.plan(judged, {})
+    runners = FileRemover(lambda p: pid_files.judge(pid_files.observe(p, expected_command))[0]).runners()
+    return plan, runners
+
+
+def test_apache_rewrites_its_pidfile_between_plan_and_act(apache):
+    """Apache stopped uncleanly, its pid file naming a PID no process has: planned for removal.
+    Apache then starts and writes its pid file ("pid file overwritten -- Unclean shutdown of
+    previous Apache run?"): the step's guard fails and the running Apache's file is kept."""
+    res = subprocess.run(["/usr/sbin/apache2", "-f", apache["conf"], "-k", "stop"], capture_output=True, timeout=60)
+    assert res.returncode == 0 and wait_for(lambda: _gone(apache["pid"]), timeout=20)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    with open(apache["pidfile"], "w") as handle:
+        handle.write("%d\n" % dead.pid)
+    plan, runners = _plan([apache["pidfile"]], "^apache2$")
+    [step] = plan.steps
+    assert step.reason.value == "stale_pid_file" and step.guard.facts["st_ino"] == os.stat(apache["pidfile"]).st_ino
+
+    res = subprocess.run(["/usr/sbin/apache2", "-f", apache["conf"], "-k", "start"], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert wait_for(lambda: open(apache["pidfile"]).read().strip() not in ("", str(dead.pid)))
+    new_pid = int(open(apache["pidfile"]).read())
+    [outcome] = execute(plan.steps, runners)
+    assert outcome.result == "skipped" and outcome.reason.value == "guard_file_changed", outcome.detail
+    assert open(apache["pidfile"]).read().strip() == str(new_pid) and not _gone(new_pid)
+    assert not [n for n in os.listdir(os.path.dirname(apache["pidfile"])) if "gpops-removing" in n]
+
+
+def test_postgres_starts_and_rewrites_postmaster_pid_between_plan_and_act(pg_server, sleeper_of):
+    """postmaster.pid naming a root process (PostgreSQL ignores it, so does the verdict): planned
+    for removal; the server then starts and writes its own postmaster.pid: guard failed, the
+    running server's file is kept."""
+    pg_server.stop_leaving_pidfile(sleeper_of("root").pid)
+    plan, runners = _plan([pg_server.pidfile])
+    [step] = plan.steps
+    assert pg_server.start().returncode == 0
+    [outcome] = execute(plan.steps, runners)
+    assert outcome.result == "skipped" and outcome.reason.value == "guard_file_changed", outcome.detail
+    assert os.path.exists(pg_server.pidfile) and pg_server.psql("select 1") == "1"
+    entry = _only(run_module("gp_pidfile", {"data_directories": [pg_server.datadir]}))
+    assert entry["verdict"] == "live" and entry["reason"] == "not_stale"

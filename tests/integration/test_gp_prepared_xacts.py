@@ -5,6 +5,11 @@ alone."""
 import pytest
 from gpsandbox import scenarios
 
+from ansible_collections.gpops.greenplum.plugins.module_utils.act import prepared_xact_finisher as finisher_mod
+from ansible_collections.gpops.greenplum.plugins.module_utils.act.executor import execute
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect import snapshot, topology
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan import prepared_xacts as prepared
+
 from stale_fixtures import run_module, run_role
 
 pytestmark = pytest.mark.integration
@@ -50,6 +55,9 @@ def test_orphan_is_found_blocking_and_rolled_back(clean_cluster):
         assert result["changed"] is True
         assert result["rolled_back"] == [{"content": 0, "gid": gid, "database": "postgres"}]
         assert result["executed_queries"] == preview["executed_queries"]
+        assert [s["guard"] for s in result["plan"]["steps"]] == [s["guard"] for s in preview["plan"]["steps"]]
+        assert [(o["action"], o["reason"], o["result"]) for o in result["outcomes"]] == [
+            ("rollback_prepared", "orphaned_prepared_xact", "done")]
         assert _prepared(sb, 0) == []
         outcome = scenario.wait(30)["waiter"]
         assert outcome["ok"] is True, outcome  # the waiter's UPDATE went through
@@ -72,7 +80,10 @@ def test_prepared_xact_of_a_live_distributed_transaction_is_left_alone(clean_clu
         try:
             result = _ok(run_module("gp_prepared_xacts", _args(sb, min_age=0, state="absent")))
             [found] = [d for d in result["prepared_xacts"] if d["gid"] == str(gxid)]
-            assert found["verdict"] == "in_progress" and "gp_distributed_xacts" in found["reason"]
+            assert found["verdict"] == "in_progress" and "gp_distributed_xacts" in found["why"]
+            assert found["reason"] == "coordinator_has_gxid"
+            assert [r["reason"] for r in result["plan"]["refusals"] if r["facts"]["gid"] == str(gxid)] == [
+                "coordinator_has_gxid"]
             assert result["changed"] is False and result["rolled_back"] == []
             assert _prepared(sb, 1) == [str(gxid)]
         finally:
@@ -103,3 +114,34 @@ def test_role_gp_stale_locks_resolves_only_when_asked(clean_cluster):
         assert facts["rolled_back_prepared"] == [{"content": 0, "gid": scenario.gid, "database": "postgres"}]
         assert _prepared(sb, 0) == []
         assert scenario.wait(30)["waiter"]["ok"] is True
+
+
+def test_gid_prepared_again_between_plan_and_act_is_left_alone(clean_cluster):
+    """Planned: roll back the orphan. Before the executor runs, it is rolled back by someone
+    else and a new transaction is prepared under the same gid (utility mode, which the sandbox
+    allows and Greenplum 7 does not): its prepared time differs from the one judged, so the
+    guard fails and the new transaction stays prepared."""
+    sb = clean_cluster
+    params = dict(_args(sb), connect_timeout=5, statement_timeout=10.0, ssl_mode="prefer")
+    with scenarios.prepared_xact(sb, content=0) as scenario:
+        gid = scenario.gid
+        snap = snapshot.take_snapshot(params, include=("locks", "edges", "dist_xacts", "prepared_xacts"))
+        conn, server, segments = topology.open_coordinator(params)
+        with conn:
+            committed, why = finisher_mod.read_committed(conn, {gid})
+            plan = prepared.plan(snap, prepared.classify(snap, 0, committed, why), 0, committed, why)
+            [step] = [s for s in plan.steps if s.guard.facts["gid"] == gid]
+            finisher = finisher_mod.Finisher(params, server, {n.content: n for n in topology.primaries(segments)}, conn)
+            with sb.connect(0, utility=True) as segment:
+                segment.execute("ROLLBACK PREPARED '%s'" % gid)
+                segment.execute("BEGIN")
+                segment.execute("SELECT txid_current()")
+                segment.execute("PREPARE TRANSACTION '%s'" % gid)
+            try:
+                [outcome] = execute([step], finisher.runners())
+                assert outcome.result == "skipped", outcome.detail
+                assert outcome.reason.value == "guard_prepared_xact_replaced", outcome.detail
+                assert _prepared(sb, 0) == [gid]
+            finally:
+                with sb.connect(0, utility=True) as segment:
+                    segment.execute("ROLLBACK PREPARED '%s'" % gid)

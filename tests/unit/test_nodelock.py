@@ -94,3 +94,24 @@ def test_two_rows_with_one_pid_and_no_application_name_check_decide_nothing():
 def test_schema_of_cluster_name():
     assert slony_nodelock.schema_of("replication") == "_replication"
     assert slony_nodelock.SlonyCluster("_replication", "slony").name == "replication"
+
+
+def test_plan_guards_a_stale_row_by_key_values_and_backend():
+    cluster = slony_nodelock.SlonyCluster("_replication", "slony")
+    stale_backend = _backend(application_name="psql")
+    live_row = _row2(2, 1, pid=77)
+    assessed = [(cluster, _row(), slony_nodelock.STALE, slony_nodelock.judge_row(_row(), stale_backend, "slony")[1],
+                 stale_backend),
+                (cluster, _row(pid=99), slony_nodelock.STALE, [], None),
+                (cluster, live_row, slony_nodelock.LIVE, [], _backend(pid=77))]
+    plan = slony_nodelock.plan(assessed)
+    first, second = plan.steps
+    assert first.action == "delete_row" and first.reason.value == "stale_nodelock_row"
+    assert first.guard.kind == "row" and first.guard.facts == {
+        "schema": "_replication", "nl_nodeid": 1, "nl_conncnt": 0, "nl_backendpid": 4242, "row_xmin": "745",
+        "backend": {"backend_start": stale_backend["backend_start"], "datname": "app", "usename": "slony",
+                    "application_name": "psql", "backend_type": "client backend"}}
+    assert "does not match" in first.facts["detail"]
+    assert second.guard.facts["backend"] is None
+    assert [(r.target, r.reason.value) for r in plan.refusals] == [("_replication.sl_nodelock node 2 conn 1",
+                                                                    "not_stale")]

@@ -3,6 +3,7 @@
 Pure verdict tests build observations by hand; the others use real files and real
 processes of this machine's /proc (no server needed).
 """
+import hashlib
 import os
 import subprocess
 import sys
@@ -12,6 +13,8 @@ import pytest
 
 from ansible_collections.gpops.greenplum.plugins.module_utils.plan import pid_files as pidfile
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect import procinfo
+from ansible_collections.gpops.greenplum.plugins.module_utils.act import pid_file_remover
+from ansible_collections.gpops.greenplum.plugins.module_utils.act.executor import execute
 
 POSTMASTER_TEXT = "4242\n/data/gpseg0\n1732160000\n6000\n/tmp\n*\n  6000001     32768\nready   \n"
 
@@ -214,22 +217,78 @@ def test_our_own_pid_is_never_a_competing_process(tmp_path):
     assert verdict == pidfile.STALE and "not_our_own_pid" in _failed(evidence)
 
 
-def test_remove_if_stale_removes_only_unchanged_stale_file(tmp_path, sleeper):
+def _plan_one(path, expected_command):
+    obs = pidfile.observe(path, expected_command=expected_command)
+    judged = [(obs,) + pidfile.judge(obs)]
+    return pidfile.plan(judged, {})
+
+
+def _remover(expected_command):
+    return pid_file_remover.FileRemover(
+        lambda path: pidfile.judge(pidfile.observe(path, expected_command=expected_command))[0])
+
+
+def test_plan_guards_each_stale_file_by_inode_and_content(tmp_path, sleeper):
     path = _write(tmp_path, "nginx.pid", "%d\n" % sleeper.pid)
-    obs = pidfile.observe(path, expected_command="^nginx$")
-    _write(tmp_path, "nginx.pid", "%d\n" % os.getppid())  # rewritten meanwhile
-    removed, reason = pidfile.remove_if_stale(path, obs, "^nginx$")
-    assert not removed and "changed" in reason and os.path.exists(path)
-    obs = pidfile.observe(path, expected_command="^nginx$")
-    assert pidfile.remove_if_stale(path, obs, "^nginx$") == (True, "removed")
-    assert not os.path.exists(path)
+    plan = _plan_one(path, "^nginx$")
+    [step] = plan.steps
+    st = os.stat(path)
+    assert step.action == "remove_file" and step.reason.value == "stale_pid_file"
+    assert step.guard.facts == {"path": path, "st_dev": st.st_dev, "st_ino": st.st_ino,
+                                "sha256": hashlib.sha256(("%d\n" % sleeper.pid).encode()).hexdigest()}
+    live = _plan_one(path, "^sleep$")
+    assert live.steps == () and [r.reason.value for r in live.refusals] == ["not_stale"]
 
 
-def test_remove_if_stale_keeps_live_file(tmp_path, sleeper):
+@pytest.mark.parametrize("change", ["rewrite in place", "replace by a new inode", "remove"])
+def test_a_file_changed_after_the_plan_is_kept(tmp_path, sleeper, change):
+    path = _write(tmp_path, "nginx.pid", "%d\n" % sleeper.pid)
+    plan = _plan_one(path, "^nginx$")
+    if change == "rewrite in place":
+        with open(path, "r+") as handle:
+            handle.write("%d\n" % os.getppid())
+    elif change == "replace by a new inode":
+        os.rename(_write(tmp_path, "new.pid", "%d\n" % sleeper.pid), path)  # same content, another inode
+    else:
+        os.unlink(path)
+    [outcome] = execute(plan.steps, _remover("^nginx$").runners())
+    assert outcome.result == "skipped" and outcome.reason.value == "guard_file_changed"
+    assert os.path.exists(path) is (change != "remove")
+    assert sorted(os.listdir(tmp_path)) == (["nginx.pid"] if change != "remove" else [])
+
+
+def test_unchanged_stale_file_is_removed_and_check_mode_removes_nothing(tmp_path, sleeper):
+    path = _write(tmp_path, "nginx.pid", "%d\n" % sleeper.pid)
+    plan = _plan_one(path, "^nginx$")
+    assert [o.result for o in execute(plan.steps, _remover("^nginx$").runners(), check_mode=True)] == ["planned"]
+    assert os.path.exists(path)
+    [outcome] = execute(plan.steps, _remover("^nginx$").runners())
+    assert outcome.result == "done" and not os.path.exists(path) and os.listdir(tmp_path) == []
+
+
+def test_a_file_no_longer_stale_is_kept(tmp_path, sleeper):
     path = _write(tmp_path, "sleep.pid", "%d\n" % sleeper.pid)
-    obs = pidfile.observe(path, expected_command="^sleep$")
-    removed, reason = pidfile.remove_if_stale(path, obs, "^sleep$")
-    assert not removed and reason == "verdict is now live" and os.path.exists(path)
+    plan = _plan_one(path, "^nginx$")
+    [outcome] = execute(plan.steps, _remover("^sleep$").runners())  # judged again: now it is the daemon's
+    assert outcome.result == "skipped" and outcome.reason.value == "guard_no_longer_stale" and os.path.exists(path)
+
+
+def test_a_file_rewritten_between_the_check_and_the_rename_is_put_back(tmp_path, sleeper):
+    """The daemon rewrites the file after the runner compared it: what was renamed is not what
+    was judged, so it goes back to its path and nothing is removed."""
+    path = _write(tmp_path, "nginx.pid", "%d\n" % sleeper.pid)
+    plan = _plan_one(path, "^nginx$")
+
+    class Racing(pid_file_remover.FileRemover):
+        def _move_aside(self, src, private):
+            with open(src, "w") as handle:
+                handle.write("%d\n" % os.getppid())
+            super()._move_aside(src, private)
+
+    remover = Racing(lambda p: pidfile.judge(pidfile.observe(p, expected_command="^nginx$"))[0])
+    [outcome] = execute(plan.steps, remover.runners())
+    assert outcome.result == "skipped" and outcome.reason.value == "guard_file_changed"
+    assert os.listdir(tmp_path) == ["nginx.pid"] and open(path).read() == "%d\n" % os.getppid()
 
 
 @pytest.mark.parametrize("content", [b"not a pid\n", b"\xff\xfe\x00", b"1" * 5000])

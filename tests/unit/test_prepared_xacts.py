@@ -24,7 +24,7 @@ def test_in_doubt_commit_the_coordinator_still_has_is_left_alone(source):
     assert {d["content"] for d in decisions} == {0, 1}
     for d in decisions:
         assert d["verdict"] == prepared.IN_PROGRESS and d["gxid"] == 36
-        assert "gp_distributed_xacts" in d["reason"]
+        assert d["reason"] == "coordinator_has_gxid" and "gp_distributed_xacts" in d["why"]
         assert d["prepared_on"] == [0, 1]
     assert _by_content(decisions)[0]["waiters"] == [{"pid": 20487, "mppsessionid": 43}]
     assert _by_content(decisions)[1]["waiters"] == []
@@ -72,3 +72,43 @@ def test_gp6_gid_gives_the_gxid():
     px = PreparedXact(content=0, transaction="9", gid="1690000000-0000012345",
                       prepared=datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc), owner="g", database="d")
     assert px.gxid == 12345
+
+
+def test_plan_rolls_back_orphans_commits_committed_and_refuses_the_rest():
+    snap = _orphan_snapshot()
+    decisions = prepared.classify(snap, 0, committed=set())
+    plan = prepared.plan(snap, decisions, 0, committed=set())
+    assert [(s.action, s.reason.value, s.facts["content"]) for s in plan.steps] == [
+        ("rollback_prepared", "orphaned_prepared_xact", 0), ("rollback_prepared", "orphaned_prepared_xact", 1)]
+    px = {p.content: p for p in snap.prepared_xacts}[0]
+    guard = plan.steps[0].guard
+    assert guard.kind == "prepared_xact" and guard.facts == {
+        "content": 0, "gid": "36", "gxid": 36, "prepared": px.prepared, "owner": px.owner, "database": px.database}
+    assert plan.as_dicts()["steps"][0]["guard"]["prepared"] == px.prepared.isoformat()
+
+    committed = prepared.plan(snap, prepared.classify(snap, 0, {"36"}), 0, {"36"})
+    assert {(s.action, s.reason.value) for s in committed.steps} == {("commit_prepared", "committed_elsewhere")}
+    young = prepared.plan(snap, prepared.classify(snap, 3600, {"36"}), 3600, {"36"})
+    assert young.steps == () and {r.reason.value for r in young.refusals} == {"too_young"}
+
+
+def test_unknown_commit_log_or_segment_plans_nothing_there():
+    snap = _orphan_snapshot()
+    decisions = prepared.classify(snap, 0, None, "a segment is down")
+    assert decisions[0]["verdict"] == prepared.ORPHANED and "could not be read" in decisions[0]["why"]
+    plan = prepared.plan(snap, decisions, 0, None, "a segment is down")
+    assert plan.steps == () and {r.reason.value for r in plan.refusals} == {"commit_log_unknown"}
+    snap.unreachable = {2: "timeout: no answer within 5.0 s"}
+    plan = prepared.plan(snap, prepared.classify(snap, 0, set()), 0, set())
+    refused = [r.as_dict() for r in plan.refusals]
+    assert refused == [{"target": "content 2", "reason": "prepared_xacts_unknown",
+                        "why": "pg_prepared_xacts of content 2 could not be read (timeout: no answer within 5.0 s)",
+                        "facts": {"content": 2, "detail": "timeout: no answer within 5.0 s"}}]
+    assert all(s.guard.facts["content"] != 2 for s in plan.steps)
+
+
+def test_in_progress_is_refused_with_its_code():
+    snap = snapshot_from_capture("prepared_xact_in_doubt")
+    plan = prepared.plan(snap, prepared.classify(snap, 0, set()), 0, set())
+    assert plan.steps == () and {r.reason.value for r in plan.refusals} == {"coordinator_has_gxid"}
+    assert "gp_distributed_xacts has it" in plan.refusals[0].why

@@ -504,7 +504,7 @@ def _orphaned_prepared(index, facts, options):
                        if p.content == d["content"] and p.gid == gid), None)
             items.append({"content": d["content"], "gid": gid, "transaction": d["transaction"],
                           "age_s": round(d["age_s"], 1), "owner": d["owner"],
-                          "database": d["database"], "verdict": d["verdict"], "reason": d["reason"],
+                          "database": d["database"], "verdict": d["verdict"], "reason": d["reason"], "why": d["why"],
                           "waiters": d["waiters"],
                           "locks": sorted({_lock_label(r) for r in _prepared_locks(index, px)})
                           if px else []})
@@ -527,7 +527,7 @@ def _orphaned_prepared(index, facts, options):
             state = ("the coordinator no longer has gxid %s (%.0f s old; an orphan at %.0f s: a "
                      "failed abort or commit broadcast leaves this)" % (gxid, age, threshold))
         else:
-            state = "is orphaned (%.0f s old; %s)" % (age, decisions[0]["reason"])
+            state = "is orphaned (%.0f s old; %s)" % (age, decisions[0]["why"])
         findings.append(Finding(
             "orphaned_prepared_xact", severity,
             "prepared transaction gid %s on content %s: %s; it keeps its locks"

@@ -268,10 +268,23 @@ PREPARED_GID_EXISTS = "SELECT 1 FROM pg_catalog.pg_prepared_xacts WHERE gid = %(
 """One row when the bound gid is prepared on the connected node, else none."""
 
 
+PREPARED_XACT_BY_GID = (
+    "SELECT gid, prepared, owner, database FROM pg_catalog.pg_prepared_xacts WHERE gid = %(gid)s")
+"""Rows ``(gid, prepared timestamptz, owner, database)`` of the bound gid on the connected
+node (none when it is not prepared there): the guard of a ``rollback_prepared`` /
+``commit_prepared`` step, re-read in the session that then finishes it."""
+
+
 def rollback_prepared(gid):
     """``ROLLBACK PREPARED '<gid>'`` as a ``psycopg.sql.Composed``: the statement takes
     a string literal, not a parameter."""
     return pgsql.SQL("ROLLBACK PREPARED {}").format(pgsql.Literal(gid))
+
+
+def commit_prepared(gid):
+    """``COMMIT PREPARED '<gid>'`` as a ``psycopg.sql.Composed`` (a string literal, as
+    ``ROLLBACK PREPARED``)."""
+    return pgsql.SQL("COMMIT PREPARED {}").format(pgsql.Literal(gid))
 
 
 # --- Slony-I node locks ------------------------------------------------------------------
@@ -314,10 +327,25 @@ def nodelock_rows(schema, by_key=False, for_update=False):
 
 def delete_nodelock(schema):
     """``DELETE`` of one ``<schema>.sl_nodelock`` row (``psycopg.sql.Composed``, the
-    schema an ``Identifier``) named by its key and pid, bound positionally
-    ``(nl_nodeid, nl_conncnt, nl_backendpid)``."""
-    return pgsql.SQL("DELETE FROM {} WHERE nl_nodeid = %s AND nl_conncnt = %s AND nl_backendpid = %s").format(
-        pgsql.Identifier(schema, "sl_nodelock"))
+    schema an ``Identifier``) whose guard is its ``WHERE``: the key ``%(nodeid)s`` /
+    ``%(conncnt)s`` and the values judged: ``nl_backendpid`` ``%(pid)s``, the row version
+    ``xmin`` ``%(xmin)s`` (text; an ``UPDATE`` of the row makes a new one), and the backend
+    with that pid as judged: ``%(had_backend)s`` (bool) whether one existed, and, if so, its
+    ``backend_start``, ``datname``, ``usename``, ``application_name`` and ``backend_type``
+    (``%(backend_start)s`` ...; NULL where they were NULL). ``pg_catalog.pg_stat_activity`` is
+    read by this statement itself (in autocommit its own transaction, so its statistics
+    snapshot is fresh). Rows ``(nl_nodeid, nl_conncnt, nl_backendpid)`` of what it deleted:
+    none when the guard failed."""
+    return pgsql.SQL(
+        "DELETE FROM {} l WHERE l.nl_nodeid = %(nodeid)s AND l.nl_conncnt = %(conncnt)s"
+        " AND l.nl_backendpid = %(pid)s AND l.xmin::text = %(xmin)s"
+        " AND %(had_backend)s = EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a WHERE a.pid = l.nl_backendpid)"
+        " AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a WHERE a.pid = l.nl_backendpid"
+        " AND (a.backend_start IS DISTINCT FROM %(backend_start)s::timestamptz"
+        " OR a.datname IS DISTINCT FROM %(datname)s::name OR a.usename IS DISTINCT FROM %(usename)s::name"
+        " OR a.application_name IS DISTINCT FROM %(application_name)s::text"
+        " OR a.backend_type IS DISTINCT FROM %(backend_type)s::text))"
+        " RETURNING l.nl_nodeid, l.nl_conncnt, l.nl_backendpid").format(pgsql.Identifier(schema, "sl_nodelock"))
 
 
 BACKENDS_BY_PIDS = """

@@ -9,8 +9,9 @@ same PID after a crash or reboot. This module decides by identity instead.
 
 Layers (facts, then a pure judgement, then an act that re-checks): :func:`parse_pidfile` (text -> record),
 :func:`observe` (reads the file, ``/proc`` and SysV shared memory: facts),
-:func:`judge` (facts -> verdict and evidence, pure), :func:`remove_if_stale`
-(acts: re-observes, re-judges and unlinks only a file still proven stale).
+:func:`judge` (facts -> verdict and evidence, pure), :func:`plan` (the ``remove_file``
+steps, each with a ``file`` guard: inode and content judged); ``act/pid_file_remover.py``
+removes a file only while it is the one judged (docs/safety.md#pid-and-lock-files).
 
 PostgreSQL's own rules, ``src/backend/utils/init/miscinit.c`` ``CreateLockFile``:
 - a lock file holds, one per line, the PID (negative for a single-user
@@ -56,6 +57,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import dataclasses
+import hashlib
 import os
 import re
 import stat as stat_mod
@@ -63,6 +65,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ansible_collections.gpops.greenplum.plugins.module_utils.analyse import file_locks as lockfile
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect import procinfo
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan.reasons import Reason
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan.steps import Guard, Plan, Refusal, Step
 
 POSTMASTER = "postmaster"  # a data directory's postmaster.pid
 SOCKET_LOCK = "socket_lock"  # PostgreSQL's .s.PGSQL.<port>.lock
@@ -189,6 +193,7 @@ class Observation:
     # PIDs holding a flock/fcntl/OFD lock on the file (-1: an OFD lock); None = unknown.
     locked_by: Optional[List[int]] = None
     symlink_to: Optional[str] = None
+    sha256: Optional[str] = None  # of the bytes read (``text``): the content judged
 
 
 def locks_on(file_key, proc=procinfo.PROC):
@@ -257,8 +262,13 @@ def observe(path, expected_command=None, expected_uid=None, proc=procinfo.PROC):
         return obs
     obs.file = FileState(device=st.st_dev, inode=st.st_ino, uid=st.st_uid, mtime=st.st_mtime)
     try:
-        with open(path, "rb") as handle:
-            obs.text = handle.read(MAX_PIDFILE_BYTES + 1).decode("utf-8")
+        # The identity and the content judged come from one open file (fstat of what was read).
+        with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NOFOLLOW)) as handle:
+            fst = os.fstat(handle.fileno())
+            obs.file = FileState(device=fst.st_dev, inode=fst.st_ino, uid=fst.st_uid, mtime=fst.st_mtime)
+            raw = handle.read(MAX_PIDFILE_BYTES + 1)
+        obs.sha256 = hashlib.sha256(raw).hexdigest()
+        obs.text = raw.decode("utf-8")
     except UnicodeDecodeError:
         obs.parse_error = "not text"
         return obs
@@ -436,21 +446,51 @@ def report(obs, verdict, evidence):
     }
 
 
-def remove_if_stale(path, judged_obs, expected_command=None, expected_uid=None, proc=procinfo.PROC):
-    """Unlink ``path`` if, observed again right now, it is the same file and still stale.
+def failed_checks(evidence):
+    """The failed checks of a verdict, for people."""
+    return "; ".join(c["detail"] for c in evidence if c["passed"] is False)
 
-    ``judged_obs`` is the observation the caller decided on. Returns
-    (removed, reason). A file that changed (new inode or content: a server
-    starting meanwhile) or that is no longer stale is left alone.
+
+def file_guard(obs):
+    """The ``file`` guard of a ``remove_file`` step: the path, ``st_dev``, ``st_ino`` and the
+    ``sha256`` of the content judged (one open file: :func:`observe`)."""
+    return Guard("file", {"path": obs.path, "st_dev": obs.file.device, "st_ino": obs.file.inode,
+                          "sha256": obs.sha256})
+
+
+def plan(judged, groups):
+    # type: (List[Tuple[Observation, str, List[Dict[str, Any]]]], Dict[str, List[str]]) -> Plan
+    """The ``remove_file`` steps for ``judged`` [(observation, verdict, evidence)]; pure.
+
+    ``groups``: ``{postmaster.pid path: [socket lock paths it names]}`` (one decision each,
+    :func:`companion_socket_lock`). A stale file on its own is a step
+    (``Reason.STALE_PID_FILE``); a stale ``postmaster.pid`` whose socket lock files are all
+    stale is steps for the socket locks first (a server starting meanwhile takes
+    ``postmaster.pid`` first), then itself, all with ``facts["group"]`` = its path; if one of
+    them is not stale, a ``COMPANION_NOT_STALE`` refusal and no step. A ``live`` file is a
+    ``NOT_STALE`` refusal. Every step has a ``file`` guard (:func:`file_guard`).
     """
-    again = observe(path, expected_command, expected_uid, proc)
-    verdict = judge(again)[0]
-    if verdict != STALE:
-        return False, "verdict is now %s" % verdict
-    if again.file != judged_obs.file or again.text != judged_obs.text:
-        return False, "file changed since it was judged"
-    st = os.stat(path)
-    if (st.st_dev, st.st_ino) != (again.file.device, again.file.inode):
-        return False, "file replaced since it was judged"
-    os.unlink(path)
-    return True, "removed"
+    by_path = {obs.path: (obs, verdict, evidence) for obs, verdict, evidence in judged}
+    members = {m for group in groups.values() for m in group}
+    steps, refusals = [], []
+
+    def step(obs, evidence, group):
+        return Step("remove_file", obs.path, Reason.STALE_PID_FILE,
+                    {"path": obs.path, "pid": obs.parsed.pid, "detail": failed_checks(evidence), "group": group},
+                    file_guard(obs))
+
+    for obs, verdict, evidence in judged:
+        if verdict == LIVE:
+            refusals.append(Refusal(obs.path, Reason.NOT_STALE, {
+                "what": obs.path, "detail": "; ".join(c["detail"] for c in evidence if c["passed"]) or "live"}))
+        if verdict != STALE or obs.path in members:
+            continue
+        group = [by_path[m] for m in groups.get(obs.path, [])]
+        live = [(m[0].path, m[1]) for m in group if m[1] != STALE]
+        if live:
+            refusals.append(Refusal(obs.path, Reason.COMPANION_NOT_STALE, {
+                "path": obs.path, "companion": live[0][0], "verdict": live[0][1]}))
+            continue
+        steps.extend(step(m_obs, m_evidence, obs.path) for m_obs, _v, m_evidence in group)
+        steps.append(step(obs, evidence, obs.path))
+    return Plan(tuple(steps), tuple(refusals))

@@ -26,10 +26,13 @@ gxid it records as committed on any segment is never rolled back. Where it canno
 read (a segment down, an error), the commit is unknown and nothing is rolled back: a
 rollback of a transaction committed elsewhere would lose its writes on this segment.
 
-:func:`classify` decides (pure, over a ``ClusterSnapshot``);
-:func:`rollback` acts on one decision: a utility-mode connection to the segment
-and database, the row re-read, the coordinator asked again, then ``ROLLBACK
-PREPARED '<gid>'``.
+:func:`classify` decides (pure, over a ``ClusterSnapshot``); :func:`plan` turns the
+decisions into a ``plan.steps.Plan``: a ``rollback_prepared`` step
+(``Reason.ORPHANED_PREPARED_XACT``) per orphan, a ``commit_prepared`` step
+(``Reason.COMMITTED_ELSEWHERE``) per prepared transaction the coordinator no longer has
+and the segments' commit log records as committed, each with a ``prepared_xact`` guard
+(content, gid, gxid, prepared time, owner, database), and a refusal for every other one.
+``act/prepared_xact_finisher.py`` carries the steps out (docs/safety.md#prepared-transactions).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -38,9 +41,9 @@ __metaclass__ = type
 
 from typing import Any, Dict, List, Optional
 
-from ansible_collections.gpops.greenplum.plugins.module_utils.collect import sql
-from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import connect, query
 from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import COORDINATOR_CONTENT
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan.reasons import Reason, message
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan.steps import Guard, Plan, Refusal, Step
 
 ORPHANED, IN_PROGRESS, TOO_YOUNG, COMMITTED, FOREIGN_GID, COORDINATOR = (
     "orphaned", "in_progress", "too_young", "committed", "foreign_gid", "coordinator")
@@ -97,18 +100,21 @@ def classify(snapshot, min_age=DEFAULT_MIN_AGE, committed=None, commit_log_error
         age = (snapshot.taken_at - px.prepared).total_seconds() if px.prepared else None
         evidence = ["prepared %s, %.1f s before the snapshot" % (px.prepared.isoformat(), age)
                     if age is not None else "prepared time unknown"]
+        facts = {"content": px.content, "gid": px.gid, "gxid": px.gxid}
         if px.content == COORDINATOR_CONTENT:
-            verdict, reason = COORDINATOR, "prepared on the coordinator, which Greenplum never does itself"
+            verdict, reason = COORDINATOR, Reason.PREPARED_ON_COORDINATOR
         elif px.gxid is None:
-            verdict, reason = FOREIGN_GID, "gid %r is not one Greenplum forms (no gxid)" % px.gid
+            verdict, reason = FOREIGN_GID, Reason.FOREIGN_GID
         elif px.gxid in known:
-            verdict, reason = IN_PROGRESS, "the coordinator still has gxid %d: %s" % (px.gxid, known[px.gxid])
+            verdict, reason = IN_PROGRESS, Reason.COORDINATOR_HAS_GXID
+            facts["detail"] = known[px.gxid]
         elif committed is not None and str(px.gxid) in committed:
-            verdict, reason = COMMITTED, "gp_distributed_log records gxid %d as committed" % px.gxid
+            verdict, reason = COMMITTED, Reason.COMMITTED_ELSEWHERE
         elif age is None or age < min_age:
-            verdict, reason = TOO_YOUNG, "younger than min_age %.0f s" % min_age
+            verdict, reason = TOO_YOUNG, Reason.TOO_YOUNG
+            facts.update(what="gid %s on content %d" % (px.gid, px.content), min_age_s=min_age)
         else:
-            verdict, reason = ORPHANED, "gxid %d unknown to the coordinator, older than %.0f s" % (px.gxid, min_age)
+            verdict, reason = ORPHANED, Reason.ORPHANED_PREPARED_XACT
         if px.gxid is not None and px.gxid not in known:
             evidence.append("gxid %d not in gp_distributed_xacts nor locked on the coordinator" % px.gxid)
         if committed is None:
@@ -117,57 +123,66 @@ def classify(snapshot, min_age=DEFAULT_MIN_AGE, committed=None, commit_log_error
             evidence.append("gp_distributed_log records no commit of gxid %d" % px.gxid)
         elif px.gxid is not None:
             evidence.append("gp_distributed_log on the segments records gxid %d as committed" % px.gxid)
+        why = message(reason, **facts)
+        if verdict == ORPHANED and committed is None:
+            why += ", as far as known: the commit log could not be read, so nothing acts on it"
         out.append({
             "content": px.content, "gid": px.gid, "gxid": px.gxid, "transaction": px.transaction,
             "prepared": px.prepared.isoformat() if px.prepared else None, "age_s": age,
-            "owner": px.owner, "database": px.database, "verdict": verdict, "reason": reason,
-            "evidence": evidence, "waiters": waiters_of(snapshot, px),
+            "owner": px.owner, "database": px.database, "verdict": verdict, "reason": reason.value,
+            "why": why, "evidence": evidence, "waiters": waiters_of(snapshot, px),
             "prepared_on": sorted(contents_by_gid[px.gid]),
         })
     return out
 
 
-def read_committed(conn, gxids):
-    """gxids (text) that the segments' ``gp_distributed_log`` records as committed, asked
-    through the coordinator connection ``conn``: (set, None), or (None, reason) where the
-    log cannot be read (no such view, a segment down, an error)."""
-    if not gxids:
-        return set(), None
-    try:
-        return {r["gxid"] for r in query(conn, sql.COMMITTED_GXIDS, {"gxids": sorted(gxids)})}, None
-    except Exception as exc:  # the view is Greenplum's only; any failure means "not checked"
-        return None, " ".join(str(exc).split())[:200]
+ROLLBACK, COMMIT = "rollback_prepared", "commit_prepared"
 
 
-def rollback_statement(gid):
-    """``ROLLBACK PREPARED`` takes a string literal, not a parameter."""
-    return sql.rollback_prepared(gid)
+def _guard(px):
+    """The ``prepared_xact`` guard: what the finishing session re-reads before it acts."""
+    return Guard("prepared_xact", {"content": px.content, "gid": px.gid, "gxid": px.gxid,
+                                   "prepared": px.prepared, "owner": px.owner, "database": px.database})
 
 
-def rollback(params, server, node, decision, coordinator_conn):
-    """Roll back one ``orphaned`` decision on ``node`` (a ``SegmentConfig``).
+def plan(snapshot, decisions, min_age=DEFAULT_MIN_AGE, committed=None, commit_log_error=None):
+    # type: (Any, List[Dict[str, Any]], float, Optional[set], Optional[str]) -> Plan
+    """The steps ``state=absent`` runs for ``decisions`` (from :func:`classify` over
+    ``snapshot``, the same ``min_age`` / ``committed``); pure.
 
-    Re-checks first: the gid is still prepared there, the coordinator still does not
-    have its gxid (``gp_distributed_xacts`` and ``distributed xid`` locks), and the
-    segments' distributed commit log (read again now) does not record it as committed.
-    Returns (done, statement_text or reason). Raises ``GpConnectionError``.
+    - ``orphaned`` with the commit log read: step ``rollback_prepared``
+      (``Reason.ORPHANED_PREPARED_XACT``); with the commit log unknown: refusal
+      ``COMMIT_LOG_UNKNOWN`` (a rollback of a transaction committed elsewhere loses its
+      writes on this segment).
+    - ``committed`` (the coordinator no longer has the gxid, a segment's
+      ``gp_distributed_log`` records its commit) and at least ``min_age`` s old: step
+      ``commit_prepared`` (``Reason.COMMITTED_ELSEWHERE``), what Greenplum's own recovery
+      does with a transaction whose commit is recorded; younger: refusal ``TOO_YOUNG``.
+    - every other decision: a refusal with its own reason code.
+    - every node in ``snapshot.unreachable`` (its ``pg_prepared_xacts`` not read): refusal
+      ``PREPARED_XACTS_UNKNOWN`` (nothing there is listed, so nothing there is planned).
+
+    Steps carry a ``prepared_xact`` guard (``content``, ``gid``, ``gxid``, ``prepared``
+    time, ``owner``, ``database``).
     """
-    gxid = str(decision["gxid"])
-    committed, why = read_committed(coordinator_conn, {gxid})
-    if committed is None:
-        return False, "the distributed commit log could not be read (%s): commit unknown" % why
-    if gxid in committed:
-        return False, "gp_distributed_log now records gxid %s as committed" % gxid
-    again = query(coordinator_conn, sql.COORDINATOR_HAS_GXID, {"g": gxid})
-    if again:
-        return False, "the coordinator has gxid %s again" % gxid
-    conn = connect(params, host=node.address, port=node.port, dbname=decision["database"], utility=True,
-                   server=server)
-    with conn:
-        if not query(conn, sql.PREPARED_GID_EXISTS, {"gid": decision["gid"]}):
-            return False, "gid %s is no longer prepared on content %d" % (decision["gid"], decision["content"])
-        statement = rollback_statement(decision["gid"])
-        text = statement.as_string(conn)
-        with conn.cursor() as cur:
-            cur.execute(statement)
-    return True, text
+    rows = {(px.content, px.gid): px for px in snapshot.prepared_xacts}
+    known = coordinator_gxids(snapshot)
+    steps, refusals = [], []
+    for content, detail in sorted(snapshot.unreachable.items(), key=lambda kv: str(kv[0])):
+        refusals.append(Refusal("content %s" % content, Reason.PREPARED_XACTS_UNKNOWN,
+                                {"content": content, "detail": detail}))
+    for d in decisions:
+        px = rows[(d["content"], d["gid"])]
+        target = "gid %s on content %d" % (d["gid"], d["content"])
+        facts = {"content": d["content"], "gid": d["gid"], "gxid": d["gxid"]}
+        if d["verdict"] == ORPHANED and committed is not None:
+            steps.append(Step(ROLLBACK, target, Reason.ORPHANED_PREPARED_XACT, facts, _guard(px)))
+        elif d["verdict"] == ORPHANED:
+            refusals.append(Refusal(target, Reason.COMMIT_LOG_UNKNOWN, dict(facts, detail=commit_log_error)))
+        elif d["verdict"] == COMMITTED and d["age_s"] is not None and d["age_s"] >= min_age:
+            steps.append(Step(COMMIT, target, Reason.COMMITTED_ELSEWHERE, facts, _guard(px)))
+        elif d["verdict"] in (COMMITTED, TOO_YOUNG):
+            refusals.append(Refusal(target, Reason.TOO_YOUNG, dict(facts, what=target, min_age_s=min_age)))
+        else:
+            refusals.append(Refusal(target, Reason(d["reason"]), dict(facts, detail=known.get(d["gxid"]))))
+    return Plan(tuple(steps), tuple(refusals))

@@ -63,6 +63,17 @@ class Reason(enum.Enum):
     GUARD_SETTING_CHANGED = "guard_setting_changed"
     GUARD_MIRROR_CHANGED = "guard_mirror_changed"
 
+    # Prepared transactions, Slony-I node locks, pid files (docs/safety.md).
+    COORDINATOR_HAS_GXID = "coordinator_has_gxid"
+    FOREIGN_GID = "foreign_gid"
+    PREPARED_ON_COORDINATOR = "prepared_on_coordinator"
+    COMPANION_NOT_STALE = "companion_not_stale"
+    GUARD_PREPARED_XACT_REPLACED = "guard_prepared_xact_replaced"
+    GUARD_COORDINATOR_HAS_GXID = "guard_coordinator_has_gxid"
+    GUARD_COMMIT_STATE_CHANGED = "guard_commit_state_changed"
+    GUARD_NODELOCK_BACKEND_CHANGED = "guard_nodelock_backend_changed"
+    GUARD_NO_LONGER_STALE = "guard_no_longer_stale"
+
 
 MESSAGES = {
     Reason.DEADLOCK_VICTIM: "victim of deadlock {deadlock}: gxid {gxid}, coordinator pid {pid} ({why})",
@@ -102,6 +113,20 @@ MESSAGES = {
     Reason.GUARD_FILE_CHANGED: "{path} changed since it was judged (inode or content)",
     Reason.GUARD_SETTING_CHANGED: "{setting} on content {content} is no longer {expected!r}",
     Reason.GUARD_MIRROR_CHANGED: "content {content}: the mirror's state changed since the decision ({detail})",
+    Reason.COORDINATOR_HAS_GXID: "prepared transaction {gid} on content {content}: the coordinator still has gxid {gxid} "
+                                 "({detail}); it is finished by its coordinator backend, never here",
+    Reason.FOREIGN_GID: "prepared transaction {gid} on content {content}: Greenplum did not form this gid (no gxid); "
+                        "whoever prepared it must finish it",
+    Reason.PREPARED_ON_COORDINATOR: "prepared transaction {gid} on the coordinator, which Greenplum never does itself",
+    Reason.COMPANION_NOT_STALE: "{path} is stale, but {companion} of the same server is {verdict}: "
+                                "they are one decision, so neither is removed",
+    Reason.GUARD_PREPARED_XACT_REPLACED: "prepared transaction {gid} on content {content} is another one now "
+                                         "(prepared {now}, judged {prepared})",
+    Reason.GUARD_COORDINATOR_HAS_GXID: "the coordinator has gxid {gxid} again ({detail})",
+    Reason.GUARD_COMMIT_STATE_CHANGED: "the segments' commit log now says gxid {gxid} is {now}; "
+                                       "the step was planned for {planned}",
+    Reason.GUARD_NODELOCK_BACKEND_CHANGED: "the backend with pid {pid} named by row {key} is no longer the one judged",
+    Reason.GUARD_NO_LONGER_STALE: "{path} is no longer proven stale (verdict now {verdict})",
 }
 
 

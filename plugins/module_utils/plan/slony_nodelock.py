@@ -34,9 +34,11 @@ time, a ``backend_start`` hidden from a non-superuser) is stated in the
 evidence and never counts as proof. Only ``stale`` rows are ever deleted.
 
 Layers: :func:`find_clusters`/:func:`read_rows`/:func:`read_backends` read,
-:func:`judge_row` decides (pure), :func:`delete_stale` acts (one transaction,
-rows re-read ``FOR UPDATE`` and re-judged, so a slon starting meanwhile waits
-for us in its own ``cleanupNodelock()`` and is not hurt).
+:func:`judge_row` decides (pure), :func:`plan` turns the stale rows into ``delete_row``
+steps (``Reason.STALE_NODELOCK_ROW``) with a ``row`` guard (the key and every value
+judged: ``nl_backendpid``, the row version ``xmin``, and the backend with that pid as it
+was seen), and ``act/nodelock_row_deleter.py`` deletes each row with that guard as the
+``DELETE``'s own ``WHERE`` (docs/safety.md#slony-i-node-locks).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -48,13 +50,10 @@ import datetime
 import re
 from typing import Any, Dict, List, Optional, Tuple
 
-try:
-    from psycopg import ClientCursor
-except ImportError:  # pragma: no cover - modules report the missing library
-    ClientCursor = None
-
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect import sql
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import query
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan.reasons import Reason
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan.steps import Guard, Plan, Refusal, Step
 
 LIVE, STALE = "live", "stale"
 SLON_APPLICATION_NAME = r"^slon\."
@@ -240,47 +239,38 @@ def _same_pid(rows, row):
     return [r for r in rows if r.nl_backendpid == row.nl_backendpid and r.key != row.key]
 
 
-def delete_statement(cluster):
-    """The one DELETE this module runs: a row named by its key and its PID."""
-    return sql.delete_nodelock(cluster.schema)
+BACKEND_FACTS = ("backend_start", "datname", "usename", "application_name", "backend_type")
 
 
-def render(conn, statement, params):
-    """A statement as the server receives it, for ``executed_queries``."""
-    return ClientCursor(conn).mogrify(statement, params)
+def why_stale(evidence):
+    """The failed checks of a ``stale`` verdict, for people."""
+    return "; ".join(c["detail"] for c in evidence if c["passed"] is False)
 
 
-def delete_stale(conn, targets, slony_user=None, application_name=SLON_APPLICATION_NAME):
-    """Delete the rows in ``targets`` [(cluster, row)] that are still stale; one transaction.
+def row_guard(cluster, row, backend):
+    """The ``row`` guard of a ``delete_row`` step: the key, the values judged (``nl_backendpid``,
+    ``row_xmin``) and the backend judged (None: no backend had the pid; else its
+    :data:`BACKEND_FACTS`, ``backend_start`` a datetime or None where hidden)."""
+    return Guard("row", {
+        "schema": cluster.schema, "nl_nodeid": row.nl_nodeid, "nl_conncnt": row.nl_conncnt,
+        "nl_backendpid": row.nl_backendpid, "row_xmin": row.row_xmin,
+        "backend": None if backend is None else {k: backend.get(k) for k in BACKEND_FACTS}})
 
-    ``conn`` is in autocommit mode (``conn.transaction()`` then opens the one
-    transaction and commits it, or rolls it back on error). Each row is re-read ``FOR UPDATE`` (the
-    connection's ``lock_timeout`` bounds the wait if a slon holds it), the
-    statistics snapshot is dropped (``pg_stat_clear_snapshot()``: within a
-    transaction ``pg_stat_activity`` is otherwise frozen at its first read),
-    the backend re-read and the row re-judged. Returns (deleted, skipped):
-    lists of (cluster, row, statement text) and (cluster, row, reason).
-    On any error the transaction is rolled back and the error raised.
-    """
-    deleted, skipped = [], []
-    with conn.transaction():
-        locked = [(cluster, read_rows(conn, cluster, key=row.key, lock=True), row) for cluster, row in targets]
-        query(conn, sql.CLEAR_STATS_SNAPSHOT)
-        pids = [now[0].nl_backendpid for _cluster, now, _row in locked if now]
-        backends = read_backends(conn, pids) if pids else {}
-        every = {cluster.schema: read_rows(conn, cluster) for cluster, _now, _row in locked}
-        for cluster, now, row in locked:
-            if not now or now[0].nl_backendpid != row.nl_backendpid:
-                skipped.append((cluster, row, "row changed or gone since it was judged"))
-                continue
-            verdict = judge_row(now[0], backends.get(row.nl_backendpid), slony_user or cluster.owner,
-                                application_name, _same_pid(every[cluster.schema], now[0]))[0]
-            if verdict != STALE:
-                skipped.append((cluster, row, "verdict is now %s" % verdict))
-                continue
-            params = (row.nl_nodeid, row.nl_conncnt, row.nl_backendpid)
-            text = render(conn, delete_statement(cluster), params)
-            with conn.cursor() as cur:
-                cur.execute(delete_statement(cluster), params)
-            deleted.append((cluster, row, text))
-    return deleted, skipped
+
+def plan(assessed):
+    # type: (List[Tuple[SlonyCluster, NodeLock, str, List[Dict[str, Any]], Optional[Dict[str, Any]]]]) -> Plan
+    """A ``delete_row`` step per ``stale`` row of ``assessed`` (as from :func:`assess`), a
+    ``NOT_STALE`` refusal per ``live`` one; pure."""
+    steps, refusals = [], []
+    for cluster, row, verdict, evidence, backend in assessed:
+        key = "%s.sl_nodelock node %d conn %d" % (cluster.schema, row.nl_nodeid, row.nl_conncnt)
+        facts = {"key": key, "pid": row.nl_backendpid}
+        if verdict == STALE:
+            steps.append(Step("delete_row", key, Reason.STALE_NODELOCK_ROW, dict(facts, detail=why_stale(evidence)),
+                              row_guard(cluster, row, backend)))
+        else:
+            unknown = "; ".join(c["detail"] for c in evidence if c["passed"] is None)
+            refusals.append(Refusal(key, Reason.NOT_STALE, dict(
+                facts, what="%s (PID %d)" % (key, row.nl_backendpid),
+                detail="its backend passes every check" + (", unknown: " + unknown if unknown else ""))))
+    return Plan(tuple(steps), tuple(refusals))
