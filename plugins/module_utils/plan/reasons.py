@@ -63,6 +63,16 @@ class Reason(enum.Enum):
     GUARD_SETTING_CHANGED = "guard_setting_changed"
     GUARD_MIRROR_CHANGED = "guard_mirror_changed"
 
+    # Synchronous replication (plan/sync_replication.py).
+    SYNC_ALREADY_AS_WANTED = "sync_already_as_wanted"
+    MIRROR_STREAMING = "mirror_streaming"
+    MIRROR_NOT_CAUGHT_UP = "mirror_not_caught_up"
+    NO_SYNCREP_WAITERS = "no_syncrep_waiters"
+    DOUBLE_FAULT = "double_fault"
+    NOT_APPLICABLE = "not_applicable"
+    NO_MIRROR_SYNC_ON = "no_mirror_sync_on"
+    FORCED_BY_OPERATOR = "forced_by_operator"
+
 
 MESSAGES = {
     Reason.DEADLOCK_VICTIM: "victim of deadlock {deadlock}: gxid {gxid}, coordinator pid {pid} ({why})",
@@ -102,6 +112,14 @@ MESSAGES = {
     Reason.GUARD_FILE_CHANGED: "{path} changed since it was judged (inode or content)",
     Reason.GUARD_SETTING_CHANGED: "{setting} on content {content} is no longer {expected!r}",
     Reason.GUARD_MIRROR_CHANGED: "content {content}: the mirror's state changed since the decision ({detail})",
+    Reason.SYNC_ALREADY_AS_WANTED: "content {content}: {detail}",
+    Reason.MIRROR_STREAMING: "content {content}: mirror {mirror} streams: {detail}",
+    Reason.MIRROR_NOT_CAUGHT_UP: "content {content}: mirror {mirror} has not caught up: {detail}",
+    Reason.NO_SYNCREP_WAITERS: "content {content}: no backend waits in SyncRep (only_waiting): {detail}",
+    Reason.DOUBLE_FAULT: "content {content}: {detail}",
+    Reason.NOT_APPLICABLE: "content {content}: {detail}",
+    Reason.NO_MIRROR_SYNC_ON: "content {content} has no mirror but synchronous replication is on: every commit waits",
+    Reason.FORCED_BY_OPERATOR: "content {content}: switched off by the operator (force) while mirror {mirror} streams",
 }
 
 
