@@ -163,6 +163,7 @@ def fts_held_back(gp7):
     try:
         yield
     finally:
+        gp7.restart_stopped_mirrors()  # gpstop -u fails while a postmaster is stopped
         gpconfig(" && gpconfig ".join("-r %s" % n for n in names))
 
 
