@@ -241,7 +241,7 @@ def main():
                             prepared_xact_age=p["prepared_xact_age"])
     try:
         result = hang_diagnosis.diagnose(p, policy=p["policy"], never_choose=p["never_choose"],
-                                    options=options).as_dict()
+                                          options=options).as_dict()
     except (ValueError, NotGreenplumError) as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(changed=False, **result)
