@@ -31,6 +31,20 @@ description:
     only for a primary whose mirror is proven not streaming, or by the operator's explicit
     O(force); the result says so with RV(durability_risk). The catalog is never touched; FTS
     sets C('*') again by itself when the mirror streams (after C(gprecoverseg))."
+  - "FTS first (O(path=auto)): where the FTS process runs, a switch-off is made by FTS itself.
+    On the primary, C(gp_fts_mark_mirror_down_grace_period) (read there, by FTS's message handler,
+    not on the coordinator) is set to 0 with C(ALTER SYSTEM) and reloaded, one
+    C(gp_request_fts_probe_scan()) is requested on the coordinator, and the exact previous value is
+    restored (C(ALTER SYSTEM SET) to it when it came from C(postgresql.auto.conf), else
+    C(ALTER SYSTEM RESET)) and reloaded in a C(finally). FTS then marks the mirror down in the
+    catalog first and switches synchronous replication off second, the safe order. Only where FTS
+    cannot act (its process is known not to run, or the probe is not answered, or it did not mark
+    the mirror down) is the value written directly (RV(path) says which)."
+  - Every switch is a step of a plan (RV(plan)) with a reason code and a guard, carried out by
+    one executor (RV(outcomes)), the guard re-read on the primary right before the write; the
+    primary's C(synchronous_standby_names) must still be the value judged and the mirror's
+    walsender still not streaming (switch-off) or streaming and caught up (switch-on). A walsender
+    whose state this role cannot read is C(unknown) and never licenses a switch.
   - A double fault (primary down and its mirror down or not in sync) is reported in
     RV(needs_person) and never acted on. The coordinator (content -1) is refused, it ignores
     C(synchronous_standby_names); for a connected but stalled standby coordinator use
@@ -104,10 +118,33 @@ options:
       - Seconds between the two samples of O(standby_walsender).
     type: float
     default: 10
+  allow_sync_off:
+    description:
+      - With V(false), a switch-off is decided and shown in RV(plan) as a refusal with reason
+        C(not_allowed), never carried out; the run reports C(changed=false) and no warning about it.
+    type: bool
+    default: true
+  path:
+    description:
+      - How a switch-off is made. V(auto), FTS first where its process runs (or cannot be checked
+        from this host), the direct write where it is known not to run or did not act.
+        V(fts), FTS only (no direct write when it does not act). V(direct), the direct write
+        only, the catalog then still says the mirror is up until FTS marks it down.
+    type: str
+    choices: [auto, fts, direct]
+    default: auto
+  fts_probe_timeout:
+    description:
+      - Seconds the FTS probe of the FTS-first path may take; V(0) computes it from the
+        coordinator's FTS settings as M(gpops.greenplum.gp_fts_probe) does.
+    type: float
+    default: 0
 attributes:
   check_mode:
     support: full
-    description: Observes and decides, reports the statements it would run in RV(executed_queries), and changes nothing.
+    description:
+      - Observes and decides, returns the plan (RV(plan); RV(outcomes) all C(planned)), runs nothing,
+        reports C(changed=false) and warns only about the state as it is.
   diff_mode:
     support: full
     description: Shows each primary's C(synchronous_standby_names) before and after.
@@ -194,7 +231,14 @@ primaries:
       description: Commits on this primary are acknowledged without its mirror having them.
       type: bool
       sample: true
-    method: {description: "C(alter_system) or C(gp_replication_conf) when acting.", type: str, sample: alter_system}
+    method: {description: "C(alter_system) or C(gp_replication_conf) when written directly.", type: str, sample: alter_system}
+    path: {description: "C(fts) or C(direct) when switched off, else null.", type: str, sample: fts}
+    code: {description: "The decision's reason code.", type: str, sample: mirror_lost_commits_wait}
+    outcome: {description: "The last step's result for this primary, or null.", type: str, sample: done}
+    fts:
+      description: "FTS-first path, C(probe), C(grace_before), C(grace_after) (the grace period restored), C(mirror_status)."
+      type: dict
+      sample: {probe: {completed: true, seconds: 0.4}, grace_after: "30", mirror_status: d}
   sample:
     - content: 0
       dbid: 2
@@ -209,8 +253,56 @@ primaries:
       reason: "mirror dbid 5 is proven not streaming: its walsender state is absent (catalog status u, mode s)"
       durability_risk: true
       method: alter_system
+plan:
+  description:
+    - The typed plan (C(steps), C(refusals)); each step has C(action) (C(fts_mark_down), C(sync_off),
+      C(sync_on)), C(target), C(reason) (a stable code, e.g. C(mirror_lost_commits_wait)), C(why),
+      C(facts) and C(guard) (C(kind) C(mirror), C(setting) and C(walsender_state) judged, C(require));
+      each refusal C(target), C(reason) (e.g. C(not_allowed), C(mirror_state_unknown), C(double_fault)),
+      C(why), C(facts).
+  returned: when O(state) is set
+  type: dict
+  sample: {steps: [], refusals: [{target: "content 0 (dbid 2)", reason: not_allowed,
+           why: "switching synchronous replication off is not allowed here (allow_sync_off is false)"}]}
+outcomes:
+  description:
+    - One per step run, the step with C(result) (C(done), C(skipped), C(failed), C(planned) in check
+      mode), C(detail), C(guard_failed) (a reason code), C(statement), C(at).
+  returned: when O(state) is set
+  type: list
+  elements: dict
+  sample: []
+path:
+  description: "C(fts) (FTS marked the mirror down, then switched sync off), C(direct), C(mixed), or null when nothing was switched off."
+  returned: when O(state) is set
+  type: str
+  sample: fts
+window:
+  description: Per content switched off, what window of lost commits remains (docs/mirror-loss.md).
+  returned: when O(state) is set
+  type: list
+  elements: str
+  sample: ["content 0: FTS marked mirror dbid 5 down before synchronous replication went off: ..."]
+switched_off:
+  description: Contents whose synchronous replication this run switched off (either path).
+  returned: when O(state) is set
+  type: list
+  elements: int
+  sample: [0]
+would_switch_off:
+  description: Contents a switch-off is planned for (check mode) or was refused for as not allowed.
+  returned: when O(state) is set
+  type: list
+  elements: int
+  sample: [0]
+sync_off:
+  description: Mirrored contents whose C(synchronous_standby_names) is empty now, after the run.
+  returned: when O(state) is set
+  type: list
+  elements: int
+  sample: [0]
 durability_risk:
-  description: True when synchronous replication is off on any mirrored primary looked at, after the run.
+  description: True when synchronous replication is off on any mirrored primary looked at, as it is after the run (check mode, as it is now).
   returned: always
   type: bool
   sample: true
@@ -221,12 +313,12 @@ needs_person:
   elements: dict
   sample: [{content: 1, reason: "double fault on content 1: ..."}]
 executed_queries:
-  description: What was run (or, in check mode, would be run), prefixed with the node.
+  description: What was run (nothing in check mode, see RV(plan)), prefixed with the target.
   returned: always
   type: list
   elements: str
-  sample: ["content 0 (dbid 2, sdw1:7002): ALTER SYSTEM SET synchronous_standby_names = ''",
-           "content 0 (dbid 2, sdw1:7002): SELECT pg_catalog.pg_reload_conf()"]
+  sample: ["content 0 (dbid 2): ALTER SYSTEM SET synchronous_standby_names = ''",
+           "content 0 (dbid 2): SELECT pg_catalog.pg_reload_conf()"]
 actions:
   description:
     - Human lines, one per primary switched (or, in check mode, to be switched), needing a
@@ -258,14 +350,18 @@ standby_walsender:
            reason: "no flush/replay progress for 10.0 s ...", coordinator_waiters: []}
 """
 
+import dataclasses
 import time
 
-from ansible_collections.gpops.greenplum.plugins.module_utils.collect import topology as catalog
+from ansible_collections.gpops.greenplum.plugins.module_utils.act import executor, fts_probe
 from ansible_collections.gpops.greenplum.plugins.module_utils.act import sync_replication_switch as replication
+from ansible_collections.gpops.greenplum.plugins.module_utils.analyse.hang_diagnosis import fts_process_running
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect import topology as catalog
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan.reasons import Reason
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect import sql
 from ansible_collections.gpops.greenplum.plugins.module_utils.plan import sync_replication
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import (
-    GpConnectionError, NotGreenplumError, connect, describe_node, query, server_info)
+    GpConnectionError, NotGreenplumError, connect, query, server_info)
 from ansible_collections.gpops.greenplum.plugins.module_utils.common.module_base import gp_module
 from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import (
     COORDINATOR_CONTENT, Backend)
@@ -285,6 +381,8 @@ def _validate(module):
         bad = "wait_timeout must be a number of seconds > 0, got %r" % p["wait_timeout"]
     if bad is None and p["stall_threshold"] <= 0:
         bad = "stall_threshold must be a number of seconds > 0, got %r" % p["stall_threshold"]
+    if bad is None and not 0 <= p["fts_probe_timeout"] < float("inf"):
+        bad = "fts_probe_timeout must be a number of seconds >= 0 (0: computed), got %r" % p["fts_probe_timeout"]
     if bad is None and p["force"] and p["state"] != "off":
         bad = "force applies to state=off only (it never switches on a mirror that does not stream)"
     if bad:
@@ -357,35 +455,97 @@ def _plan(module, server, targets):
             unreachable_reason=unreachable.get(content), mirror_alive=alive.get(content),
             before=setting, after=setting,
             replication=rep.as_dict(), syncrep_waiters=waiters, waiters_after=[],
-            verdict=decision.verdict, reason=decision.reason, value=decision.value,
-            durability_risk=decision.durability_risk, method=None, _primary=primary))
+            verdict=decision.verdict, reason=decision.reason, code=decision.as_dict()["code"],
+            durability_risk=decision.durability_risk, method=None, path=None, outcome=None,
+            _pair=pair, _decision=decision))
     return entries, unreachable
 
 
-def _act(module, server, entry, executed, failures):
+def _noted(selected):
+    """A refusal matters where commits wait or where the operator named the primary; on
+    every healthy primary of a cluster-wide run it is only noise."""
+    def noted(pair, decision, waiters):
+        return decision.verdict != sync_replication.REFUSE or bool(waiters) or selected
+    return noted
+
+
+def _fts_running(segments):
+    coordinator = catalog.coordinator(segments)
+    return fts_process_running(coordinator.port, coordinator.datadir) if coordinator else None
+
+
+def _execute(module, server, segments, entries, plan):
+    """Run the plan's steps with the executor. FTS first: an ``fts_mark_down`` step whose
+    FTS did not act (probe not answered, mirror not marked down) is followed, with
+    ``path: auto``, by the direct ``sync_off`` step for the same content (its own guard
+    re-checked); once FTS did not answer a probe, the remaining contents go direct."""
     p = module.params
-    primary = entry.pop("_primary")
-    method = replication.choose_method(p["method"], server, entry["before"], primary.datadir)
-    entry["method"] = method
-    node = describe_node(primary)
-    if module.check_mode:
-        executed.extend("%s: %s" % (node, q) for q in replication.switch_statements(
-            method, entry["value"], primary.datadir))
-        entry["after"] = dict(entry["before"], setting=entry["value"])
-        return
-    try:
-        done = replication.switch_primary(p, server, primary, method, entry["value"], p["wait_timeout"])
-    except Exception as exc:
-        failures.append("%s: switching to %r failed, nothing else done there: %s"
-                        % (node, entry["value"], " ".join(str(exc).split())))
-        return
-    executed.extend("%s: %s" % (node, q) for q in done["executed_queries"])
-    entry["after"] = done["after"]
-    entry["waiters_after"] = [b.pid for b in done["waiters_after"]]
-    if not done["applied"]:
-        failures.append("%s: synchronous_standby_names is still %r after %s and reload (source %s): "
-                        "another configuration file overrides it"
-                        % (node, done["after"]["setting"], method, done["after"]["sourcefile"]))
+    by_content = {e["content"]: e for e in entries}
+    primaries = {c: e["_pair"].primary for c, e in by_content.items()}
+    mirrors = {c: e["_pair"].mirror for c, e in by_content.items()}
+    methods = {c: replication.choose_method(p["method"], server, e["before"], primaries[c].datadir)
+               for c, e in by_content.items()}
+    details = {}
+    settings = {}
+    if any(s.action == "fts_mark_down" for s in plan.steps) and not module.check_mode:
+        conn = connect(p, server=server)
+        try:
+            settings = fts_probe.fts_settings(conn)
+        finally:
+            conn.close()
+    probe_timeout = p["fts_probe_timeout"] or (fts_probe.probe_timeout(settings) if settings else 0)
+    runners = {
+        "sync_off": replication.switch_runner(p, server, primaries, methods, p["wait_timeout"], details),
+        "sync_on": replication.switch_runner(p, server, primaries, methods, p["wait_timeout"], details),
+        "fts_mark_down": fts_probe.fts_mark_down_runner(p, server, primaries, mirrors, probe_timeout,
+                                                        p["wait_timeout"], details)}
+    outcomes = []
+    fts_answering = True
+    for step in plan.steps:
+        content = step.guard.facts["content"]
+        if step.action == "fts_mark_down" and not fts_answering and p["path"] == "auto":
+            step = dataclasses.replace(step, action="sync_off", facts=dict(
+                step.facts, path=sync_replication.PATH_DIRECT,
+                fallback="FTS did not answer a probe earlier in this run"))
+        outcome = executor.run_step(step, runners, module.check_mode)
+        outcomes.append(outcome)
+        if step.action == "fts_mark_down" and outcome.result == "failed":
+            probe = details.get(content, {}).get("probe") or {}
+            fts_answering = fts_answering and bool(probe.get("completed"))
+            if p["path"] == "auto":
+                direct = dataclasses.replace(step, action="sync_off", facts=dict(
+                    step.facts, path=sync_replication.PATH_DIRECT, fallback=outcome.detail))
+                details.setdefault(content, {})["fts_outcome"] = outcome.as_dict()
+                outcome = executor.run_step(direct, runners, module.check_mode)
+                outcomes.append(outcome)
+                step = direct
+        entry = by_content[content]
+        info = details.get(content, {})
+        entry.update(method=methods[content] if step.action != "fts_mark_down" else None,
+                     path=step.facts.get("path"), outcome=outcome.result)
+        if outcome.result == "done":
+            entry["after"] = info.get("after", entry["after"])
+            entry["waiters_after"] = info.get("waiters_after", [])
+        for key in ("probe", "grace_before", "grace_after", "mirror_status"):
+            if key in info:
+                entry.setdefault("fts", {})[key] = info[key]
+    return outcomes
+
+
+def _window(entry):
+    """What window remains after this entry's switch-off (docs/mirror-loss.md)."""
+    if entry["path"] == sync_replication.PATH_FTS:
+        return ("content %d: FTS marked mirror dbid %d down before synchronous replication went off: a "
+                "crash of the primary now is a double fault, never a promotion of the stale mirror; "
+                "commits are acknowledged without a mirror copy until gprecoverseg"
+                % (entry["content"], entry["mirror"]["dbid"]))
+    mirror = entry["mirror"]
+    if mirror is None:
+        return "content %d has no mirror: nothing is traded" % entry["content"]
+    return ("content %d: the catalog still says mirror dbid %d is up and in sync until FTS marks it "
+            "down (its grace period from the walsender's disconnect, then its next probe): a crash of "
+            "this primary meanwhile lets FTS promote a mirror that lacks the commits acknowledged "
+            "since the switch" % (entry["content"], mirror["dbid"]))
 
 
 def _standby_walsender(module):
@@ -423,7 +583,10 @@ def main():
              method=dict(type="str", choices=list(replication.METHODS), default="auto"),
              wait_timeout=dict(type="float", default=10.0),
              standby_walsender=dict(type="str", choices=["check", "terminate"]),
-             stall_threshold=dict(type="float", default=10.0)),
+             stall_threshold=dict(type="float", default=10.0),
+             allow_sync_off=dict(type="bool", default=True),
+             path=dict(type="str", choices=list(sync_replication.PATHS), default="auto"),
+             fts_probe_timeout=dict(type="float", default=0.0)),
         mutually_exclusive=[["content", "dbid"]],
         required_one_of=[["state", "standby_walsender"]])
     _validate(module)
@@ -442,31 +605,54 @@ def main():
     if p["state"]:
         entries, unreachable = _plan(module, server, _targets(module, segments))
         selected = p["content"] is not None or p["dbid"] is not None
+        path = sync_replication.choose_path(
+            p["path"], _fts_running(segments) if p["path"] == "auto" else None)
+        plan = sync_replication.build_plan(
+            [(e["_pair"], e["_decision"], e["syncrep_waiters"]) for e in entries],
+            allow_sync_off=p["allow_sync_off"], path=path, noted=_noted(selected),
+            max_lag_bytes=p["max_lag_bytes"])
+        outcomes = _execute(module, server, segments, entries, plan)
+        not_allowed = {r.facts["content"] for r in plan.refusals if r.reason == Reason.NOT_ALLOWED}
         for entry in entries:
-            if entry["verdict"] in (sync_replication.SWITCH_OFF, sync_replication.SWITCH_ON):
-                _act(module, server, entry, result["executed_queries"], failures)
-            entry.pop("_primary", None)
-            entry.pop("value")
-            # A refusal matters where commits wait or where the operator named the primary;
-            # on every healthy primary of a cluster-wide run it is only noise.
+            entry.pop("_pair")
+            entry.pop("_decision")
+            if entry["content"] in not_allowed:
+                entry["reason"] = "not allowed (allow_sync_off is false): " + entry["reason"]
             noted = entry["verdict"] not in (sync_replication.KEEP, sync_replication.REFUSE) or (
                 entry["verdict"] == sync_replication.REFUSE and (entry["syncrep_waiters"] or selected))
             if noted:
                 result["actions"].append(_line(entry))
             if noted or entry["syncrep_waiters"]:
                 result["summary"].append(_line(entry))
-        # Risk after the run: what the decisions left (check mode: would leave).
-        risky = [e["content"] for e in entries if e["durability_risk"]]
+        done = [o for o in outcomes if o.result == "done"]
+        switched = [o.step.guard.facts["content"] for o in done if o.step.action != "sync_on"]
+        for o in outcomes:
+            if o.result == "failed" and not any(d.step.guard.facts["content"] == o.step.guard.facts["content"]
+                                                for d in done):
+                failures.append("%s: %s" % (o.step.target, o.detail))
+        for o in outcomes:
+            if o.result != "planned":
+                result["executed_queries"].extend("%s: %s" % (o.step.target, q)
+                                                  for q in o.statement.split("; ") if q)
+        # Durability risk after the run: the settings as they are now (check mode: unchanged).
+        off_now = [e["content"] for e in entries
+                   if e["mirror"] is not None and e["reachable"]
+                   and not sync_replication.is_sync_on((e["after"] or {}).get("setting"))]
+        paths = sorted({e["path"] for e in entries if e["content"] in switched and e["path"]})
         result.update(
             primaries=entries, unreachable_nodes={str(k): v for k, v in unreachable.items()},
-            changed=any(e["verdict"] in (sync_replication.SWITCH_OFF, sync_replication.SWITCH_ON)
-                        and e["after"] != e["before"] for e in entries),
-            durability_risk=bool(risky),
+            plan=plan.as_dicts(), outcomes=[o.as_dict() for o in outcomes],
+            changed=bool(done), durability_risk=bool(off_now), sync_off=off_now,
+            switched_off=switched,
+            would_switch_off=sorted({s.guard.facts["content"] for s in plan.steps if s.action != "sync_on"}
+                                    | not_allowed),
+            path=paths[0] if len(paths) == 1 else ("mixed" if paths else None),
+            window=[_window(e) for e in entries if e["content"] in switched],
             needs_person=[{"content": e["content"], "reason": e["reason"]}
                           for e in entries if e["verdict"] == sync_replication.NEEDS_PERSON],
             diff=dict(before=_setting_text(entries, "before"), after=_setting_text(entries, "after")))
-        if risky:
-            module.warn(sync_replication.DURABILITY_WARNING.format(contents=", ".join(map(str, risky))))
+        if off_now:
+            module.warn(sync_replication.DURABILITY_WARNING.format(contents=", ".join(map(str, off_now))))
         for item in result["needs_person"]:
             module.warn("needs a person: " + item["reason"])
     if p["standby_walsender"]:

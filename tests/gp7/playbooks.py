@@ -2,7 +2,7 @@
 Greenplum 7 cluster of the tests: localhost is the one cluster host, the connection
 comes from the cluster's ``PG*`` variables.
 
-``run_playbook(gp, name, tmp_path, **extra_vars)`` returns a ``Play``: ``rc``, ``out``
+``run_playbook(gp, name, tmp_path, check=False, **extra_vars)`` (``check``: ``--check``) returns a ``Play``: ``rc``, ``out``
 (stdout + stderr), ``recap`` (ok/changed/unreachable/failed), ``report`` (the JSON
 report document when ``gp_report_dir`` was given, else None), ``stats`` (the
 ``gpops_health`` set_stats of health_check.yml, else None).
@@ -19,7 +19,7 @@ RECAP = re.compile(r"^localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d
 Play = collections.namedtuple("Play", "rc out recap report stats")
 
 
-def run_playbook(gp, name, tmp_path, env=None, timeout=300, **extra_vars):
+def run_playbook(gp, name, tmp_path, env=None, timeout=300, check=False, **extra_vars):
     inventory = os.path.join(str(tmp_path), "inventory")
     with open(inventory, "w") as f:
         f.write("[greenplum]\nlocalhost ansible_connection=local ansible_python_interpreter=%s\n"
@@ -33,7 +33,7 @@ def run_playbook(gp, name, tmp_path, env=None, timeout=300, **extra_vars):
     run_env.update(gp.env())
     run_env.update(env or {})
     proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
-                           "-i", inventory, "-e", json.dumps(extra_vars),
+                           "-i", inventory, "-e", json.dumps(extra_vars)] + (["--check"] if check else []) + [
                            os.path.join(ROOT, "playbooks", name)],
                           cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=timeout)
     out = proc.stdout + proc.stderr

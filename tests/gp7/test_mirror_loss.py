@@ -6,11 +6,17 @@ is stopped, and resolve_hang.yml (role gp_mirror_failure) releases it.
   and probes again, so the commit is released by the play itself, not by FTS's own schedule;
   afterwards the content runs without its mirror: verdict ``degraded`` (not ``hung``), and
   health_check.yml reports it and fails at its severity (high).
+- FTS first (default FTS, gp_sync_replication state=off): the primary's grace period is
+  lowered for one probe, FTS marks the mirror down and switches sync off itself, the commit
+  returns well before the 30 s grace period, and the grace period is back as it was.
+- Check mode and "not allowed" (FTS held back): the plan (a fts_mark_down step, or a
+  not_allowed refusal), changed false, no warning about a change; nothing changes.
 - FTS held back (gp_fts_probe_interval and gp_fts_mark_mirror_down_grace_period raised with
   gpconfig + gpstop -u): without gp_allow_sync_off the play does not switch and says so, the
-  commit keeps waiting; with it, the play switches primary 0's sync replication off and the
-  commit returns. When the mirror streams again, gp_sync_replication state=auto turns sync
-  replication back on (FTS, held back, would not).
+  commit keeps waiting; with it (path direct), the play switches primary 0's sync replication
+  off and the commit returns while the catalog still says the mirror is up: the second run
+  and health_check.yml report sync_replication_off (high). When the mirror streams again,
+  gp_sync_replication state=auto turns sync replication back on (FTS, held back, would not).
 """
 import time
 
@@ -46,6 +52,12 @@ def waiting_commit(gp, content0_id):
 
 def setting(gp, name):
     return gp.query("SELECT setting FROM pg_catalog.pg_settings WHERE name = %s", (name,))[0][0]
+
+
+def primary_setting(gp, name, content=0):
+    """(setting, source) of a setting on the acting primary of ``content`` (utility mode)."""
+    return tuple(gp.query("SELECT setting, source FROM pg_catalog.pg_settings WHERE name = %s",
+                          (name,), content=content)[0])
 
 
 def sync_names(gp, content):
@@ -103,6 +115,41 @@ def test_default_fts_grace_waited_commit_released_then_degraded(gp, content0_id,
     assert wait_for(gp.healthy, timeout=10)
 
 
+def test_fts_first_path_mirror_marked_down_commit_released_grace_restored(gp, content0_id):
+    before = primary_setting(gp, GRACE)
+    assert before == ("30", "default")
+    mirror = gp.node(0, "m")
+    stopped_at = time.monotonic()
+    s = waiting_commit(gp, content0_id)
+    res, = run_tasks([("gp_sync_replication", {"state": "off", "only_waiting": True})], env=gp.env())
+    released_after = time.monotonic() - stopped_at
+    assert not res.get("failed"), res
+    assert res["path"] == "fts" and res["switched_off"] == [0] and res["changed"] is True, res
+    step, = res["plan"]["steps"]
+    assert step["action"] == "fts_mark_down" and step["reason"] == "mirror_lost_commits_wait"
+    assert step["guard"]["kind"] == "mirror" and step["guard"]["setting"] == "*"
+    assert step["guard"]["walsender_state"] == "absent" and step["guard"]["require"] == "not_streaming"
+    outcome, = res["outcomes"]
+    assert outcome["result"] == "done" and "FTS marked mirror dbid %d down" % mirror["dbid"] in outcome["detail"]
+    assert s.result(5)[0] == "ok"
+    print("FTS-first: commit released %.1f s after the mirror stopped (grace 30 s)" % released_after)
+    assert released_after < 25, "released %.1f s after the mirror stopped" % released_after
+    # FTS itself marked the mirror down (the safe order) and switched sync off on the primary.
+    assert [n["status"] for n in gp.configuration() if n["dbid"] == mirror["dbid"]] == ["d"]
+    assert sync_names(gp, 0) == ""
+    # The grace period is back exactly (no line left in postgresql.auto.conf).
+    assert primary_setting(gp, GRACE) == before
+    entry = next(e for e in res["primaries"] if e["content"] == 0)
+    assert entry["fts"]["grace_after"] == "30" and entry["fts"]["mirror_status"] == "d"
+    assert any("FTS marked mirror dbid %d down before" % mirror["dbid"] in w for w in res["window"])
+    # Greenplum's own state now: mirror down, sync off; segment_down, not sync_replication_off.
+    after, = run_tasks([("gp_hang_info", {})], env=gp.env())
+    classes = {f["class"]: f for f in after["findings"] if f["severity"] != "info"}
+    assert set(classes) == {"segment_down"}, after["summary"]
+    assert classes["segment_down"]["evidence"]["synchronous_standby_names"] == ""
+    assert "durability traded" in classes["segment_down"]["remedy"]["text"]
+
+
 @pytest.fixture
 def fts_held_back(gp7):
     """gp_fts_probe_interval and the mirror-down grace period at 3600 s (gpconfig +
@@ -116,25 +163,70 @@ def fts_held_back(gp7):
     try:
         yield
     finally:
+        gp7.restart_stopped_mirrors()  # gpstop -u fails while a postmaster is stopped
         gpconfig(" && gpconfig ".join("-r %s" % n for n in names))
 
 
-def test_fts_held_back_switch_needs_gp_allow_sync_off_then_sync_back_on(gp, fts_held_back, content0_id,
-                                                                        tmp_path):
+def no_change_warning(out):
+    """No warning speaks of synchronous replication being off (nothing was switched)."""
+    return "synchronous replication is off on content" not in out
+
+
+def test_check_mode_and_not_allowed_plan_only_changed_false(gp, fts_held_back, content0_id, tmp_path):
     s = waiting_commit(gp, content0_id)
+    checked, refused = run_tasks([
+        ("gp_sync_replication", {"state": "off", "only_waiting": True}, True),
+        ("gp_sync_replication", {"state": "off", "only_waiting": True, "allow_sync_off": False})],
+        env=gp.env())
+    for res in (checked, refused):
+        assert not res.get("failed") and res["changed"] is False, res
+        assert res["durability_risk"] is False and res["switched_off"] == [] and res["executed_queries"] == []
+        assert not any("synchronous replication is off" in w for w in res.get("warnings", [])), res
+    step, = checked["plan"]["steps"]
+    assert step["action"] == "fts_mark_down" and step["reason"] == "mirror_lost_commits_wait"
+    assert [o["result"] for o in checked["outcomes"]] == ["planned"]
+    assert refused["plan"]["steps"] == [] and refused["outcomes"] == []
+    refusal, = refused["plan"]["refusals"]
+    assert refusal["reason"] == "not_allowed" and refusal["facts"]["option"] == "allow_sync_off"
+    assert refused["would_switch_off"] == [0]
 
-    play = run_playbook(gp, "resolve_hang.yml", tmp_path)
-    assert play.rc == 0 and play.recap["failed"] == 0, play.out[-4000:]
+    # The playbook: --check, then a real run without gp_allow_sync_off.
+    for extra in ({"_check": True}, {}):
+        play = run_playbook(gp, "resolve_hang.yml", tmp_path, check=extra.get("_check", False))
+        assert play.rc == 0 and play.recap["failed"] == 0, play.out[-4000:]
+        assert no_change_warning(play.out), play.out[-4000:]
+        assert "Switched synchronous replication off" not in play.out
+    assert play.recap["changed"] == 0, play.out[-4000:]
     assert "NOT switched off (gp_allow_sync_off is false): content 0" in play.out
-    assert "FTS's grace period (3600 s) ends at" in play.out and "not waited for the grace period" in play.out
     assert s.waiting(1), "the commit was released although nothing was allowed"
-    assert sync_names(gp, 0) == "*"
+    assert sync_names(gp, 0) == "*" and primary_setting(gp, GRACE)[0] == "3600"
 
-    play = run_playbook(gp, "resolve_hang.yml", tmp_path, gp_allow_sync_off=True)
+
+def test_fts_held_back_direct_switch_durability_finding_then_sync_back_on(gp, fts_held_back, content0_id,
+                                                                          tmp_path):
+    s = waiting_commit(gp, content0_id)
+    play = run_playbook(gp, "resolve_hang.yml", tmp_path, gp_allow_sync_off=True,
+                        gp_mirror_failure_path="direct")
     assert play.rc == 0 and play.recap["failed"] == 0, play.out[-4000:]
-    assert "Switched synchronous replication off on content 0: DURABILITY TRADED" in play.out
+    assert "Switched synchronous replication off on content 0 (path direct): DURABILITY TRADED" in play.out
+    assert "the catalog still says mirror dbid" in play.out
     assert s.result(10)[0] == "ok", "the commit still waits after the switch"
     assert sync_names(gp, 0) == ""
+    assert gp.node(0, "m")["status"] == "u"  # FTS held back: the catalog still says up
+
+    # The second run: nothing to do, and it says what durability was traded.
+    again = run_playbook(gp, "resolve_hang.yml", tmp_path, gp_report_dir=str(tmp_path / "again"))
+    assert again.rc == 0 and again.recap["failed"] == 0, again.out[-4000:]
+    assert "Durability traded (until gprecoverseg" in again.out, again.out[-4000:]
+    finding = next(f for f in again.report["findings"] if f["class"] == "sync_replication_off")
+    assert finding["severity"] == "high" and finding["evidence"]["content"] == 0
+    assert finding["remedy"]["module"] == "gpops.greenplum.gp_sync_replication"
+    assert "mirror_not_in_sync" not in [f["class"] for f in again.report["findings"]]
+    # The health job at its default severity fails on it.
+    check = run_playbook(gp, "health_check.yml", tmp_path)
+    cluster = check.stats["clusters"]["localhost"]
+    assert "sync_replication_off" in cluster["classes"] and cluster["highest_severity"] == "high"
+    assert check.rc != 0 and check.stats["failing"] == ["localhost"]
 
     # The mirror is back (FTS never marked it down: starting it is its recovery) and streams;
     # FTS, held back, leaves sync replication off: gp_sync_replication state=auto turns it on.
@@ -145,12 +237,13 @@ def test_fts_held_back_switch_needs_gp_allow_sync_off_then_sync_back_on(gp, fts_
     planned, done, again = run_tasks([("gp_sync_replication", {"state": "auto", "content": 0}, True),
                                       ("gp_sync_replication", {"state": "auto", "content": 0}),
                                       ("gp_sync_replication", {"state": "auto", "content": 0})], env=gp.env())
-    assert planned["changed"] is True and planned["durability_risk"] is False, planned
+    assert planned["changed"] is False and [s["action"] for s in planned["plan"]["steps"]] == ["sync_on"], planned
+    assert planned["plan"]["steps"][0]["reason"] == "mirror_streaming_again"
     assert done["changed"] is True and not done.get("failed"), done
     assert "ALTER SYSTEM SET synchronous_standby_names = '*'" in " ".join(done["executed_queries"])
     assert sync_names(gp, 0) == "*"
     assert wait_for(lambda: gp.query("SELECT sync_state FROM pg_catalog.pg_stat_replication WHERE "
                                      "application_name = 'gp_walreceiver'", content=0) == [("sync",)],
                     timeout=10)
-    assert again["changed"] is False
+    assert again["changed"] is False and again["durability_risk"] is False
     gp.query("INSERT INTO mloss VALUES (%s)", (content0_id,))  # commits with the mirror in sync

@@ -25,13 +25,14 @@ def sb(clean_cluster):
 
 
 def sync(sb, check=False, **args):
-    """The module run directly (JSON in, JSON out, as Ansible runs it): fast."""
-    return run_module("gp_sync_replication", dict(module_args(sb), **args), check=check)
+    """The module run directly (JSON in, JSON out, as Ansible runs it): fast. The direct
+    path (the FTS-first path is tested on real Greenplum 7, tests/gp7/test_mirror_loss.py)."""
+    return run_module("gp_sync_replication", dict(module_args(sb), path="direct", **args), check=check)
 
 
 def sync_play(sb, check=False, **args):
     """The module run by ansible-playbook (a one-task play)."""
-    return run_task("gp_sync_replication", dict(module_args(sb), **args), check=check)
+    return run_task("gp_sync_replication", dict(module_args(sb), path="direct", **args), check=check)
 
 
 def entry(result, content=CONTENT):
@@ -52,10 +53,12 @@ def test_mirror_loss_off_then_on(sb):
         assert commit.qd_pid in [w["qd_pid"] for w in waiting["waiters"]]
         assert all(w["waiting_seconds"] >= 0 for w in waiting["waiters"])
 
-        # Check mode: reports the switch, changes nothing.
+        # Check mode: the plan, nothing changed, changed false, no warning about a change.
         checked = sync_play(sb, check=True, state="off", content=CONTENT)
-        assert checked["changed"] is True and checked["durability_risk"] is True
-        assert any("ALTER SYSTEM SET synchronous_standby_names = ''" in q for q in checked["executed_queries"])
+        assert checked["changed"] is False and checked["durability_risk"] is False
+        assert checked["executed_queries"] == [] and not checked.get("warnings")
+        assert [(s["action"], s["reason"]) for s in checked["plan"]["steps"]] == [
+            ("sync_off", "mirror_lost_commits_wait")]
         assert entry(checked)["verdict"] == "switch_off" and entry(checked)["syncrep_waiters"]
         assert sync_setting(sb, CONTENT) == "*" and not commit.done
 
@@ -88,7 +91,8 @@ def test_mirror_loss_off_then_on(sb):
         assert wait_for(lambda: streaming(sb, CONTENT), 60)
         on = wait_for(lambda: (lambda r: r if entry(r)["verdict"] == "switch_on" else None)(
             sync(sb, check=True, state="on", content=CONTENT)), 30, 1)
-        assert on and on["changed"] is True and sync_setting(sb, CONTENT) == ""
+        assert on and on["changed"] is False and sync_setting(sb, CONTENT) == ""
+        assert [s["action"] for s in on["plan"]["steps"]] == ["sync_on"]
         restored = sync_play(sb, state="on", content=CONTENT)
         assert restored["changed"] is True and restored["durability_risk"] is False
         assert (entry(restored)["before"]["setting"], entry(restored)["after"]["setting"]) == ("", "*")
@@ -105,7 +109,8 @@ def test_streaming_mirror_is_never_switched_off_without_force(sb):
     assert sync(sb, state="auto")["changed"] is False
     # force, in check mode only: it would switch off, and nothing changes.
     forced = sync(sb, check=True, state="off", force=True, content=CONTENT)
-    assert forced["changed"] is True and entry(forced)["verdict"] == "switch_off"
+    assert forced["changed"] is False and entry(forced)["verdict"] == "switch_off"
+    assert [s["reason"] for s in forced["plan"]["steps"]] == ["forced_by_operator"]
     assert "forced" in entry(forced)["reason"]
     assert sync_setting(sb, CONTENT) == "*"
 

@@ -32,7 +32,8 @@ def test_role_probes_first_and_trades_durability_only_when_allowed(clean_cluster
         checked, proc = run_play(play(sb, gp_allow_sync_off=True), check=True)
         assert proc.returncode == 0, proc.stdout[-3000:]
         assert checked["fts_probe"]["fts_state"] == "check_mode"
-        assert checked["switched_off"] == [CONTENT] and checked["still_waiting"] == [CONTENT]
+        assert checked["switched_off"] == [] and checked["would_switch_off"] == [CONTENT]
+        assert checked["still_waiting"] == [CONTENT] and checked["durability_risk"] is False
         assert sync_setting(sb, CONTENT) == "*" and not commit.done
 
         denied, proc = run_play(play(sb))

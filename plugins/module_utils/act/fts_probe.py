@@ -13,6 +13,11 @@ probe changed in the catalog.
 - ``catalog_diff(before, after) -> list``: pure; per dbid changes of role,
   status, mode (and added/removed rows).
 - ``history_since(conn, after) -> list``: new ``gp_configuration_history`` rows.
+- ``fts_mark_down_runner(params, server, primaries, mirrors, probe_timeout, wait_timeout,
+  details)``: the executor's runner for the action ``fts_mark_down`` (FTS first): the
+  primary's ``gp_fts_mark_mirror_down_grace_period`` lowered to 0 for one probe, a probe
+  requested, the exact previous value restored in a ``finally``; FTS marks the mirror
+  down and then switches sync off itself.
 - ``grace_windows(conn, since, grace) -> dict``: when each lost mirror's grace period
   ends, from the primaries' FTS retry log lines (the walsender's disconnect time), else
   bounded by the first SyncRep wait; ``grace_from_rows`` is its pure part.
@@ -23,11 +28,14 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
+import os
 import re
 import time
 
+from ansible_collections.gpops.greenplum.plugins.module_utils.act import sync_replication_switch as switch
+from ansible_collections.gpops.greenplum.plugins.module_utils.act.executor import Outcome
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect import sql
-from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import query
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import connect, query
 
 try:
     import psycopg
@@ -209,3 +217,125 @@ def grace_windows(conn, since, grace, contents=None):
     now = server_now(conn)
     return {"grace_s": grace, "log_error": log_error,
             "contents": grace_from_rows(log_rows, syncrep_rows, grace, now, contents)}
+
+
+# FTS-first path (docs/mirror-loss.md#fts-first). The grace period is read where the FTS
+# message handler runs: on the PRIMARY (gp_replication.c, is_probe_retry_needed, a PGC_SIGHUP
+# GUC, guc_gp.c); the coordinator's value is never consulted. With it at 0 on that primary the
+# next probe gets no retry request, FTS marks the mirror down (ftsprobe.c, processResponse),
+# then sends SYNCREP_OFF and the primary writes synchronous_standby_names = '' itself.
+GRACE_GUC = "gp_fts_mark_mirror_down_grace_period"
+AUTO_CONF = "postgresql.auto.conf"
+# Seconds to wait until a reload is seen by the session and by a new backend (the FTS
+# handler is a new backend per probe, forked from the postmaster).
+RELOAD_WAIT_S = 5.0
+
+
+def _grace_row(conn):
+    rows = query(conn, sql.SETTING_WITH_SOURCE, (GRACE_GUC,))
+    return rows[0] if rows else None
+
+
+def _wait_setting(conn, expected, timeout, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        row = _grace_row(conn)
+        if (row or {}).get("setting") == expected or time.monotonic() >= deadline:
+            return (row or {}).get("setting")
+        time.sleep(interval)
+
+
+def restore_statement(previous):
+    """How to put ``gp_fts_mark_mirror_down_grace_period`` back exactly as it was:
+    ``ALTER SYSTEM SET`` to the previous value when it came from ``postgresql.auto.conf``,
+    else ``ALTER SYSTEM RESET`` (our line removed: ``postgresql.conf`` or the default
+    applies again). ``previous``: its ``pg_settings`` row {setting, source, sourcefile}.
+    Returns (Composed, text)."""
+    if os.path.basename(previous.get("sourcefile") or "") == AUTO_CONF:
+        return (sql.alter_system_set(GRACE_GUC, previous["setting"]),
+                "ALTER SYSTEM SET %s = '%s'" % (GRACE_GUC, previous["setting"]))
+    return sql.alter_system_reset(GRACE_GUC), "ALTER SYSTEM RESET %s" % GRACE_GUC
+
+
+def _lower_grace(params, server, primary, conn, executed):
+    """Grace 0 on the primary, reloaded, seen by this session and by a new backend."""
+    with conn.cursor() as cur:
+        cur.execute(sql.alter_system_set(GRACE_GUC, "0"))
+    query(conn, sql.RELOAD_CONF)
+    executed += ["ALTER SYSTEM SET %s = '0'" % GRACE_GUC, sql.RELOAD_CONF]
+    seen = _wait_setting(conn, "0", RELOAD_WAIT_S)
+    fresh = connect(params, host=primary.address, port=primary.port, utility=True, server=server)
+    try:
+        seen_new = _wait_setting(fresh, "0", RELOAD_WAIT_S)
+    finally:
+        fresh.close()
+    return seen == "0" and seen_new == "0"
+
+
+def _restore_grace(conn, previous, executed):
+    """Put the grace back (``restore_statement``), reload, wait until it is in effect.
+    Returns the value then in effect."""
+    statement, text = restore_statement(previous)
+    with conn.cursor() as cur:
+        cur.execute(statement)
+    query(conn, sql.RELOAD_CONF)
+    executed += [text, sql.RELOAD_CONF]
+    return _wait_setting(conn, previous["setting"], RELOAD_WAIT_S)
+
+
+def fts_mark_down_runner(params, server, primaries, mirrors, probe_timeout_s, wait_timeout, details):
+    """The runner of the action ``fts_mark_down``: make FTS mark the lost mirror down now.
+
+    On the step's primary (utility mode; ``primaries``/``mirrors``: {content:
+    SegmentConfig}): re-check the guard (``sync_replication_switch.guard_failure``), read
+    ``gp_fts_mark_mirror_down_grace_period`` (setting, source, sourcefile), set it to 0 and
+    reload; on the coordinator ``gp_request_fts_probe_scan()`` bounded by
+    ``probe_timeout_s``; in a ``finally`` the exact previous value back and reload. Then
+    the mirror's catalog row and the primary's ``synchronous_standby_names`` are read:
+    ``done`` when FTS marked the mirror down ('d'); ``failed`` when the probe was not
+    answered or FTS did not mark it down (the caller may then switch directly, its own
+    guard re-checked). ``details[content]``: {path, probe, grace_before, grace_after,
+    mirror_status, after, applied, waiters_after, executed_queries}. Raises
+    GpConnectionError or psycopg.Error (the executor makes them ``failed``)."""
+    def run(step):
+        content = step.guard.facts["content"]
+        primary, mirror = primaries[content], mirrors[content]
+        executed = []
+        info = details.setdefault(content, {})
+        info.update(path="fts", executed_queries=executed)
+        conn = connect(params, host=primary.address, port=primary.port, utility=True, server=server)
+        try:
+            failed = switch.guard_failure(conn, step)
+            if failed is not None:
+                return Outcome.skipped(step, failed[0], **failed[1])
+            previous = _grace_row(conn)
+            if previous is None or previous.get("setting") is None:
+                return Outcome.failed(step, "%s cannot be read on the primary" % GRACE_GUC)
+            info["grace_before"] = dict(previous)
+            try:
+                info["grace_lowered"] = _lower_grace(params, server, primary, conn, executed)
+                coordinator = connect(params, server=server)
+                try:
+                    info["probe"] = request_probe(coordinator, probe_timeout_s)
+                    executed.append(sql.REQUEST_FTS_PROBE)
+                    status = query(coordinator, sql.SEGMENT_STATUS, (mirror.dbid,))
+                finally:
+                    coordinator.close()
+            finally:
+                info["grace_after"] = _restore_grace(conn, previous, executed)
+            info["mirror_status"] = status[0]["status"] if status else None
+            if info["mirror_status"] != "d":
+                why = (info["probe"]["error"] if not info["probe"]["completed"] else
+                       "the probe completed but mirror dbid %d is still '%s' in the catalog"
+                       % (mirror.dbid, info["mirror_status"]))
+                return Outcome.failed(step, "FTS did not mark the mirror down: %s" % why, "; ".join(executed))
+            after = switch.wait_applied(conn, "", wait_timeout)
+            waiting = switch.wait_released(conn, content, wait_timeout) if after["setting"] == "" else []
+        finally:
+            conn.close()
+        info.update(after=after, applied=after["setting"] == "", waiters_after=[b.pid for b in waiting])
+        return Outcome.done(step, "FTS marked mirror dbid %d down (probe %.1f s) and synchronous_standby_names "
+                            "is %r; %s restored to %s" % (
+                                mirror.dbid, info["probe"]["seconds"], after["setting"], GRACE_GUC,
+                                info["grace_after"]), "; ".join(executed))
+    return run

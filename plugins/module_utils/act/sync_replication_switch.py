@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Observe and switch a primary's synchronous replication the way FTS does.
 
-Acting side of ``syncrep.py`` (which decides). Every function here does one
+Acting side of ``plan/sync_replication.py`` (which decides). Every function here does one
 thing over a connection made by ``connection.connect`` (timeouts included):
 
 - ``observe_primary(conn, content)``: the primary's setting, the
@@ -18,10 +18,14 @@ thing over a connection made by ``connection.connect`` (timeouts included):
 - ``wait_applied(conn, value, timeout)``: poll until the setting is in effect.
 - ``walsender_sample(conn)`` / ``terminate_walsender(conn, pid)``: the
   coordinator's walsender serving the standby coordinator.
-- ``observe_primaries(params, server, primaries, timeout)``,
-  ``mirrors_alive(params, server, mirrors, timeout)`` and
-  ``switch_primary(params, server, primary, method, value, wait_timeout)``: the
-  above over utility-mode connections, in parallel and bounded.
+- ``guard_failure(conn, step)``: the step's ``mirror`` guard re-read on the primary
+  just before the write: ``None`` when it holds, else ``(Reason, facts)``.
+- ``switch_runner(params, server, primaries, methods, wait_timeout, details)``: the
+  executor's runner for the actions ``sync_off`` and ``sync_on``
+  (``act/executor.execute``): guard, write, reload, wait; what it saw in ``details``.
+- ``observe_primaries(params, server, primaries, timeout)`` and
+  ``mirrors_alive(params, server, mirrors, timeout)``: the above over utility-mode
+  connections, in parallel and bounded.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -35,7 +39,9 @@ import time
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect import sql
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import (
     GpConnectionError, connect, query, run_on_nodes)
+from ansible_collections.gpops.greenplum.plugins.module_utils.act.executor import Outcome
 from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import Backend
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan.reasons import Reason
 from ansible_collections.gpops.greenplum.plugins.module_utils.plan.sync_replication import (
     GP_WALRECEIVER_APPNAME, Replication, gp_replication_conf_text, is_syncrep_wait)
 
@@ -210,19 +216,77 @@ def mirrors_alive(params, server, mirrors, timeout):
     return {m.content: found.get(m.content) for m in mirrors}
 
 
-def switch_primary(params, server, primary, method, value, wait_timeout):
-    """Switch one primary (``SegmentConfig``) to ``value`` with ``method``, wait until
-    the setting is in effect and the SyncRep waiters are released (each at most
-    ``wait_timeout`` seconds). Returns {executed_queries, after: setting row,
-    applied: bool, waiters_after: [Backend]}. Raises GpConnectionError, psycopg.Error
-    or OSError (nothing else is done after a failure)."""
-    conn = connect(params, host=primary.address, port=primary.port, utility=True, server=server)
-    try:
-        executed = apply_switch(conn, method, value, primary.datadir)
-        after = wait_applied(conn, value, wait_timeout)
-        applied = after["setting"] == value
-        waiting = wait_released(conn, primary.content, wait_timeout) if applied and value == "" else []
-        return {"executed_queries": executed, "after": after, "applied": applied,
-                "waiters_after": waiting}
-    finally:
-        conn.close()
+def replication_now(conn):
+    """The mirror's walsender on the primary of ``conn``, read now (``Replication``)."""
+    head = query(conn, sql.NOW_AND_SERVER_VERSION_NUM)[0]
+    return Replication.from_rows(query(conn, sql.replication_positions(head["server_version_num"]),
+                                       (GP_WALRECEIVER_APPNAME,)))
+
+
+def guard_failure(conn, step):
+    """Re-read the facts of ``step.guard`` (kind ``mirror``) on the primary of ``conn``
+    (utility mode), right before the write: ``synchronous_standby_names`` must still be
+    ``guard.setting``; the mirror's walsender must still be known and, per
+    ``guard.require``, not streaming (``not_streaming``), streaming with a flush lag of
+    at most ``max_lag_bytes`` (``streaming``), or anything (``any``: forced, or no
+    mirror). Returns None when it holds, else ``(Reason, facts)`` for
+    ``Outcome.skipped``. ``ALTER SYSTEM`` cannot run in a transaction block, so the
+    re-read is the statement just before it on the same connection (docs/safety.md)."""
+    guard = step.guard.facts
+    content = guard["content"]
+    setting = read_setting(conn)["setting"]
+    if setting != guard["setting"]:
+        return Reason.GUARD_SETTING_CHANGED, dict(setting="synchronous_standby_names", content=content,
+                                                  expected=guard["setting"], now=setting)
+    require = guard.get("require", "not_streaming")
+    if require == "any":
+        return None
+    rep = replication_now(conn)
+    if not rep.known:
+        return Reason.GUARD_MIRROR_CHANGED, dict(content=content, detail="its walsender's state "
+                                                 "cannot be read now (unknown)")
+    if require == "not_streaming" and rep.streaming:
+        return Reason.GUARD_MIRROR_CHANGED, dict(content=content, detail="its walsender streams again "
+                                                 "(pid %s)" % rep.pid)
+    if require == "streaming":
+        limit = guard.get("max_lag_bytes") or 0
+        if not rep.streaming or rep.lag_bytes is None or rep.lag_bytes > limit:
+            return Reason.GUARD_MIRROR_CHANGED, dict(content=content, detail="walsender %s, lag %s bytes "
+                                                     "(> %d)" % (rep.state_text, rep.lag_bytes, limit))
+    return None
+
+
+def switch_runner(params, server, primaries, methods, wait_timeout, details):
+    """The runner of the actions ``sync_off`` and ``sync_on``: connect to the step's
+    primary (``primaries``: {content: SegmentConfig}) in utility mode, check the guard
+    (``guard_failure``), write ``step.facts['value']`` with ``methods[content]``, reload,
+    wait until in effect and (switch-off) the SyncRep waiters are gone, each at most
+    ``wait_timeout`` s. ``details[content]`` gets {after, applied, waiters_after,
+    executed_queries}. Returns an ``Outcome``; raises GpConnectionError, psycopg.Error or
+    OSError (the executor makes them ``failed``)."""
+    def run(step):
+        content = step.guard.facts["content"]
+        primary = primaries[content]
+        value = step.facts["value"]
+        conn = connect(params, host=primary.address, port=primary.port, utility=True, server=server)
+        try:
+            failed = guard_failure(conn, step)
+            if failed is not None:
+                return Outcome.skipped(step, failed[0], **failed[1])
+            executed = apply_switch(conn, methods[content], value, primary.datadir)
+            after = wait_applied(conn, value, wait_timeout)
+            applied = after["setting"] == value
+            waiting = wait_released(conn, content, wait_timeout) if applied and value == "" else []
+        finally:
+            conn.close()
+        details[content] = {"after": after, "applied": applied, "executed_queries": executed,
+                            "waiters_after": [b.pid for b in waiting]}
+        if not applied:
+            return Outcome.failed(step, "synchronous_standby_names is still %r after %s and reload "
+                                  "(source %s): another configuration file overrides it"
+                                  % (after["setting"], methods[content], after["sourcefile"]),
+                                  "; ".join(executed))
+        return Outcome.done(step, "synchronous_standby_names = %r in effect%s" % (
+            value, "; still waiting in SyncRep: pids %s" % [b.pid for b in waiting] if waiting else ""),
+            "; ".join(executed))
+    return run

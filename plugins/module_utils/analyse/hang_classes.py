@@ -58,7 +58,7 @@ CLASSES = (
     "global_deadlock", "blocking_chain", "syncrep_wait", "segment_down", "mirror_not_in_sync",
     "node_unreachable", "fts_not_running", "fts_not_probing", "orphaned_prepared_xact",
     "twophase_commit_retry", "stuck_qe", "resource_queue_wait", "segment_restarted",
-    "long_idle_in_transaction", "gdd_status",
+    "long_idle_in_transaction", "gdd_status", "sync_replication_off",
 )
 
 # Greenplum defaults (guc_gp.c; verified on GP7.0, docs/greenplum-internals.md#defaults).
@@ -130,6 +130,9 @@ class ClusterFacts:
     state (``R``, ``S``, ``D``, ``T``, ...) of a QE named by ``stuck_qe_candidates``,
     read on the host running the module; ``unknown`` when it could not be read or the
     process there is not that QE (another host); missing when not looked at.
+    ``sync_standby_names``: content -> each acting primary's
+    ``synchronous_standby_names`` (``gp_toolkit.gp_param_setting``); None when not read
+    (unknown: no finding is made from it).
     ``errors``: fact name -> why it could not be read.
     """
 
@@ -139,6 +142,7 @@ class ClusterFacts:
     resqueue_locks: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
     process_states: Dict[Any, str] = dataclasses.field(default_factory=dict)
     errors: Dict[str, str] = dataclasses.field(default_factory=dict)
+    sync_standby_names: Optional[Dict[int, str]] = None
 
     def setting(self, name):
         # type: (str) -> str
@@ -153,6 +157,8 @@ class ClusterFacts:
             "resqueue_locks": [dict(r) for r in self.resqueue_locks],
             "process_states": {"%s:%s" % k: v for k, v in sorted(self.process_states.items())},
             "errors": dict(self.errors),
+            "sync_standby_names": None if self.sync_standby_names is None
+            else {str(k): v for k, v in sorted(self.sync_standby_names.items())},
         }
 
 
@@ -323,6 +329,31 @@ def _coordinator_syncrep_finding(waiters):
                 "the waiting sessions.", module="gp_sync_replication"))
 
 
+def _sync_off_finding(content, mirror, walsender):
+    """Synchronous replication off on a primary whose mirror the catalog calls up: the
+    durability traded (docs/mirror-loss.md#durability-traded). ``high`` while the mirror
+    does not stream (the catalog still says up, so a crash of the primary lets FTS promote
+    a mirror lacking the commits acknowledged meanwhile), ``medium`` once it streams
+    again (commits are asynchronous until '*' is back)."""
+    streaming = walsender == "streaming"
+    brief = {"content": content, "dbid": mirror.dbid, "role": mirror.role, "status": mirror.status,
+             "mode": mirror.mode, "hostname": mirror.hostname, "port": mirror.port}
+    return Finding(
+        "sync_replication_off", "medium" if streaming else "high",
+        "content %d: synchronous replication is off (synchronous_standby_names = '') while the "
+        "catalog says mirror dbid %d is up (%s/%s) and its walsender is %s: commits are "
+        "acknowledged without the mirror%s"
+        % (content, mirror.dbid, mirror.status, mirror.mode, walsender or "absent",
+           "; it streams again, they are asynchronous until '*' is back" if streaming else
+           "; a crash of this primary now lets FTS promote a mirror that lacks them"),
+        {"content": content, "mirror": brief, "synchronous_standby_names": "",
+         "walsender_state": walsender, "durability_traded": True},
+        _remedy("Bring the mirror back (gprecoverseg; a mirror only stopped can be started), then "
+                "switch synchronous replication on once it streams: gp_sync_replication state=auto "
+                "(FTS also sets '*' when it next probes a streaming mirror).",
+                module="gp_sync_replication", state="auto"))
+
+
 def _mirror_loss(index, facts, options):
     """syncrep_wait, segment_down and mirror_not_in_sync from one reading of the catalog
     and the SyncRep waiters (``syncrep.mirror_loss_findings``), with the walsender state
@@ -335,6 +366,14 @@ def _mirror_loss(index, facts, options):
     if loss["coordinator_waiters"]:
         findings.append(_coordinator_syncrep_finding(loss["coordinator_waiters"]))
     done = {w["content"] for w in loss["waiting_primaries"]}
+    pairs = pairs_by_content(snapshot.segments)
+    for content, names in sorted((facts.sync_standby_names or {}).items()):
+        mirror = (pairs.get(content) or {}).get("mirror")
+        if (names is None or names.strip() or mirror is None or mirror.status != "u"
+                or content in done or content in snapshot.unreachable):
+            continue
+        done.add(content)
+        findings.append(_sync_off_finding(content, mirror, _walsender(facts, content)))
     for d in loss["double_faults"]:
         done.add(d["content"])
         findings.append(Finding(
@@ -357,7 +396,10 @@ def _mirror_loss(index, facts, options):
             {"content": m["content"], "mirror": m, "failed_over": failed_over},
             _remedy("Recover the mirror with gprecoverseg (gprecoverseg -r then rebalances a "
                     "failed-over pair). Commits do not wait: FTS switched synchronous "
-                    "replication off on its primary.", module="gp_segment_info")))
+                    "replication off on its primary, so they are acknowledged without a mirror "
+                    "copy until the mirror is back (durability traded; FTS sets '*' again once "
+                    "it streams).", module="gp_segment_info")))
+        findings[-1].evidence["synchronous_standby_names"] = (facts.sync_standby_names or {}).get(m["content"])
     for m in loss["mirrors_not_in_sync"]:
         if m["content"] not in done:
             done.add(m["content"])
@@ -368,7 +410,7 @@ def _mirror_loss(index, facts, options):
     # The catalog says in sync but no walsender streams to the mirror: FTS has not acted yet
     # (grace period, or FTS paused), and the next commit on that primary will wait. A
     # primary that did not answer is node_unreachable: its walsender state says nothing.
-    for content, pair in sorted(pairs_by_content(snapshot.segments).items()):
+    for content, pair in sorted(pairs.items()):
         mirror = pair["mirror"]
         if (mirror is None or content in done or content in snapshot.unreachable
                 or mirror.status != "u" or mirror.mode != "s"

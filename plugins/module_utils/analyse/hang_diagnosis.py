@@ -15,7 +15,8 @@
 - ``collect_facts(params, timeout) -> hang_classes.ClusterFacts``: on the coordinator
   (one connection from ``connection.connect``, so with ``statement_timeout`` and
   ``lock_timeout``): the settings in ``SETTINGS`` (``pg_settings``), the
-  mirrors' walsender states (``gp_stat_replication``) and, only when
+  mirrors' walsender states (``gp_stat_replication``), each primary's
+  ``synchronous_standby_names`` (``gp_toolkit.gp_param_setting``) and, only when
   ``gp_resource_manager`` is ``queue``, ``gp_toolkit.gp_locks_on_resqueue``
   (both in docs/greenplum-internals.md#resource-queues). Whatever could not be read is
   named in ``ClusterFacts.errors`` and left unknown, never guessed.
@@ -74,6 +75,7 @@ def _statements(facts_so_far):
     view only where queues queue (``gp_resource_manager = 'queue'``)."""
     yield "settings", sql.SETTINGS_BY_NAME, (list(SETTINGS),)
     yield "replication", sql.GP_REPLICATION_STATES, None
+    yield "sync_standby_names", sql.PRIMARY_SETTINGS, ("synchronous_standby_names",)
     if facts_so_far.setting("gp_resource_manager") == "queue":
         yield "resqueue_locks", sql.RESQUEUE_LOCKS, None
 
@@ -102,6 +104,8 @@ def collect_facts(params, timeout):
                 facts.settings = {r["name"]: str(r["setting"]) for r in rows}
             elif name == "replication":
                 facts.replication = _replication_states(rows)
+            elif name == "sync_standby_names":
+                facts.sync_standby_names = {int(r["content"]): r["setting"] for r in rows}
             else:
                 facts.resqueue_locks = [dict(r) for r in rows]
         else:

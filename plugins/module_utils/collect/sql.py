@@ -227,6 +227,41 @@ def alter_system_sync_standby_names_text(value):
     return "ALTER SYSTEM SET synchronous_standby_names = '%s'" % value
 
 
+SETTING_WITH_SOURCE = (
+    "SELECT setting, source, sourcefile FROM pg_catalog.pg_settings WHERE name = %s")
+"""One row ``(setting, source, sourcefile)`` of the bound setting name from
+``pg_catalog.pg_settings`` on the node of the connection (``sourcefile`` NULL for
+non-superusers), none for an unknown name."""
+
+
+def alter_system_set(name, value):
+    """``ALTER SYSTEM SET <name> = <value>`` (``psycopg.sql.Composed``; the name an
+    ``Identifier``, the value a ``Literal``: ``ALTER SYSTEM`` takes no parameter).
+    Writes ``postgresql.auto.conf`` of the node; takes effect after a reload."""
+    return pgsql.SQL("ALTER SYSTEM SET {} = {}").format(pgsql.Identifier(name), pgsql.Literal(value))
+
+
+def alter_system_reset(name):
+    """``ALTER SYSTEM RESET <name>`` (``Composed``): removes that one line of
+    ``postgresql.auto.conf``, so ``postgresql.conf`` or the default applies again."""
+    return pgsql.SQL("ALTER SYSTEM RESET {}").format(pgsql.Identifier(name))
+
+
+PRIMARY_SETTINGS = (
+    "SELECT paramsegment AS content, paramvalue AS setting"
+    " FROM gp_toolkit.gp_param_setting(%s) WHERE paramsegment >= 0")
+"""Rows ``(content, setting)``: the bound setting's value on every acting primary, asked
+on the coordinator. ``gp_toolkit.gp_param_setting`` evaluates it on each segment
+(``current_setting`` in a query on ``gp_dist_random`` is folded on the coordinator
+before dispatch and shows the coordinator's value; verified on GP7). Fails as a whole
+when a primary does not answer."""
+
+SEGMENT_STATUS = (
+    "SELECT dbid, content, role, status, mode FROM pg_catalog.gp_segment_configuration"
+    " WHERE dbid = %s")
+"""One row ``(dbid, content, role, status, mode)`` of the bound dbid in
+``pg_catalog.gp_segment_configuration``."""
+
 TERMINATE_WALSENDER = (
     "SELECT pg_catalog.pg_terminate_backend(pid) AS ok FROM pg_catalog.pg_stat_replication"
     " WHERE pid = %s AND application_name = %s")

@@ -73,6 +73,15 @@ class Reason(enum.Enum):
     GUARD_COMMIT_STATE_CHANGED = "guard_commit_state_changed"
     GUARD_NODELOCK_BACKEND_CHANGED = "guard_nodelock_backend_changed"
     GUARD_NO_LONGER_STALE = "guard_no_longer_stale"
+    # Synchronous replication (plan/sync_replication.py).
+    SYNC_ALREADY_AS_WANTED = "sync_already_as_wanted"
+    MIRROR_STREAMING = "mirror_streaming"
+    MIRROR_NOT_CAUGHT_UP = "mirror_not_caught_up"
+    NO_SYNCREP_WAITERS = "no_syncrep_waiters"
+    DOUBLE_FAULT = "double_fault"
+    NOT_APPLICABLE = "not_applicable"
+    NO_MIRROR_SYNC_ON = "no_mirror_sync_on"
+    FORCED_BY_OPERATOR = "forced_by_operator"
 
 
 MESSAGES = {
@@ -127,6 +136,14 @@ MESSAGES = {
                                        "the step was planned for {planned}",
     Reason.GUARD_NODELOCK_BACKEND_CHANGED: "the backend with pid {pid} named by row {key} is no longer the one judged",
     Reason.GUARD_NO_LONGER_STALE: "{path} is no longer proven stale (verdict now {verdict})",
+    Reason.SYNC_ALREADY_AS_WANTED: "content {content}: {detail}",
+    Reason.MIRROR_STREAMING: "content {content}: mirror {mirror} streams: {detail}",
+    Reason.MIRROR_NOT_CAUGHT_UP: "content {content}: mirror {mirror} has not caught up: {detail}",
+    Reason.NO_SYNCREP_WAITERS: "content {content}: no backend waits in SyncRep (only_waiting): {detail}",
+    Reason.DOUBLE_FAULT: "content {content}: {detail}",
+    Reason.NOT_APPLICABLE: "content {content}: {detail}",
+    Reason.NO_MIRROR_SYNC_ON: "content {content} has no mirror but synchronous replication is on: every commit waits",
+    Reason.FORCED_BY_OPERATOR: "content {content}: switched off by the operator (force) while mirror {mirror} streams",
 }
 
 

@@ -4,7 +4,9 @@
 """Mirror loss and synchronous replication: what is observed and what may be done.
 
 Pure functions only (no I/O): they take observed state and return data. The
-acting side is ``replication.py``; the FTS side is ``fts.py``.
+acting side is ``act/sync_replication_switch.py``; the FTS side is ``act/fts_probe.py``.
+``build_plan`` turns the decisions into a ``plan.steps.Plan`` (docs/safety.md,
+"Synchronous replication: what is proven before a switch").
 
 The invariant (modelled on Patroni's ``synchronous_mode_strict``, stated again
 in docs/mirror-loss.md and in every decision's ``durability_risk``):
@@ -12,6 +14,8 @@ in docs/mirror-loss.md and in every decision's ``durability_risk``):
 * a primary's synchronous replication is switched off only when its mirror is
   proven not streaming (``pg_stat_replication`` on the primary, read now, shows
   no walsender in state ``streaming`` for the mirror) or the operator forced it;
+  a walsender whose state this role cannot read (``pg_stat_replication`` columns NULL
+  without ``pg_read_all_stats``) is ``unknown`` and never licenses a switch;
 * it is switched on only when the mirror streams and has caught up;
 * the value written is exactly what FTS writes (``''`` or ``'*'``), never
   ``ALTER SYSTEM RESET`` (which deletes FTS's line:
@@ -35,6 +39,9 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import (
     COORDINATOR_CONTENT, Backend, SegmentConfig)
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan.reasons import Reason
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan.steps import (
+    Guard, Plan, Refusal, Step)
 
 SYNC_ON = "*"
 SYNC_OFF = ""
@@ -73,17 +80,35 @@ class Replication:
     ``gp_walreceiver``), or ``state`` None when there is none.
 
     ``flush_lag_bytes``/``replay_lag_bytes``: ``pg_current_wal_lsn()`` minus the
-    mirror's flush/replay LSN, in bytes, as seen on the primary."""
+    mirror's flush/replay LSN, in bytes, as seen on the primary.
+
+    ``unknown``: the mirror's walsender exists but its state could not be read (a role
+    without ``pg_read_all_stats`` sees ``pg_stat_replication`` rows of other users'
+    processes with every column but ``pid``/``application_name`` NULL,
+    ``pg_stat_get_wal_senders`` in PostgreSQL's ``walsender.c``). Then ``streaming``
+    is False and ``known`` is False: nothing may be decided from it."""
 
     state: Optional[str] = None
     sync_state: Optional[str] = None
     pid: Optional[int] = None
     flush_lag_bytes: Optional[int] = None
     replay_lag_bytes: Optional[int] = None
+    unknown: bool = False
 
     @property
     def streaming(self):
         return self.state == "streaming"
+
+    @property
+    def known(self):
+        return not self.unknown
+
+    @property
+    def state_text(self):
+        """``streaming``, ``catchup``..., ``absent`` (no walsender) or ``unknown``."""
+        if self.unknown:
+            return "unknown"
+        return self.state or "absent"
 
     @property
     def lag_bytes(self):
@@ -95,6 +120,7 @@ class Replication:
     def as_dict(self):
         out = dataclasses.asdict(self)
         out["lag_bytes"] = self.lag_bytes
+        out["state_text"] = self.state_text
         return out
 
     @classmethod
@@ -115,7 +141,8 @@ class Replication:
             return None if value is None else int(value)
         return cls(state=row.get("state"), sync_state=row.get("sync_state"),
                    pid=row.get("pid"), flush_lag_bytes=_lag("flush_lag_bytes"),
-                   replay_lag_bytes=_lag("replay_lag_bytes"))
+                   replay_lag_bytes=_lag("replay_lag_bytes"),
+                   unknown=row.get("state") is None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,20 +176,24 @@ class SyncDecision:
     as wanted), ``refuse`` (not proven safe or not applicable), ``needs_person``
     (double fault or an inconsistent catalog). ``durability_risk`` is true when,
     once the decision is carried out, commits on this primary are acknowledged
-    without its mirror having them."""
+    without its mirror having them. ``code``: the ``reasons.Reason`` of the decision
+    (what reports and tests match on; ``reason`` is the sentence with the evidence)."""
 
     content: int
     verdict: str
     value: Optional[str]
     reason: str
     durability_risk: bool
+    code: Optional[Reason] = None
 
     @property
     def acts(self):
         return self.verdict in (SWITCH_OFF, SWITCH_ON)
 
     def as_dict(self):
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        out["code"] = self.code.value if self.code else None
+        return out
 
 
 def decide_sync(pair, state, force=False, max_lag_bytes=0):
@@ -181,40 +212,48 @@ def decide_sync(pair, state, force=False, max_lag_bytes=0):
     content = primary.content
     currently_on = is_sync_on(pair.setting)
 
-    def result(verdict, value, reason):
+    def result(verdict, value, reason, code):
         after_on = (value == SYNC_ON) if value is not None else currently_on
         risk = mirror is not None and not after_on
-        return SyncDecision(content, verdict, value, reason, risk)
+        return SyncDecision(content, verdict, value, reason, risk, code)
 
     if content == COORDINATOR_CONTENT:
         return result(REFUSE, None, "content -1 is the coordinator: it ignores "
                       "synchronous_standby_names (its standby is synchronous while its walsender "
-                      "streams); use standby_walsender for a stalled standby coordinator")
+                      "streams); use standby_walsender for a stalled standby coordinator", Reason.NOT_APPLICABLE)
     if primary.role != "p":
         return result(REFUSE, None, "dbid %d is not the acting primary of content %d (role %s)"
-                      % (primary.dbid, content, primary.role))
+                      % (primary.dbid, content, primary.role), Reason.NOT_APPLICABLE)
     if mirror is not None and mirror.role == "p":
         return result(NEEDS_PERSON, None, "content %d has two primaries in "
-                      "gp_segment_configuration (dbid %d and %d)" % (content, primary.dbid, mirror.dbid))
+                      "gp_segment_configuration (dbid %d and %d)" % (content, primary.dbid, mirror.dbid),
+                      Reason.DOUBLE_FAULT)
     if primary.status != "u" or not pair.primary_reachable:
         why = "is marked down" if primary.status != "u" else "does not answer"
         if mirror is None or mirror.status != "u" or mirror.mode != "s" or pair.mirror_alive is False:
             return result(NEEDS_PERSON, None, "double fault on content %d: primary dbid %d %s and "
                           "its mirror is %s; FTS cannot fail over; needs manual recovery"
-                          % (content, primary.dbid, why, _mirror_words(mirror, pair.mirror_alive)))
+                          % (content, primary.dbid, why, _mirror_words(mirror, pair.mirror_alive)),
+                          Reason.DOUBLE_FAULT)
         return result(REFUSE, None, "primary dbid %d %s; its mirror dbid %d is up and in sync, "
-                      "so FTS fails over to it; nothing to switch" % (primary.dbid, why, mirror.dbid))
+                      "so FTS fails over to it; nothing to switch" % (primary.dbid, why, mirror.dbid),
+                      Reason.NOT_APPLICABLE)
 
     if mirror is None:
         if state == "on":
             return result(REFUSE, None, "content %d has no mirror: there is nothing to replicate "
-                          "to synchronously" % content)
+                          "to synchronously" % content, Reason.NOT_APPLICABLE)
         if not currently_on:
             return result(KEEP, None, "content %d has no mirror and synchronous replication is "
-                          "off, as Greenplum keeps it" % content)
+                          "off, as Greenplum keeps it" % content, Reason.SYNC_ALREADY_AS_WANTED)
         return result(SWITCH_OFF, SYNC_OFF, "content %d has no mirror but synchronous_standby_names "
-                      "is %r: every commit would wait forever" % (content, pair.setting))
+                      "is %r: every commit would wait forever" % (content, pair.setting), Reason.NO_MIRROR_SYNC_ON)
 
+    if not rep.known:
+        # Unknown is never "not streaming" (and never "caught up"): no switch either way.
+        return result(REFUSE, None, "whether mirror dbid %d streams is unknown: its walsender's state "
+                      "in pg_stat_replication is NULL for this role (needs pg_read_all_stats or "
+                      "superuser); nothing is switched" % mirror.dbid, Reason.MIRROR_STATE_UNKNOWN)
     lag = rep.lag_bytes
     caught_up = rep.streaming and lag is not None and lag <= max_lag_bytes
     seen = "its walsender state is %s" % (rep.state or "absent (no walsender for the mirror)")
@@ -222,28 +261,30 @@ def decide_sync(pair, state, force=False, max_lag_bytes=0):
         state = "on" if caught_up else ("off" if not rep.streaming else None)
         if state is None:
             return result(KEEP, None, "mirror dbid %d streams but lags %s bytes (> %d): left as is"
-                          % (mirror.dbid, lag, max_lag_bytes))
+                          % (mirror.dbid, lag, max_lag_bytes), Reason.MIRROR_NOT_CAUGHT_UP)
     if state == "on":
         if not caught_up:
             return result(REFUSE, None, "mirror dbid %d has not caught up (%s, lag %s bytes, "
                           "max_lag_bytes %d): '*' now would make every commit wait"
-                          % (mirror.dbid, seen, lag, max_lag_bytes))
+                          % (mirror.dbid, seen, lag, max_lag_bytes), Reason.MIRROR_NOT_CAUGHT_UP)
         if currently_on:
             return result(KEEP, None, "synchronous replication is on and mirror dbid %d streams"
-                          % mirror.dbid)
+                          % mirror.dbid, Reason.SYNC_ALREADY_AS_WANTED)
         return result(SWITCH_ON, SYNC_ON, "mirror dbid %d streams and has caught up (lag %s bytes)"
-                      % (mirror.dbid, lag))
+                      % (mirror.dbid, lag), Reason.MIRROR_STREAMING_AGAIN)
     # state == "off"
     if rep.streaming and not force:
         return result(REFUSE, None, "mirror dbid %d is streaming: switching synchronous "
                       "replication off would give up durability for nothing (force: true to do it "
-                      "anyway; FTS would set '*' again at its next probe)" % mirror.dbid)
+                      "anyway; FTS would set '*' again at its next probe)" % mirror.dbid, Reason.MIRROR_STREAMING)
     proof = ("forced by the operator while the mirror streams" if rep.streaming
              else "mirror dbid %d is proven not streaming: %s (catalog status %s, mode %s)"
              % (mirror.dbid, seen, mirror.status, mirror.mode))
+    code = Reason.FORCED_BY_OPERATOR if rep.streaming else Reason.MIRROR_LOST_COMMITS_WAIT
     if not currently_on:
-        return result(KEEP, None, "synchronous replication is already off; " + proof)
-    return result(SWITCH_OFF, SYNC_OFF, proof)
+        return result(KEEP, None, "synchronous replication is already off; " + proof,
+                      Reason.SYNC_ALREADY_AS_WANTED)
+    return result(SWITCH_OFF, SYNC_OFF, proof, code)
 
 
 def require_waiters(decision, waiters):
@@ -253,9 +294,94 @@ def require_waiters(decision, waiters):
     if decision.verdict != SWITCH_OFF or waiters:
         return decision
     return dataclasses.replace(
-        decision, verdict=KEEP, value=None, durability_risk=False,
+        decision, verdict=KEEP, value=None, durability_risk=False, code=Reason.NO_SYNCREP_WAITERS,
         reason="no backend waits in SyncRep on content %d (only_waiting): left on; it would "
                "have been switched off because %s" % (decision.content, decision.reason))
+
+
+# Paths of a switch-off (docs/mirror-loss.md, "FTS first").
+PATH_FTS = "fts"
+PATH_DIRECT = "direct"
+PATHS = ("auto", PATH_FTS, PATH_DIRECT)
+SYNC_OFF_WHAT = "switching synchronous replication off"
+
+
+def choose_path(requested, fts_running):
+    # type: (str, Optional[bool]) -> str
+    """The path of a switch-off: ``fts`` (FTS marks the mirror down, then switches sync
+    off itself: the safe order) or ``direct`` (this collection writes
+    ``synchronous_standby_names = ''`` while the catalog still says the mirror is up).
+
+    ``requested``: ``auto`` | ``fts`` | ``direct``; ``fts_running``: whether the FTS
+    process runs (None: cannot tell from this host). ``auto`` is ``fts`` unless FTS is
+    known not to run; a probe FTS does not answer falls back to ``direct`` at execution.
+    Raises ValueError on another ``requested``."""
+    if requested not in PATHS:
+        raise ValueError("path must be one of %s, got %r" % (", ".join(PATHS), requested))
+    if requested != "auto":
+        return requested
+    return PATH_DIRECT if fts_running is False else PATH_FTS
+
+
+def switch_step(pair, decision, waiters, path=PATH_DIRECT, max_lag_bytes=0):
+    # type: (PairState, SyncDecision, List[Any], str, int) -> Step
+    """The ``Step`` carrying out an acting ``decision`` for ``pair``.
+
+    Actions: ``sync_off`` / ``sync_on`` (written directly on the primary) or
+    ``fts_mark_down`` (``path='fts'``: FTS made to mark the mirror down now). The
+    guard (kind ``mirror``) holds what was judged and must still hold right before
+    the write: the primary's ``synchronous_standby_names`` (``setting``), and the
+    mirror's walsender, not streaming (``require`` ``not_streaming``; ``any`` when the
+    operator forced it) or streaming with at most ``max_lag_bytes`` (``streaming``).
+    Raises ValueError for a decision that does not act."""
+    if not decision.acts:
+        raise ValueError("decision %s of content %d does not act" % (decision.verdict, decision.content))
+    primary, mirror, rep = pair.primary, pair.mirror, pair.replication
+    if decision.verdict == SWITCH_ON:
+        action, require = "sync_on", "streaming"
+    else:
+        action = "fts_mark_down" if path == PATH_FTS and mirror is not None else "sync_off"
+        require = "any" if decision.code in (Reason.FORCED_BY_OPERATOR, Reason.NO_MIRROR_SYNC_ON) \
+            else "not_streaming"
+    facts = {"content": primary.content, "mirror": "dbid %d" % mirror.dbid if mirror else "none",
+             "waiters": len(waiters), "value": decision.value, "path": path if action != "sync_on" else None,
+             "evidence": decision.reason}
+    guard = Guard("mirror", {
+        "content": primary.content, "primary_dbid": primary.dbid,
+        "mirror_dbid": mirror.dbid if mirror else None, "setting": pair.setting,
+        "walsender_state": rep.state_text, "require": require,
+        "max_lag_bytes": max_lag_bytes if require == "streaming" else None})
+    return Step(action, "content %d (dbid %d)" % (primary.content, primary.dbid), decision.code,
+                facts, guard)
+
+
+def build_plan(items, allow_sync_off=True, path=PATH_DIRECT, noted=None, max_lag_bytes=0):
+    # type: (Iterable[Any], bool, str, Optional[Any], int) -> Plan
+    """The ``Plan`` of one run: ``items`` are ``(pair, decision, waiters)``.
+
+    An acting decision becomes a step (``switch_step``), except a switch-off when
+    ``allow_sync_off`` is false: then a ``NOT_ALLOWED`` refusal (option
+    ``allow_sync_off``). ``refuse``/``needs_person`` decisions, and ``keep`` for lack of
+    waiters, become refusals with the decision's code when ``noted(pair, decision,
+    waiters)`` says so (default: always); a ``MIRROR_STATE_UNKNOWN`` or ``DOUBLE_FAULT``
+    refusal is always kept."""
+    steps, refusals = [], []
+    for pair, decision, waiters in items:
+        target = "content %d (dbid %d)" % (pair.primary.content, pair.primary.dbid)
+        facts = {"content": decision.content, "detail": decision.reason,
+                 "mirror": "dbid %d" % pair.mirror.dbid if pair.mirror else "none"}
+        if decision.acts:
+            if decision.verdict == SWITCH_OFF and not allow_sync_off:
+                refusals.append(Refusal(target, Reason.NOT_ALLOWED, dict(
+                    facts, what=SYNC_OFF_WHAT, option="allow_sync_off", planned_for=decision.code)))
+            else:
+                steps.append(switch_step(pair, decision, waiters, path, max_lag_bytes))
+            continue
+        refused = decision.verdict in (REFUSE, NEEDS_PERSON) or decision.code == Reason.NO_SYNCREP_WAITERS
+        always = decision.code in (Reason.MIRROR_STATE_UNKNOWN, Reason.DOUBLE_FAULT)
+        if refused and (always or noted is None or noted(pair, decision, waiters)):
+            refusals.append(Refusal(target, decision.code or Reason.NOT_APPLICABLE, facts))
+    return Plan(tuple(steps), tuple(refusals))
 
 
 def _mirror_words(mirror, alive):

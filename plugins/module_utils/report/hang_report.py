@@ -54,7 +54,7 @@ _SEVERITIES = ("critical", "high", "medium", "low", "info")
 # nothing waits because of them (a content served without its mirror, a mirror
 # resynchronising, FTS not running): at high severity they still make the cluster
 # degraded, not hung. Critical always means hung (e.g. segment_down for a double fault).
-DEGRADED_CLASSES = ("segment_down", "mirror_not_in_sync", "fts_not_running")
+DEGRADED_CLASSES = ("segment_down", "mirror_not_in_sync", "fts_not_running", "sync_replication_off")
 
 
 def verdict_of(findings):
