@@ -219,12 +219,14 @@ notes:
 
 import time
 
+from ansible_collections.gpops.greenplum.plugins.module_utils.act import backend_signals as actions
 from ansible_collections.gpops.greenplum.plugins.module_utils.act import deadlock_breaker as deadlock
 from ansible_collections.gpops.greenplum.plugins.module_utils.analyse.lock_analysis import analyse
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import (
     GpConnectionError, NotGreenplumError, ServerInfo, connect)
 from ansible_collections.gpops.greenplum.plugins.module_utils.common.module_base import gp_module
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect.snapshot import take_snapshot
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan import deadlock_plan
 from ansible_collections.gpops.greenplum.plugins.module_utils.plan.victims import (
     POLICIES, compile_never_choose)
 
@@ -232,7 +234,24 @@ from ansible_collections.gpops.greenplum.plugins.module_utils.plan.victims impor
 def _action_line(a):
     line = "%s coordinator pid %s (session %s, gxid %s): %s" % (
         a["action"], a["pid"], a["sess_id"], a["gxid"], a["result"])
-    return line if a["result"] in ("done", "planned") else "%s (%s)" % (line, a["reason"])
+    return line if a["result"] in ("done", "planned") else "%s [%s] (%s)" % (
+        line, a["guard_failed"] or a["reason"], a["detail"])
+
+
+def _refusal_line(r):
+    return "refused [%s] %s: %s" % (r["reason"], r["target"], r["why"])
+
+
+def _local_timeouts(p, snap):
+    """``({content: deadlock_timeout s}, note or None)``; read-only."""
+    try:
+        conn = connect(p, server=ServerInfo(**snap.server))
+        try:
+            return deadlock.node_deadlock_timeouts(conn), None
+        finally:
+            conn.close()
+    except Exception as exc:  # the wait is a courtesy: without the settings, act at once
+        return {}, "deadlock_timeout could not be read (%s): local deadlocks are broken at once" % exc
 
 
 def _leave_local_deadlocks_to_their_node(p, snap, found, result, snapshot_and_analysis):
@@ -240,15 +259,7 @@ def _leave_local_deadlocks_to_their_node(p, snap, found, result, snapshot_and_an
     (``deadlock.local_check_wait``), then look again: returns the new snapshot and
     analysis (or the old ones when nothing was waited for); ``result`` gets
     ``local_checks`` and a summary line."""
-    timeouts, note = {}, None
-    try:
-        conn = connect(p, server=ServerInfo(**snap.server))
-        try:
-            timeouts = deadlock.node_deadlock_timeouts(conn)
-        finally:
-            conn.close()
-    except Exception as exc:  # the wait is a courtesy: without the settings, act at once
-        note = "deadlock_timeout could not be read (%s): local deadlocks are broken at once" % exc
+    timeouts, note = _local_timeouts(p, snap)
     seconds, waits = deadlock.local_check_wait(found.deadlocks, timeouts, p["local_deadlock_wait"])
     first = {d["id"]: d for d in found.deadlocks}
     for w in waits:
@@ -288,7 +299,7 @@ def main():
         recheck=dict(type="bool", default=True),
     ))
     p = module.params
-    result = dict(changed=False, deadlocks=[], victims=[], unresolved=[], actions=[], local_checks=[],
+    result = dict(changed=False, deadlocks=[], victims=[], unresolved=[], actions=[], refusals=[], local_checks=[],
                   deadlocks_after=None, summary=[])
     for name in ("cancel_grace", "local_deadlock_wait"):
         if p[name] < 0:
@@ -314,48 +325,65 @@ def main():
                   summary=[found.summary])
     if p["state"] == "detected" or not found.deadlocks:
         module.exit_json(**result)
-    if not module.check_mode and any(d["scope"] == "local" for d in found.deadlocks):
-        snap, found = _leave_local_deadlocks_to_their_node(p, snap, found, result, snapshot_and_analysis)
-        if not found.deadlocks:
-            module.exit_json(**result)
-    if found.unresolved:
-        fail("%d global deadlock(s) cannot be broken safely: %s; nothing was cancelled or terminated"
-             % (len(found.unresolved), "; ".join(u["reason"] for u in found.unresolved)))
-    uncertain = deadlock.uncertain_reason(snap)
-    if uncertain:
-        fail(uncertain + "; nothing was cancelled or terminated")
+    left_to_node = {}
+    if any(d["scope"] == "local" for d in found.deadlocks):
+        if module.check_mode:  # no wait in check mode: say which cycles the wait would leave to their node
+            timeouts, _note = _local_timeouts(p, snap)
+            left_to_node = {w["deadlock"]: w["content"] for w in deadlock.local_check_wait(
+                found.deadlocks, timeouts, p["local_deadlock_wait"])[1] if w["wait"]}
+        else:
+            snap, found = _leave_local_deadlocks_to_their_node(p, snap, found, result, snapshot_and_analysis)
+            if not found.deadlocks:
+                module.exit_json(**result)
 
-    targets = deadlock.targets(snap, found)
+    plan = deadlock_plan.plan_deadlocks(snap, found, p["terminate"], p["cancel_grace"], left_to_node)
+    result["refusals"] = [r.as_dict() for r in plan.refusals]
+    result["summary"] += [_refusal_line(r) for r in result["refusals"]]
+    blocking = [r for r in result["refusals"] if r["reason"] in deadlock_plan.BLOCKING_REASONS]
+    if blocking:
+        fail("nothing was cancelled or terminated: %s" % "; ".join(
+            "[%s] %s" % (r["reason"], r["why"]) for r in blocking))
+    needs_person = "; ".join(u["reason"] for u in found.unresolved)
+
     if module.check_mode:
-        result["actions"] = deadlock.planned_actions(targets, p["terminate"], p["cancel_grace"])
+        result["actions"] = deadlock.planned_actions(plan)
         result["summary"] += [_action_line(a) for a in result["actions"]]
-        result["changed"] = True
+        result["changed"] = bool(plan.steps)
         module.exit_json(**result)
 
-    try:
-        conn = connect(p)
-    except GpConnectionError as exc:
-        fail("%s; nothing was cancelled or terminated" % exc)
-    server = ServerInfo(**snap.server)
-    try:
-        remaining = deadlock.break_deadlocks(
-            conn, targets, p["cancel_grace"], p["terminate"],
-            lambda: deadlock.deadlocked_gxids(p, server, p["statement_timeout"]), result["actions"])
-    except (GpConnectionError, NotGreenplumError) as exc:
-        result["changed"] = any(a["result"] == "done" for a in result["actions"])
-        fail("lost the coordinator while breaking deadlocks: %s" % exc)
-    finally:
-        conn.close()
+    remaining = set()
+    if plan.steps:
+        try:
+            conn = connect(p)
+        except GpConnectionError as exc:
+            fail("%s; nothing was cancelled or terminated" % exc)
+        server = ServerInfo(**snap.server)
+        try:
+            remaining = deadlock.break_deadlocks(
+                actions.CoordinatorSignals(conn), plan, p["cancel_grace"],
+                lambda: deadlock.deadlocked_gxids(p, server, p["statement_timeout"]), result["actions"])
+        except (GpConnectionError, NotGreenplumError) as exc:
+            result["changed"] = any(a["result"] == "done" for a in result["actions"])
+            fail("lost the coordinator while breaking deadlocks: %s" % exc)
+        finally:
+            conn.close()
     result["changed"] = any(a["result"] == "done" for a in result["actions"])
     result["summary"] += [_action_line(a) for a in result["actions"]]
-    if p["recheck"]:
+    if p["recheck"] and result["changed"]:
         _after, checked = snapshot_and_analysis()
         result["deadlocks_after"] = checked.deadlocks
         result["summary"].append("after: " + checked.summary)
+    if remaining is None:
+        fail("could not prove that the signalled transactions left their deadlock (the live distributed "
+             "transactions could not be read)")
     if remaining:
         fail("global deadlock still present for gxid %s after %s" % (
             ", ".join(str(g) for g in sorted(remaining)),
             "cancel and terminate" if p["terminate"] else "cancel (terminate is false)"))
+    if needs_person:
+        fail("%d deadlock(s) need a person (every member protected): %s%s" % (
+            len(found.unresolved), needs_person,
+            "; the other deadlocks were broken" if result["changed"] else "; nothing was cancelled or terminated"))
     module.exit_json(**result)
 
 

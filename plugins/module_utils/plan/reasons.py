@@ -62,6 +62,9 @@ class Reason(enum.Enum):
     GUARD_FILE_CHANGED = "guard_file_changed"
     GUARD_SETTING_CHANGED = "guard_setting_changed"
     GUARD_MIRROR_CHANGED = "guard_mirror_changed"
+    GUARD_CYCLE_UNKNOWN = "guard_cycle_unknown"
+    PROTECTED_PREPARED_XACT = "protected_prepared_xact"
+    PROTECTED_NO_COORDINATOR_BACKEND = "protected_no_coordinator_backend"
 
 
 MESSAGES = {
@@ -102,6 +105,9 @@ MESSAGES = {
     Reason.GUARD_FILE_CHANGED: "{path} changed since it was judged (inode or content)",
     Reason.GUARD_SETTING_CHANGED: "{setting} on content {content} is no longer {expected!r}",
     Reason.GUARD_MIRROR_CHANGED: "content {content}: the mirror's state changed since the decision ({detail})",
+    Reason.GUARD_CYCLE_UNKNOWN: "whether gxid {gxid} is still in a deadlock could not be proven ({detail})",
+    Reason.PROTECTED_PREPARED_XACT: "gxid {gxid} is a prepared transaction: it holds its locks with no backend to signal",
+    Reason.PROTECTED_NO_COORDINATOR_BACKEND: "gxid {gxid}: its coordinator backend is not in the snapshot",
 }
 
 
