@@ -22,13 +22,18 @@ description:
     backend of one victim per cycle (the youngest distributed transaction by default), waits up
     to O(cancel_grace) seconds for the cycle to clear, terminates the victim if it is still
     there, and checks again.
-  - Before every signal the backend's identity is proven (same pid, start time and session as in
-    the snapshot); otherwise nothing is sent and the action says why.
   - Never chosen, whatever the policy, are processes that are not client backends (FTS, GDD, dtx
     recovery, walsenders), sessions waiting for synchronous replication (SyncRep), transactions
     in two-phase commit (for example a coordinator retrying "Commit Prepared"), prepared
-    transactions, and sessions matching O(never_choose). A cycle whose every member is protected
-    needs a person; the task fails and says why.
+    transactions, and sessions matching O(never_choose). Each cycle is decided on its own; a
+    cycle whose every member is protected is left alone (RV(refusals)) while the others are
+    broken, and the task then fails saying it needs a person.
+  - Each signal is one statement that checks the victim's coordinator backend still runs the
+    planned distributed transaction (same pid, start time, session, C(xact_start) and gxid in
+    C(gp_distributed_xacts)); a re-check right before it proves the gxid is still in a cycle.
+    A session whose transaction ended and that started another is never signalled.
+  - Nothing is signalled when the live distributed transactions or a segment's
+    C(pg_prepared_xacts) could not be read.
   - Nothing is cancelled or terminated when the input is bad, the coordinator cannot be reached,
     the server is not Greenplum, or the snapshot is incomplete in a way that makes a cycle
     uncertain (it had to be read per node and some nodes did not answer).
@@ -172,16 +177,46 @@ local_checks:
        waited_s: 1.5, broken_by_node: true}
 actions:
   description:
-    - Every action taken (or, in check mode, planned), in order. C(result) is C(done),
-      C(skipped) (identity changed or backend gone; nothing sent), C(failed) or C(planned).
+    - Every step taken (or, in check mode, planned), in order, as the executor reports it
+      (docs/safety.md). C(result) is C(done), C(skipped) (its guard failed; nothing was sent),
+      C(failed) (error) or C(planned) (check mode).
+    - C(reason) is the step's reason code (C(deadlock_victim) for a cancel,
+      C(still_deadlocked_after_cancel) for a terminate) and C(why) its sentence; C(guard_failed)
+      the code of the failed guard of a skipped step (C(guard_cycle_gone), C(guard_cycle_unknown),
+      C(guard_transaction_ended), C(guard_backend_replaced), C(guard_backend_gone),
+      C(identity_unknown), C(protected_not_client_backend)), else null; C(detail) what was done,
+      why the guard failed, or the error.
+    - C(guard) is what the signalling statement checked (kind C(transaction) with C(pid),
+      C(backend_start), C(sess_id), C(gxid) and C(xact_start)); C(pid), C(sess_id), C(gxid) and
+      C(deadlock) are repeated at the top level.
   returned: always
   type: list
   elements: dict
   sample:
-    - {action: cancel, pid: 19885, sess_id: 11, gxid: 18, deadlock: 1,
-       at: "2026-11-21T05:41:25.778240+00:00", result: done,
-       reason: pg_cancel_backend with message,
-       statement: "SELECT pg_catalog.pg_cancel_backend(a.pid, %(message)s::text) AS signalled FROM pg_catalog.pg_stat_activity a WHERE ..."}
+    - {action: cancel, target: coordinator pid 19885, pid: 19885, sess_id: 11, gxid: 18, deadlock: 1,
+       at: "2026-11-21T05:41:25.778240+00:00", result: done, reason: deadlock_victim,
+       why: "victim of deadlock 1: gxid 18, coordinator pid 19885 (youngest ...)", guard_failed: null,
+       detail: "pg_cancel_backend: pid 19885 still ran gxid 18",
+       guard: {kind: transaction, pid: 19885, backend_start: "2026-11-21T05:41:20.690194+00:00",
+               sess_id: 11, gxid: 18, xact_start: "2026-11-21T05:41:21.101010+00:00"},
+       statement: "SELECT pg_catalog.pg_cancel_backend(a.pid, %(message)s::text) AS signalled FROM ..."}
+refusals:
+  description:
+    - What was looked at and deliberately not signalled, each with a reason code C(reason), its
+      sentence C(why), C(target) and C(facts).
+    - C(liveness_unknown), C(prepared_xacts_unknown) and C(snapshot_incomplete) forbid every signal
+      (the task fails, nothing changed). C(protected_all_members) marks a cycle whose every member is
+      protected (the other cycles are still broken, then the task fails); C(protected_never_choose),
+      C(protected_syncrep_wait), C(protected_two_phase_commit), C(protected_not_client_backend),
+      C(protected_prepared_xact), C(protected_no_coordinator_backend) name each protected member;
+      C(identity_unknown) a victim whose backend identity is not visible;
+      C(local_deadlock_left_to_node) (check mode) a local deadlock left to its node's own check.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {target: gxid 17, reason: protected_never_choose, why: "gxid 17 matches never_choose",
+       facts: {gxid: 17, pid: 19880, sess_id: 10}}
 deadlocks_after:
   description: Deadlocks in the snapshot taken after acting (empty when all were broken);
     null when nothing was done or O(recheck) is false.
