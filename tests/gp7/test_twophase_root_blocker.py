@@ -1,7 +1,7 @@
 """A root blocker in the middle of a two-phase commit on real Greenplum 7: the
 coordinator is suspended between PREPARE and COMMIT PREPARED (fault
 ``dtm_broadcast_commit_prepared`` of src/backend/cdb/cdbtm.c), a second session waits
-for its locks. No remedy offers to terminate its coordinator backend (that forces a
+for its locks on the coordinator. No remedy offers to terminate its coordinator backend (that forces a
 coordinator PANIC); the blocking chain says to wait / let dtx recovery finish."""
 import pytest
 
@@ -23,7 +23,10 @@ def test_a_root_blocker_in_two_phase_commit_is_never_offered_to_terminate(gp):
         committer.send("COMMIT")
         gp.wait_fault_triggered("dtm_broadcast_commit_prepared", -1)
         assert wait_for(lambda: gp.query("SELECT count(*) FROM pg_catalog.pg_prepared_xacts", content=0)[0][0] == 1)
-        waiter.send("UPDATE tpc SET val = val + 1 WHERE id = 1")
+        # LOCK TABLE waits on the coordinator, for the committer's own backend (its coordinator
+        # locks are held until COMMIT PREPARED is delivered): the root is a session, not the
+        # segments' prepared transactions.
+        waiter.send("BEGIN; LOCK TABLE tpc IN ACCESS EXCLUSIVE MODE; COMMIT")
         assert waiter.waiting(1.0)
 
         result = run_task("gp_hang_info", {}, env=gp.env())
