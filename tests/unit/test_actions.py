@@ -86,7 +86,10 @@ def test_no_victim_without_a_deadlock():
 
 def test_incomplete_utility_snapshot_is_refused():
     taken = datetime.datetime.now(datetime.timezone.utc)
-    codes = lambda s: [r.reason for r in deadlock_plan.blocking_refusals(s)]  # noqa: E731
+
+    def codes(s):
+        return [r.reason for r in deadlock_plan.blocking_refusals(s)]
+
     utility = snap.snapshot_from_rows([], dispatched=None, unreachable={1: "timeout: x"}, taken_at=taken,
                                       read=["edges", "dist_xacts"])
     assert Reason.SNAPSHOT_INCOMPLETE in codes(utility)

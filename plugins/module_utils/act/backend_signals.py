@@ -123,8 +123,9 @@ def signal_transaction(step, source, message):
     g = step.guard.facts
     if step.guard.kind != "transaction" or any(g.get(k) is None for k in WHERE_KEYS):
         return Outcome.skipped(step, Reason.IDENTITY_UNKNOWN, pid=g.get("pid"))
-    statement = getattr(source, "statement", lambda _a: "")(step.action)
+    statement = ""
     try:
+        statement = getattr(source, "statement", lambda _a: "")(step.action)
         signalled = source.signal(step.action, {k: g[k] for k in WHERE_KEYS}, message)
         if signalled is None:
             return _why_not(step, source)

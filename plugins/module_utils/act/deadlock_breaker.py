@@ -57,7 +57,6 @@ LOCAL_CHECK_MARGIN_S = 0.5
 _UNITS_S = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 
 
-
 def action_dict(outcome):
     """What the module returns for one step's ``Outcome``."""
     out = outcome.as_dict()

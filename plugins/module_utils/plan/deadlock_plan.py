@@ -77,8 +77,8 @@ def _member_refusals(candidates):
 
 
 def _steps(victim, qd, terminate, cancel_grace):
-    guard = Guard("transaction", {"pid": victim["coordinator_pid"], "backend_start": qd.backend_start,
-                                  "sess_id": qd.sess_id, "gxid": victim["gxid"], "xact_start": qd.xact_start})
+    guard = Guard("transaction", dict(zip(GUARD_FACTS, (victim["coordinator_pid"], qd.backend_start, qd.sess_id,
+                                                        victim["gxid"], qd.xact_start))))
     target = "coordinator pid %s" % victim["coordinator_pid"]
     facts = {"deadlock": victim["deadlock"], "gxid": victim["gxid"], "pid": victim["coordinator_pid"],
              "sess_id": qd.sess_id, "why": victim["reason"]}
