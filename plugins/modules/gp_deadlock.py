@@ -22,13 +22,18 @@ description:
     backend of one victim per cycle (the youngest distributed transaction by default), waits up
     to O(cancel_grace) seconds for the cycle to clear, terminates the victim if it is still
     there, and checks again.
-  - Before every signal the backend's identity is proven (same pid, start time and session as in
-    the snapshot); otherwise nothing is sent and the action says why.
   - Never chosen, whatever the policy, are processes that are not client backends (FTS, GDD, dtx
     recovery, walsenders), sessions waiting for synchronous replication (SyncRep), transactions
     in two-phase commit (for example a coordinator retrying "Commit Prepared"), prepared
-    transactions, and sessions matching O(never_choose). A cycle whose every member is protected
-    needs a person; the task fails and says why.
+    transactions, and sessions matching O(never_choose). Each cycle is decided on its own; a
+    cycle whose every member is protected is left alone (RV(refusals)) while the others are
+    broken, and the task then fails saying it needs a person.
+  - Each signal is one statement that checks the victim's coordinator backend still runs the
+    planned distributed transaction (same pid, start time, session, C(xact_start) and gxid in
+    C(gp_distributed_xacts)); a re-check right before it proves the gxid is still in a cycle.
+    A session whose transaction ended and that started another is never signalled.
+  - Nothing is signalled when the live distributed transactions or a segment's
+    C(pg_prepared_xacts) could not be read.
   - Nothing is cancelled or terminated when the input is bad, the coordinator cannot be reached,
     the server is not Greenplum, or the snapshot is incomplete in a way that makes a cycle
     uncertain (it had to be read per node and some nodes did not answer).
@@ -172,16 +177,46 @@ local_checks:
        waited_s: 1.5, broken_by_node: true}
 actions:
   description:
-    - Every action taken (or, in check mode, planned), in order. C(result) is C(done),
-      C(skipped) (identity changed or backend gone; nothing sent), C(failed) or C(planned).
+    - Every step taken (or, in check mode, planned), in order, as the executor reports it
+      (docs/safety.md). C(result) is C(done), C(skipped) (its guard failed; nothing was sent),
+      C(failed) (error) or C(planned) (check mode).
+    - C(reason) is the step's reason code (C(deadlock_victim) for a cancel,
+      C(still_deadlocked_after_cancel) for a terminate) and C(why) its sentence; C(guard_failed)
+      the code of the failed guard of a skipped step (C(guard_cycle_gone), C(guard_cycle_unknown),
+      C(guard_transaction_ended), C(guard_backend_replaced), C(guard_backend_gone),
+      C(identity_unknown), C(protected_not_client_backend)), else null; C(detail) what was done,
+      why the guard failed, or the error.
+    - C(guard) is what the signalling statement checked (kind C(transaction) with C(pid),
+      C(backend_start), C(sess_id), C(gxid) and C(xact_start)); C(pid), C(sess_id), C(gxid) and
+      C(deadlock) are repeated at the top level.
   returned: always
   type: list
   elements: dict
   sample:
-    - {action: cancel, pid: 19885, sess_id: 11, gxid: 18, deadlock: 1,
-       at: "2026-11-21T05:41:25.778240+00:00", result: done,
-       reason: pg_cancel_backend with message,
-       statement: "SELECT pg_catalog.pg_cancel_backend(a.pid, %(message)s::text) AS signalled FROM pg_catalog.pg_stat_activity a WHERE ..."}
+    - {action: cancel, target: coordinator pid 19885, pid: 19885, sess_id: 11, gxid: 18, deadlock: 1,
+       at: "2026-11-21T05:41:25.778240+00:00", result: done, reason: deadlock_victim,
+       why: "victim of deadlock 1: gxid 18, coordinator pid 19885 (youngest ...)", guard_failed: null,
+       detail: "pg_cancel_backend: pid 19885 still ran gxid 18",
+       guard: {kind: transaction, pid: 19885, backend_start: "2026-11-21T05:41:20.690194+00:00",
+               sess_id: 11, gxid: 18, xact_start: "2026-11-21T05:41:21.101010+00:00"},
+       statement: "SELECT pg_catalog.pg_cancel_backend(a.pid, %(message)s::text) AS signalled FROM ..."}
+refusals:
+  description:
+    - What was looked at and deliberately not signalled, each with a reason code C(reason), its
+      sentence C(why), C(target) and C(facts).
+    - C(liveness_unknown), C(prepared_xacts_unknown) and C(snapshot_incomplete) forbid every signal
+      (the task fails, nothing changed). C(protected_all_members) marks a cycle whose every member is
+      protected (the other cycles are still broken, then the task fails); C(protected_never_choose),
+      C(protected_syncrep_wait), C(protected_two_phase_commit), C(protected_not_client_backend),
+      C(protected_prepared_xact), C(protected_no_coordinator_backend) name each protected member;
+      C(identity_unknown) a victim whose backend identity is not visible;
+      C(local_deadlock_left_to_node) (check mode) a local deadlock left to its node's own check.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {target: gxid 17, reason: protected_never_choose, why: "gxid 17 matches never_choose",
+       facts: {gxid: 17, pid: 19880, sess_id: 10}}
 deadlocks_after:
   description: Deadlocks in the snapshot taken after acting (empty when all were broken);
     null when nothing was done or O(recheck) is false.
@@ -219,12 +254,14 @@ notes:
 
 import time
 
+from ansible_collections.gpops.greenplum.plugins.module_utils.act import backend_signals as actions
 from ansible_collections.gpops.greenplum.plugins.module_utils.act import deadlock_breaker as deadlock
 from ansible_collections.gpops.greenplum.plugins.module_utils.analyse.lock_analysis import analyse
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import (
     GpConnectionError, NotGreenplumError, ServerInfo, connect)
 from ansible_collections.gpops.greenplum.plugins.module_utils.common.module_base import gp_module
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect.snapshot import take_snapshot
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan import deadlock_plan
 from ansible_collections.gpops.greenplum.plugins.module_utils.plan.victims import (
     POLICIES, compile_never_choose)
 
@@ -232,7 +269,24 @@ from ansible_collections.gpops.greenplum.plugins.module_utils.plan.victims impor
 def _action_line(a):
     line = "%s coordinator pid %s (session %s, gxid %s): %s" % (
         a["action"], a["pid"], a["sess_id"], a["gxid"], a["result"])
-    return line if a["result"] in ("done", "planned") else "%s (%s)" % (line, a["reason"])
+    return line if a["result"] in ("done", "planned") else "%s [%s] (%s)" % (
+        line, a["guard_failed"] or a["reason"], a["detail"])
+
+
+def _refusal_line(r):
+    return "refused [%s] %s: %s" % (r["reason"], r["target"], r["why"])
+
+
+def _local_timeouts(p, snap):
+    """``({content: deadlock_timeout s}, note or None)``; read-only."""
+    try:
+        conn = connect(p, server=ServerInfo(**snap.server))
+        try:
+            return deadlock.node_deadlock_timeouts(conn), None
+        finally:
+            conn.close()
+    except Exception as exc:  # the wait is a courtesy: without the settings, act at once
+        return {}, "deadlock_timeout could not be read (%s): local deadlocks are broken at once" % exc
 
 
 def _leave_local_deadlocks_to_their_node(p, snap, found, result, snapshot_and_analysis):
@@ -240,15 +294,7 @@ def _leave_local_deadlocks_to_their_node(p, snap, found, result, snapshot_and_an
     (``deadlock.local_check_wait``), then look again: returns the new snapshot and
     analysis (or the old ones when nothing was waited for); ``result`` gets
     ``local_checks`` and a summary line."""
-    timeouts, note = {}, None
-    try:
-        conn = connect(p, server=ServerInfo(**snap.server))
-        try:
-            timeouts = deadlock.node_deadlock_timeouts(conn)
-        finally:
-            conn.close()
-    except Exception as exc:  # the wait is a courtesy: without the settings, act at once
-        note = "deadlock_timeout could not be read (%s): local deadlocks are broken at once" % exc
+    timeouts, note = _local_timeouts(p, snap)
     seconds, waits = deadlock.local_check_wait(found.deadlocks, timeouts, p["local_deadlock_wait"])
     first = {d["id"]: d for d in found.deadlocks}
     for w in waits:
@@ -288,7 +334,7 @@ def main():
         recheck=dict(type="bool", default=True),
     ))
     p = module.params
-    result = dict(changed=False, deadlocks=[], victims=[], unresolved=[], actions=[], local_checks=[],
+    result = dict(changed=False, deadlocks=[], victims=[], unresolved=[], actions=[], refusals=[], local_checks=[],
                   deadlocks_after=None, summary=[])
     for name in ("cancel_grace", "local_deadlock_wait"):
         if p[name] < 0:
@@ -314,48 +360,65 @@ def main():
                   summary=[found.summary])
     if p["state"] == "detected" or not found.deadlocks:
         module.exit_json(**result)
-    if not module.check_mode and any(d["scope"] == "local" for d in found.deadlocks):
-        snap, found = _leave_local_deadlocks_to_their_node(p, snap, found, result, snapshot_and_analysis)
-        if not found.deadlocks:
-            module.exit_json(**result)
-    if found.unresolved:
-        fail("%d global deadlock(s) cannot be broken safely: %s; nothing was cancelled or terminated"
-             % (len(found.unresolved), "; ".join(u["reason"] for u in found.unresolved)))
-    uncertain = deadlock.uncertain_reason(snap)
-    if uncertain:
-        fail(uncertain + "; nothing was cancelled or terminated")
+    left_to_node = {}
+    if any(d["scope"] == "local" for d in found.deadlocks):
+        if module.check_mode:  # no wait in check mode: say which cycles the wait would leave to their node
+            timeouts, _note = _local_timeouts(p, snap)
+            left_to_node = {w["deadlock"]: w["content"] for w in deadlock.local_check_wait(
+                found.deadlocks, timeouts, p["local_deadlock_wait"])[1] if w["wait"]}
+        else:
+            snap, found = _leave_local_deadlocks_to_their_node(p, snap, found, result, snapshot_and_analysis)
+            if not found.deadlocks:
+                module.exit_json(**result)
 
-    targets = deadlock.targets(snap, found)
+    plan = deadlock_plan.plan_deadlocks(snap, found, p["terminate"], p["cancel_grace"], left_to_node)
+    result["refusals"] = [r.as_dict() for r in plan.refusals]
+    result["summary"] += [_refusal_line(r) for r in result["refusals"]]
+    blocking = [r for r in result["refusals"] if r["reason"] in deadlock_plan.BLOCKING_REASONS]
+    if blocking:
+        fail("nothing was cancelled or terminated: %s" % "; ".join(
+            "[%s] %s" % (r["reason"], r["why"]) for r in blocking))
+    needs_person = "; ".join(u["reason"] for u in found.unresolved)
+
     if module.check_mode:
-        result["actions"] = deadlock.planned_actions(targets, p["terminate"], p["cancel_grace"])
+        result["actions"] = deadlock.planned_actions(plan)
         result["summary"] += [_action_line(a) for a in result["actions"]]
-        result["changed"] = True
+        result["changed"] = bool(plan.steps)
         module.exit_json(**result)
 
-    try:
-        conn = connect(p)
-    except GpConnectionError as exc:
-        fail("%s; nothing was cancelled or terminated" % exc)
-    server = ServerInfo(**snap.server)
-    try:
-        remaining = deadlock.break_deadlocks(
-            conn, targets, p["cancel_grace"], p["terminate"],
-            lambda: deadlock.deadlocked_gxids(p, server, p["statement_timeout"]), result["actions"])
-    except (GpConnectionError, NotGreenplumError) as exc:
-        result["changed"] = any(a["result"] == "done" for a in result["actions"])
-        fail("lost the coordinator while breaking deadlocks: %s" % exc)
-    finally:
-        conn.close()
+    remaining = set()
+    if plan.steps:
+        try:
+            conn = connect(p)
+        except GpConnectionError as exc:
+            fail("%s; nothing was cancelled or terminated" % exc)
+        server = ServerInfo(**snap.server)
+        try:
+            remaining = deadlock.break_deadlocks(
+                actions.CoordinatorSignals(conn), plan, p["cancel_grace"],
+                lambda: deadlock.deadlocked_gxids(p, server, p["statement_timeout"]), result["actions"])
+        except (GpConnectionError, NotGreenplumError) as exc:
+            result["changed"] = any(a["result"] == "done" for a in result["actions"])
+            fail("lost the coordinator while breaking deadlocks: %s" % exc)
+        finally:
+            conn.close()
     result["changed"] = any(a["result"] == "done" for a in result["actions"])
     result["summary"] += [_action_line(a) for a in result["actions"]]
-    if p["recheck"]:
+    if p["recheck"] and result["changed"]:
         _after, checked = snapshot_and_analysis()
         result["deadlocks_after"] = checked.deadlocks
         result["summary"].append("after: " + checked.summary)
+    if remaining is None:
+        fail("could not prove that the signalled transactions left their deadlock (the live distributed "
+             "transactions could not be read)")
     if remaining:
         fail("global deadlock still present for gxid %s after %s" % (
             ", ".join(str(g) for g in sorted(remaining)),
             "cancel and terminate" if p["terminate"] else "cancel (terminate is false)"))
+    if needs_person:
+        fail("%d deadlock(s) need a person (every member protected): %s%s" % (
+            len(found.unresolved), needs_person,
+            "; the other deadlocks were broken" if result["changed"] else "; nothing was cancelled or terminated"))
     module.exit_json(**result)
 
 

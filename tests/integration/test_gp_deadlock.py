@@ -2,6 +2,7 @@
 found, check mode leaves it alone, state=resolved cancels the youngest transaction's
 coordinator backend, the survivor's UPDATE completes and commits, and a second run
 changes nothing. Bad input and a blocking chain without a cycle kill nothing."""
+import dataclasses
 import datetime
 
 import pytest
@@ -12,6 +13,9 @@ from ansible_collections.gpops.greenplum.plugins.module_utils.act import deadloc
 from ansible_collections.gpops.greenplum.plugins.module_utils.analyse.lock_analysis import analyse
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import connect
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect.snapshot import take_snapshot
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan.deadlock_plan import plan_deadlocks
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan.reasons import Reason
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan.steps import Guard
 from playbook import run_tasks
 from stale_fixtures import wait_for
 
@@ -96,34 +100,42 @@ def test_detect_check_then_resolve_then_nothing_left(clean_cluster, deadlock):
 def test_a_changed_identity_is_never_signalled(clean_cluster, deadlock):
     b = deadlock.sessions["B"]
     params = login(clean_cluster)
-    started = clean_cluster.query(-1, "SELECT backend_start FROM pg_catalog.pg_stat_activity "
-                                      "WHERE pid = %s", (b["coordinator_pid"],), utility=True)[0][0]
+    snap = take_snapshot(params)
+    cancel = plan_deadlocks(snap, analyse(snap)).steps[0]
+    assert cancel.guard.facts["pid"] == b["coordinator_pid"]
+
+    def changed(**facts):
+        return dataclasses.replace(cancel, guard=Guard("transaction", dict(cancel.guard.facts, **facts)))
+
+    started = cancel.guard.facts["backend_start"]
     with connect(params) as conn:
-        records = [
-            actions.cancel_backend(conn, b["coordinator_pid"], "x", started - datetime.timedelta(seconds=1),
-                                   b["gp_session_id"]),
-            actions.terminate_backend(conn, b["coordinator_pid"], "x", started, b["gp_session_id"] + 1),
-            actions.cancel_backend(conn, 2 ** 22 + 7, "x", started, b["gp_session_id"]),
-        ]
-    assert [r.result for r in records] == ["skipped"] * 3
-    assert records[0].reason.startswith("pid now belongs to another backend")
-    assert records[1].reason.startswith("pid now belongs to another backend")
-    assert records[2].reason == "backend no longer exists"
+        source = actions.CoordinatorSignals(conn)
+        outcomes = [actions.signal_transaction(step, source, "x") for step in (
+            changed(backend_start=started - datetime.timedelta(seconds=1)),
+            changed(sess_id=b["gp_session_id"] + 1),
+            changed(pid=2 ** 22 + 7),
+            changed(gxid=cancel.guard.facts["gxid"] + 1000),
+            changed(xact_start=cancel.guard.facts["xact_start"] - datetime.timedelta(seconds=1)))]
+    assert [(o.result, o.reason) for o in outcomes] == [
+        ("skipped", Reason.GUARD_BACKEND_REPLACED), ("skipped", Reason.GUARD_BACKEND_REPLACED),
+        ("skipped", Reason.GUARD_BACKEND_GONE), ("skipped", Reason.GUARD_TRANSACTION_ENDED),
+        ("skipped", Reason.GUARD_TRANSACTION_ENDED)]
     assert still_waiting(deadlock, ["A", "B"])
 
 
 def test_terminate_after_the_grace_period_when_the_cycle_stays(clean_cluster, deadlock):
-    """The sequence of break_deadlocks with real signals: the first poll still sees the
-    cycle (as when a cancel is not acted on), so the victim is terminated after the
-    grace period (0 s here), with its identity proven again."""
+    """The sequence of break_deadlocks with real signals: the re-check before the
+    cancel and the first poll still see the cycle (as when a cancel is not acted on), so
+    the victim is terminated after the grace period (0 s here), its transaction proven
+    again by the signalling statement."""
     a, b = deadlock.sessions["A"], deadlock.sessions["B"]
     snap = take_snapshot(login(clean_cluster))
-    targets = dl.targets(snap, analyse(snap))
-    assert [t.pid for t in targets] == [b["coordinator_pid"]]
-    polls = iter([{a["gxid"], b["gxid"]}])
+    plan = plan_deadlocks(snap, analyse(snap), terminate=True, cancel_grace=0)
+    assert [s.guard.facts["pid"] for s in plan.steps] == [b["coordinator_pid"]] * 2
+    polls = iter([{a["gxid"], b["gxid"]}, {a["gxid"], b["gxid"]}])
     done = []
     with connect(login(clean_cluster)) as conn:
-        remaining = dl.break_deadlocks(conn, targets, 0, True, lambda: next(polls, set()), done)
+        remaining = dl.break_deadlocks(actions.CoordinatorSignals(conn), plan, 0, lambda: next(polls, set()), done)
     assert remaining == set()
     assert [(x["action"], x["pid"], x["result"]) for x in done] == [
         ("cancel", b["coordinator_pid"], "done"), ("terminate", b["coordinator_pid"], "done")]

@@ -10,6 +10,9 @@ from ansible_collections.gpops.greenplum.plugins.module_utils.act import deadloc
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect import snapshot as snap
 from ansible_collections.gpops.greenplum.plugins.module_utils.analyse.lock_analysis import analyse
 from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import Backend
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan import deadlock_plan
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan.reasons import Reason
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan.steps import Guard, Step
 
 from test_snapshot import capture_snapshot, needs_captures
 
@@ -43,47 +46,61 @@ def test_gp6_rows_without_backend_type_count_as_client_backends_when_they_have_a
 
 
 def test_unknown_identity_is_never_signalled():
-    # No connection is touched: the record says why nothing was sent.
-    record = actions.cancel_backend(None, 19885, "msg", None, 11)
-    assert (record.result, record.action) == ("skipped", "cancel")
-    assert "identity unknown" in record.reason
+    # No connection is touched: the outcome says why nothing was sent.
+    step = Step("cancel", "coordinator pid 19885", Reason.DEADLOCK_VICTIM, {"gxid": 18},
+                Guard("transaction", {"pid": 19885, "backend_start": None, "sess_id": 11, "gxid": 18,
+                                      "xact_start": START}))
+    outcome = actions.signal_transaction(step, None, "msg")
+    assert (outcome.result, outcome.reason) == ("skipped", Reason.IDENTITY_UNKNOWN)
 
 
 @needs_captures
-def test_targets_carry_the_victims_coordinator_identity():
+def test_steps_carry_the_victims_coordinator_transaction():
     s = capture_snapshot("global_deadlock_2seg")
-    targets = deadlock_breaker.targets(s, analyse(s))
+    plan = deadlock_plan.plan_deadlocks(s, analyse(s))
     # The capture's outcome: GDD's choice is session B, gxid 18, coordinator pid 19885.
-    assert targets == [deadlock_breaker.Target(18, 11, 19885, START, 1)]
+    guard = plan.steps[0].guard
+    assert (plan.steps[0].action, guard.kind) == ("cancel", "transaction")
+    assert {k: guard.facts[k] for k in ("pid", "backend_start", "sess_id", "gxid")} == {
+        "pid": 19885, "backend_start": START, "sess_id": 11, "gxid": 18}
+    assert guard.facts["xact_start"] is not None
 
 
 @needs_captures
 def test_planned_actions_in_check_mode():
     s = capture_snapshot("global_deadlock_2seg")
-    plan = deadlock_breaker.planned_actions(deadlock_breaker.targets(s, analyse(s)), terminate=True, cancel_grace=5)
-    assert [(a["action"], a["pid"], a["gxid"], a["result"]) for a in plan] == [
-        ("cancel", 19885, 18, "planned"), ("terminate", 19885, 18, "planned")]
-    assert "5 s after the cancel" in plan[1]["reason"]
+    plan = deadlock_breaker.planned_actions(deadlock_plan.plan_deadlocks(s, analyse(s), terminate=True, cancel_grace=5))
+    assert [(a["action"], a["pid"], a["gxid"], a["result"], a["reason"]) for a in plan] == [
+        ("cancel", 19885, 18, "planned", "deadlock_victim"),
+        ("terminate", 19885, 18, "planned", "still_deadlocked_after_cancel")]
+    assert "5 s after its cancel" in plan[1]["why"]
     assert [a["action"] for a in deadlock_breaker.planned_actions(
-        deadlock_breaker.targets(s, analyse(s)), terminate=False, cancel_grace=5)] == ["cancel"]
+        deadlock_plan.plan_deadlocks(s, analyse(s), terminate=False))] == ["cancel"]
 
 
 @needs_captures
 def test_no_victim_without_a_deadlock():
     s = capture_snapshot("blocking_chain")
-    assert deadlock_breaker.targets(s, analyse(s)) == []
+    assert deadlock_plan.plan_deadlocks(s, analyse(s)).steps == ()
 
 
-def test_incomplete_utility_snapshot_is_uncertain():
+def test_incomplete_utility_snapshot_is_refused():
     taken = datetime.datetime.now(datetime.timezone.utc)
-    utility = snap.snapshot_from_rows([], dispatched=None, unreachable={1: "timeout: x"}, taken_at=taken)
-    assert "content 1 (timeout: x)" in deadlock_breaker.uncertain_reason(utility)
-    complete = snap.snapshot_from_rows([], dispatched=None, unreachable={}, taken_at=taken)
-    assert deadlock_breaker.uncertain_reason(complete) is None
-    # Dispatched edges cover every primary; only per-node lookups failed.
+
+    def codes(s):
+        return [r.reason for r in deadlock_plan.blocking_refusals(s)]
+
+    utility = snap.snapshot_from_rows([], dispatched=None, unreachable={1: "timeout: x"}, taken_at=taken,
+                                      read=["edges", "dist_xacts"])
+    assert Reason.SNAPSHOT_INCOMPLETE in codes(utility)
+    assert "content 1 (timeout: x)" in deadlock_plan.blocking_refusals(utility)[0].why
+    complete = snap.snapshot_from_rows([], dispatched=None, unreachable={}, taken_at=taken,
+                                       read=["edges", "dist_xacts"])
+    assert codes(complete) == []
+    # Dispatched edges cover every primary; only per-node lookups failed (and said what).
     dispatched = snap.snapshot_from_rows([], dispatched={}, unreachable={1: "lookups failed"},
-                                         taken_at=taken)
-    assert deadlock_breaker.uncertain_reason(dispatched) is None
+                                         taken_at=taken, read=["edges", "dist_xacts"])
+    assert codes(dispatched) == []
 
 
 class FakeClock:

@@ -162,3 +162,24 @@ def test_every_capture_report_validates_against_the_published_schema():
         doc = _doc(os.path.basename(path)[:-5], actions=[{"action": "noop"}], after=after)
         jsonschema.validate(json.loads(report.to_json(doc)), schema)
     assert set(schema["required"]) == SCHEMA_V1_KEYS
+
+
+def test_executor_steps_are_rendered_from_their_reason_codes():
+    """gp_deadlock's actions are executor outcomes: the report shows the code and the
+    message made from the code's facts (not a free sentence), FAILED lines as said."""
+    from ansible_collections.gpops.greenplum.plugins.module_utils.act.deadlock_breaker import action_dict
+    from ansible_collections.gpops.greenplum.plugins.module_utils.act.executor import Outcome
+    from ansible_collections.gpops.greenplum.plugins.module_utils.plan.reasons import Reason
+    from ansible_collections.gpops.greenplum.plugins.module_utils.plan.steps import Guard, Step
+    guard = Guard("transaction", {"pid": 6912, "backend_start": None, "sess_id": 28, "gxid": 7, "xact_start": None})
+    step = Step("cancel", "coordinator pid 6912", Reason.DEADLOCK_VICTIM,
+                {"deadlock": 1, "gxid": 7, "pid": 6912, "sess_id": 28, "why": "youngest"}, guard)
+    skipped = action_dict(Outcome.skipped(step, Reason.GUARD_TRANSACTION_ENDED, pid=6912, gxid=7))
+    done = action_dict(Outcome.done(step, "pg_cancel_backend"))
+    doc = _doc("global_deadlock_2seg", actions=[done, skipped, "FAILED: mirror loss (gp_mirror_failure): x"])
+    text = report.render_markdown(doc)
+    assert ("- cancel coordinator pid 6912: skipped [guard_transaction_ended] "
+            "(pid 6912 no longer runs gxid 7 (its transaction ended))") in text
+    assert ("- cancel coordinator pid 6912: done [deadlock_victim] "
+            "(victim of deadlock 1: gxid 7, coordinator pid 6912 (youngest))") in text
+    assert "- FAILED: mirror loss (gp_mirror_failure): x" in text

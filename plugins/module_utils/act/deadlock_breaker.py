@@ -8,38 +8,45 @@ there, and say exactly what was done.
 
 Public API:
 
-- ``uncertain_reason(snapshot) -> str | None``: why the snapshot cannot be trusted to
-  act on (nodes missing from a utility-mode collection), else None.
-- ``targets(snapshot, analysis) -> list[Target]``: the victims the analysis chose,
-  with the coordinator backend identity (pid, ``backend_start``, ``sess_id``) that
-  every signal re-checks.
-- ``planned_actions(targets, terminate, cancel_grace) -> list[dict]``: check mode.
-- ``break_deadlocks(conn, targets, cancel_grace, terminate, still_deadlocked, done,
-  sleep=time.sleep, clock=time.monotonic) -> remaining_gxids``: act; every action
-  is appended to ``done`` as it happens.
-- ``deadlocked_gxids(params, server, timeout) -> set``: the gxids in a cycle now (a
-  light snapshot: wait edges and distributed transactions only), for polling.
+- ``planned_actions(plan) -> list[dict]``: check mode: every step of the
+  ``plan.steps.Plan`` (``plan/deadlock_plan.py``) as ``planned``, nothing run.
+- ``break_deadlocks(source, plan, cancel_grace, still_deadlocked, done,
+  sleep=time.sleep, clock=time.monotonic) -> set | None``: act through the one
+  executor (``act/executor.py``): each ``cancel`` step, right before its signal, a light
+  re-check that its gxid is still in a cycle (``GUARD_CYCLE_GONE``,
+  ``GUARD_CYCLE_UNKNOWN``), then the guarded signal (``backend_signals.signal_transaction``
+  through ``source``, a ``CoordinatorSignals``); wait up to ``cancel_grace`` s for the
+  signalled gxids to leave every cycle; ``terminate`` steps for those still in one; wait
+  again. Every outcome is appended to ``done`` (``action_dict``) as it happens. Returns
+  the signalled gxids proven still in a cycle at the end, or None when the last look
+  could not prove anything (liveness unknown).
+- ``action_dict(outcome) -> dict``: ``executor.Outcome.as_dict()`` plus flat ``pid``,
+  ``sess_id``, ``gxid``, ``deadlock``.
+- ``deadlocked_gxids(params, server, timeout) -> set | None``: the gxids in a cycle now (a
+  light snapshot: wait edges, then the live distributed transactions), None when that
+  cannot be known.
 - ``node_deadlock_timeouts(conn) -> {content: seconds}``: each primary's and the
   coordinator's ``deadlock_timeout``; ``local_check_wait(deadlocks, timeouts, limit)
   -> (seconds, waits)``: how long to leave local deadlocks to their node's own check.
 
-Only victims of ``analysis.analyse`` are touched; that layer never chooses protected
-processes, sessions waiting in SyncRep, or transactions in two-phase commit.
+Only the steps of the plan are run; the planner never plans a signal for a protected
+process, a session waiting in SyncRep, or a transaction in two-phase commit.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import collections
 import re
 import time
 
 from ansible_collections.gpops.greenplum.plugins.module_utils.act import backend_signals as actions
+from ansible_collections.gpops.greenplum.plugins.module_utils.act.executor import Outcome, execute
+from ansible_collections.gpops.greenplum.plugins.module_utils.analyse.waitgraph import live_gxids
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan.reasons import Reason
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect import sql
 from ansible_collections.gpops.greenplum.plugins.module_utils.analyse.lock_analysis import analyse
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import query
-from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import COORDINATOR_CONTENT
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect.snapshot import take_snapshot
 
 CANCEL_MESSAGE = "cancelled by gpops.greenplum to break a global deadlock (gxid %s)"
@@ -49,53 +56,28 @@ POLL_INTERVAL_S = 0.2
 LOCAL_CHECK_MARGIN_S = 0.5
 _UNITS_S = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 
-Target = collections.namedtuple("Target", "gxid sess_id pid backend_start deadlock")
 
-
-def uncertain_reason(snapshot):
-    """Collected per node (dispatch failed) and some nodes did not answer: a cycle
-    may run through them, and the transaction to cancel may be another one."""
-    if snapshot.source != "utility" or not snapshot.unreachable:
-        return None
-    return ("the snapshot is incomplete: %s did not answer in utility mode, so the cycles seen may "
-            "not be all of the wait-for graph and another transaction may be the right victim" % (
-                ", ".join("content %s (%s)" % (c, r) for c, r in sorted(snapshot.unreachable.items()))))
-
-
-def targets(snapshot, analysis):
-    """One ``Target`` per victim, identified by its coordinator backend in the snapshot."""
-    qds = {b.pid: b for b in snapshot.backends if b.content == COORDINATOR_CONTENT}
-    out = []
-    for victim in analysis.victims:
-        qd = qds.get(victim["coordinator_pid"])
-        out.append(Target(victim["gxid"], victim["sess_id"], victim["coordinator_pid"],
-                          qd.backend_start if qd else None, victim["deadlock"]))
+def action_dict(outcome):
+    """What the module returns for one step's ``Outcome``."""
+    out = outcome.as_dict()
+    facts = outcome.step.facts
+    out.update(pid=facts.get("pid"), sess_id=facts.get("sess_id"), gxid=facts.get("gxid"),
+               deadlock=facts.get("deadlock"))
     return out
 
 
-def _record(record, target):
-    out = record.as_dict()
-    out["gxid"] = target.gxid
-    out["deadlock"] = target.deadlock
-    return out
-
-
-def planned_actions(targets_, terminate, cancel_grace):
-    """What ``break_deadlocks`` would do, without doing it."""
-    out = []
-    for t in targets_:
-        out.append(_record(actions.planned("cancel", t.pid, t.sess_id, CANCEL_MESSAGE % t.gxid), t))
-        if terminate:
-            out.append(_record(actions.planned(
-                "terminate", t.pid, t.sess_id,
-                "only if the cycle is still there %s s after the cancel" % cancel_grace), t))
-    return out
+def planned_actions(plan):
+    """What ``break_deadlocks`` would do with ``plan``, without doing it."""
+    return [action_dict(o) for o in execute(plan.steps, {}, check_mode=True)]
 
 
 def deadlocked_gxids(params, server, timeout):
-    """gxids in a global deadlock now (wait edges and live distributed transactions
-    only: one dispatched statement each on a healthy cluster)."""
+    """gxids in a global deadlock now (wait edges, then the live distributed
+    transactions: one dispatched statement each on a healthy cluster); None when the
+    liveness or part of the edges could not be read (nothing can be proven)."""
     snap = take_snapshot(params, server, include=("edges", "dist_xacts"), timeout=timeout)
+    if live_gxids(snap)[1] or (snap.source == "utility" and snap.unreachable):
+        return None
     return {g for d in analyse(snap).deadlocks for g in d["gxids"]}
 
 
@@ -144,34 +126,44 @@ def local_check_wait(deadlocks, timeouts, limit):
 
 
 def _wait_until_clear(gxids, grace, still_deadlocked, sleep, clock):
+    """The gxids of ``gxids`` still in a cycle after at most ``grace`` seconds (polling
+    ``still_deadlocked()``), or None when the last poll could not tell."""
     deadline = clock() + grace
     while True:
-        still = set(still_deadlocked()) & gxids
-        if not still or clock() >= deadline:
+        now = still_deadlocked()
+        still = None if now is None else set(now) & set(gxids)
+        if still == set() or clock() >= deadline:
             return still
         sleep(POLL_INTERVAL_S)
 
 
-def break_deadlocks(conn, targets_, cancel_grace, terminate, still_deadlocked, done,
+def break_deadlocks(source, plan, cancel_grace, still_deadlocked, done,
                     sleep=time.sleep, clock=time.monotonic):
-    """Cancel every target's QD backend; wait up to ``cancel_grace`` seconds for their
-    cycles to clear (``still_deadlocked()`` returns the gxids in a cycle now); then,
-    if ``terminate``, terminate the targets still in a cycle and wait again.
+    """Carry out ``plan`` (see the module docstring)."""
+    def record(outcome):
+        done.append(action_dict(outcome))
 
-    ``conn``: autocommit coordinator connection. Each action (an ``ActionRecord`` dict
-    plus ``gxid`` and ``deadlock``) is appended to the list ``done`` as it happens, so
-    the caller knows what was done even when a poll raises. Returns the gxids of
-    targets still deadlocked at the end.
-    """
-    for t in targets_:
-        done.append(_record(actions.cancel_backend(conn, t.pid, CANCEL_MESSAGE % t.gxid,
-                                                   t.backend_start, t.sess_id), t))
-    gxids = {t.gxid for t in targets_}
-    remaining = _wait_until_clear(gxids, cancel_grace, still_deadlocked, sleep, clock)
-    if remaining and terminate:
-        for t in targets_:
-            if t.gxid in remaining:
-                done.append(_record(actions.terminate_backend(
-                    conn, t.pid, TERMINATE_MESSAGE % t.gxid, t.backend_start, t.sess_id), t))
-        remaining = _wait_until_clear(remaining, cancel_grace, still_deadlocked, sleep, clock)
-    return remaining
+    def cancel(step):
+        gxid = step.facts["gxid"]
+        now = still_deadlocked()  # the light re-check of the victim's cycle, right before its signal
+        if now is None:
+            return Outcome.skipped(step, Reason.GUARD_CYCLE_UNKNOWN, gxid=gxid,
+                                   detail="the live distributed transactions or some wait edges could not be read")
+        if gxid not in now:
+            return Outcome.skipped(step, Reason.GUARD_CYCLE_GONE, gxid=gxid)
+        return actions.signal_transaction(step, source, CANCEL_MESSAGE % gxid)
+
+    def terminate(step):
+        return actions.signal_transaction(step, source, TERMINATE_MESSAGE % step.facts["gxid"])
+
+    terminates = {s.facts["gxid"]: s for s in plan.steps if s.action == "terminate"}
+    outcomes = execute([s for s in plan.steps if s.action == "cancel"], {"cancel": cancel}, on_outcome=record)
+    signalled = {o.step.facts["gxid"] for o in outcomes if o.result in ("done", "failed")}
+    if not signalled:
+        return set()
+    remaining = _wait_until_clear(signalled, cancel_grace, still_deadlocked, sleep, clock)
+    steps = [terminates[g] for g in sorted(remaining or ()) if g in terminates]
+    if not steps:
+        return remaining
+    execute(steps, {"terminate": terminate}, on_outcome=record)
+    return _wait_until_clear(remaining, cancel_grace, still_deadlocked, sleep, clock)

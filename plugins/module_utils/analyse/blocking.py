@@ -191,6 +191,10 @@ def node_info(index, key):
         info["idle_in_transaction_since"] = (info["state_change"] if state.startswith("idle in transaction")
                                              else None)
         info["syncrep_contents"] = sorted({c for c, _pid in index.syncrep_sessions.get(key[1], ())})
+        # Between PREPARE and COMMIT PREPARED (docs/greenplum-internals.md#prepared-transactions):
+        # its gxid is prepared on segments; signalling its QD now forces a coordinator PANIC.
+        info["prepared_on"] = sorted({p.content for p in index.prepared_by_gxid.get(info["gxid"], ())}) \
+            if info["gxid"] else []
         return info
     if key[0] == "prepared":
         return _prepared_info(index, key)

@@ -667,6 +667,15 @@ def _blocking_chain(tree, options):
                 "The root is a prepared transaction with no coordinator backend: dtx recovery "
                 "resolves it; once older than prepared_xact_age it is reported as orphaned.")
         remedy = _remedy(text)
+    elif root.get("prepared_on"):
+        remedy = _remedy(
+            "The root blocker's coordinator backend (pid %s, gxid %s) is in the middle of a two-phase "
+            "commit: its transaction is prepared on content %s and the commit is being delivered. Do not "
+            "cancel or terminate it (that forces a coordinator PANIC). Wait for the commit to finish; if a "
+            "segment refuses COMMIT PREPARED, fix that segment and let the coordinator's retry or dtx "
+            "recovery finish it; gp_prepared_xacts shows the prepared transactions and their state."
+            % (root.get("coordinator_pid"), root.get("gxid"), ", ".join(str(c) for c in root["prepared_on"])),
+            module="gp_prepared_xacts")
     else:
         remedy = _remedy(
             "End the root blocker's transaction: ask its owner, or terminate its coordinator "

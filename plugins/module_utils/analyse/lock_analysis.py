@@ -237,8 +237,9 @@ def _notes(snapshot, index, dropped, unresolved):
         notes.append("collected per node in utility mode (the dispatched queries failed or timed out): "
                      "nodes answered at different moments")
     if index.live_gxids is None and snapshot.edges:
-        notes.append("gp_distributed_xacts was not collected and the coordinator's locks show no "
-                     "distributed xid: wait edges were kept without checking that their gxids are live")
+        notes.append("the live distributed transactions are unknown (%s): wait edges were kept without "
+                     "checking that their gxids are live, so a cycle may already be broken; nothing is "
+                     "signalled on such a snapshot" % index.liveness_unknown)
     counts = collections.Counter(why for why, _edge in dropped)
     for why, count in sorted(counts.items()):
         notes.append("%d wait edge%s left out of the wait-for graph: %s (still counted in blocking trees)"

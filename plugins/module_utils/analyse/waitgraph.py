@@ -223,6 +223,29 @@ def _better_qd(candidate, current):
     return candidate.backend_start < current.backend_start
 
 
+def live_gxids(snapshot):
+    """The live distributed transactions, as Greenplum's detector takes them: the
+    gxids of ``gp_distributed_xacts`` read after every wait edge (``ListAllGxid()``
+    after ``gp_dist_wait_status()`` in
+    https://github.com/greenplum-db/gpdb/blob/main/src/backend/utils/gdd/gddbackend.c),
+    and nothing else: a gxid seen only in ``pg_locks`` (read before the edges) may
+    have ended since, and would keep a cycle just broken alive.
+
+    Returns ``(gxids, why_unknown)``: ``(set, None)`` when the list was read; ``(None,
+    text)`` when it was asked for and could not be read (``snapshot.unknown``), was not
+    asked for, or (a snapshot that does not say what it read) has no row at all
+    (Greenplum 7 always shows one row per coordinator backend slot).
+    """
+    failed = snapshot.item_unknown("dist_xacts")
+    if failed:
+        return None, "; ".join("content %s: %s" % (c, why) for c, why in sorted(failed.items()))
+    if snapshot.read is not None and "dist_xacts" not in snapshot.read:
+        return None, "gp_distributed_xacts was not read"
+    if snapshot.read is None and not snapshot.dist_xacts:
+        return None, "gp_distributed_xacts was not collected"
+    return {x.gxid for x in snapshot.dist_xacts if x.gxid}, None
+
+
 class SnapshotIndex:
     """What the analysis needs from one ``ClusterSnapshot``, indexed in two passes
     over its lock rows (the second only when something waits).
@@ -232,8 +255,7 @@ class SnapshotIndex:
     lock row of a waiting process), ``gxid_qd`` (gxid -> the coordinator's
     ``distributed xid`` lock row: its pid is the QD backend, also while the session
     id changes in "Retry Commit Prepared", docs/greenplum-internals.md#signalling-backends),
-    ``live_gxids`` (None when neither ``gp_distributed_xacts`` nor the coordinator's
-    lock rows were collected), ``backend`` ((content, pid) -> Backend),
+    ``live_gxids`` and ``liveness_unknown`` (see ``live_gxids()``), ``backend`` ((content, pid) -> Backend),
     ``qd_by_pid``/``qd_by_session`` (coordinator backends), ``syncrep_sessions``
     (sess_id -> [(content, pid)] of its backends waiting for synchronous replication),
     ``prepared_by_gxid`` (gxid -> PreparedXact rows), ``prepared_rows``
@@ -248,9 +270,7 @@ class SnapshotIndex:
         self.prepared_by_gxid = collections.defaultdict(list)
         for prepared in snapshot.prepared_xacts:
             self.prepared_by_gxid[prepared.gxid].append(prepared)
-        live = {x.gxid for x in snapshot.dist_xacts if x.gxid}
-        live.update(self.gxid_qd)
-        self.live_gxids = live if (snapshot.dist_xacts or self.gxid_qd) else None
+        self.live_gxids, self.liveness_unknown = live_gxids(snapshot)
         self.session_gxid = {x.gp_session_id: x.gxid for x in snapshot.dist_xacts if x.gxid}
         for gxid, row in self.gxid_qd.items():
             self.session_gxid.setdefault(row.mppsessionid, gxid)

@@ -31,6 +31,14 @@ How it collects (docs/greenplum-internals.md#locks-and-sessions,
 2. When dispatch failed or timed out: the same facts from every node (coordinator
    and primaries) in utility mode, in parallel (``run_on_nodes``), each node bounded
    by the remaining budget; ``source`` becomes ``utility``.
+   ``gp_distributed_xacts`` (the live distributed transactions) is read last, after
+   every node's ``gp_dist_wait_status()``, as Greenplum's detector does
+   (``gp_dist_wait_status()`` then ``ListAllGxid()`` in
+   https://github.com/greenplum-db/gpdb/blob/main/src/backend/utils/gdd/gddbackend.c;
+   ``src/backend/utils/gdd/README.md``, "Impact of The Async Edge Collection"): a gxid
+   that ended after its edges were read is then missing from the list and its edges are
+   dropped, never kept alive (docs/wait-for-graph.md#liveness). In utility mode it is a
+   separate read on the coordinator once every node's edges are in.
 3. In both cases, per node in utility mode and in parallel: ``pg_blocking_pids(pid)``
    for its waiting backends (lock-queue waiters have no ``gp_dist_wait_status()``
    edge), its ``pg_prepared_xacts`` and its ``pg_postmaster_start_time()`` (only
@@ -65,6 +73,9 @@ INCLUDE_ALL = ("locks", "edges", "activity", "dist_xacts", "prepared_xacts", "po
 
 # Coordinator-only facts (distributed transactions are the QD's).
 COORDINATOR_ONLY = ("dist_xacts",)
+
+# Read after every other item (liveness after the edges, as GDD does).
+READ_LAST = ("dist_xacts",)
 
 
 def _utc_now():
@@ -136,10 +147,22 @@ def _collect_node(params, server, node, wants, dispatched_locks, statement_timeo
     return out
 
 
+def _read_last(items):
+    """``items`` in reading order: those of ``READ_LAST`` after the others."""
+    return [i for i in items if i not in READ_LAST] + [i for i in items if i in READ_LAST]
+
+
 def _dispatch(conn, items):
-    out = {item: query(conn, sql.DISPATCHED_SNAPSHOT[item]) for item in items}
+    out = {item: query(conn, sql.DISPATCHED_SNAPSHOT[item]) for item in _read_last(items)}
     conn.close()
     return out
+
+
+def _read_coordinator_last(params, server, items, statement_timeout):
+    """``items`` (``READ_LAST``) read on the coordinator in utility mode, once every
+    node's edges are in: ``{item: rows}``."""
+    with connect(params, utility=True, server=server, statement_timeout=statement_timeout) as conn:
+        return {item: query(conn, sql.LOCAL_SNAPSHOT[item]) for item in items}
 
 
 def plan_items(server, include, dispatched_ok=True):
@@ -172,6 +195,8 @@ def take_snapshot(params, server=None, include=INCLUDE_ALL, timeout=None):
     if not ok:
         dispatched = None  # fall back to utility mode on every node
     local_items = plan_items(server, include, dispatched_ok=dispatched is not None)[1]
+    last = [i for i in local_items[True] if i in READ_LAST]
+    local_items = {k: [i for i in items if i not in READ_LAST] for k, items in local_items.items()}
 
     nodes = [n for n in (catalog.coordinator(segments),) if n] + catalog.primaries(segments)
     dispatched_locks = {}
@@ -188,6 +213,19 @@ def take_snapshot(params, server=None, include=INCLUDE_ALL, timeout=None):
         if dispatched is not None:
             unreachable = {c: "utility-mode lookups (pg_blocking_pids, prepared transactions)"
                               " failed: %s" % r for c, r in unreachable.items()}
+    unknown = {}
+    for content, why in unreachable.items():
+        for item in local_items[content == COORDINATOR_CONTENT]:
+            unknown.setdefault(item, {})[content] = why
+    if last:  # after every node's edges (see the module docstring)
+        ok, rows = run_with_deadline(lambda: _read_coordinator_last(
+            params, server, last, max(1.0, deadline - time.monotonic())),
+            max(0.0, deadline - time.monotonic()))
+        if ok:
+            nodes_rows.setdefault(COORDINATOR_CONTENT, {}).update(rows)
+        else:
+            for item in last:
+                unknown.setdefault(item, {})[COORDINATOR_CONTENT] = rows
     keys = _relation_keys((dispatched or {}).get("locks", []) + [
         r for n in nodes_rows.values() for r in n.get("locks", [])])
     relations = {}
@@ -198,11 +236,12 @@ def take_snapshot(params, server=None, include=INCLUDE_ALL, timeout=None):
         relations = found if ok else {}
     return snapshot_from_rows(segments, dispatched=dispatched, nodes=nodes_rows,
                               relations=relations, unreachable=unreachable,
-                              server=server.as_dict(), taken_at=taken_at)
+                              server=server.as_dict(), taken_at=taken_at,
+                              read=list(include), unknown=unknown)
 
 
 def snapshot_from_rows(segments, dispatched=None, nodes=None, relations=None, unreachable=None,
-                       server=None, taken_at=None):
+                       server=None, taken_at=None, read=None, unknown=None):
     """Build a ``ClusterSnapshot`` from catalog rows (dicts keyed by column name).
 
     ``segments``: ``gp_segment_configuration`` rows or ``SegmentConfig`` records.
@@ -215,7 +254,9 @@ def snapshot_from_rows(segments, dispatched=None, nodes=None, relations=None, un
     item. ``relations``: ``{(database oid, relation oid): 'schema.name'}`` (the
     coordinator's catalog: one OID per table on every node).
     ``unreachable``: ``{content: reason}``; ``server``: ``ServerInfo.as_dict()``;
-    ``taken_at``: a datetime (default now, UTC).
+    ``taken_at``: a datetime (default now, UTC). ``read``: the items asked for (None:
+    not said); ``unknown``: ``{item: {content: why}}`` of the rows that could not be
+    read (``records.ClusterSnapshot``).
     """
     source = "utility" if dispatched is None else "dispatch"
     dispatched = dispatched or {}
@@ -254,6 +295,8 @@ def snapshot_from_rows(segments, dispatched=None, nodes=None, relations=None, un
         unreachable=dict(unreachable or {}),
         source=source,
         server=dict(server or {}),
+        read=None if read is None else list(read),
+        unknown={item: dict(nodes_) for item, nodes_ in (unknown or {}).items()},
     )
 
 

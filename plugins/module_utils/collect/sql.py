@@ -147,6 +147,44 @@ def signal_backend(action, with_message):
             % (SIGNAL_FUNCTIONS[action], ", %(message)s::text" if with_message else ""))
 
 
+def signal_transaction(action, with_message, check_backend_type=True):
+    """The statement (``str``) that signals one coordinator backend only if it still
+    runs the distributed transaction a plan was made on, checked in the same
+    statement: ``pg_catalog.pg_stat_activity`` joined to
+    ``pg_catalog.gp_distributed_xacts`` on ``gp_session_id = sess_id`` where ``pid``,
+    ``backend_start``, ``sess_id``, ``xact_start`` (the start of its current
+    transaction: a new transaction in the same session has another one) and
+    ``distributed_xid`` (the gxid) are the planned ones, and (``check_backend_type``,
+    Greenplum 7) it is a client backend. Bound: ``%(pid)s``, ``%(backend_start)s``,
+    ``%(sess_id)s``, ``%(xact_start)s``, ``%(gxid)s`` (text), ``%(message)s`` with the
+    2-argument form. One row ``(signalled bool)``, or none when the guard fails
+    (docs/safety.md#deadlocks-what-is-proven-before-a-signal). Raises ``KeyError`` for
+    an action other than ``cancel`` / ``terminate``."""
+    return ("SELECT pg_catalog.%s(a.pid%s) AS signalled FROM pg_catalog.pg_stat_activity a"
+            " JOIN pg_catalog.gp_distributed_xacts d ON d.gp_session_id = a.sess_id"
+            " WHERE a.pid = %%(pid)s AND a.backend_start = %%(backend_start)s"
+            " AND a.sess_id = %%(sess_id)s AND a.xact_start = %%(xact_start)s"
+            " AND d.distributed_xid::text = %%(gxid)s%s"
+            % (SIGNAL_FUNCTIONS[action], ", %(message)s::text" if with_message else "",
+               " AND a.backend_type = 'client backend'" if check_backend_type else ""))
+
+
+ACTIVITY_HAS_BACKEND_TYPE = (
+    "SELECT pg_catalog.count(*) > 0 AS present FROM pg_catalog.pg_attribute"
+    " WHERE attrelid = 'pg_catalog.pg_stat_activity'::pg_catalog.regclass AND attname = 'backend_type'")
+"""One row ``(present bool)``: whether ``pg_stat_activity`` has ``backend_type``
+(Greenplum 7; Greenplum 6 has none)."""
+
+BACKEND_TRANSACTION = (
+    "SELECT a.*,"
+    " (SELECT pg_catalog.array_agg(d.distributed_xid::text) FROM pg_catalog.gp_distributed_xacts d"
+    "  WHERE d.gp_session_id = a.sess_id AND d.distributed_xid::text <> '0') AS gxids"
+    " FROM pg_catalog.pg_stat_activity a WHERE a.pid = %(pid)s")
+"""The coordinator backend of the bound ``%(pid)s`` (none when it is gone) with the
+gxids its session runs now (``gxids`` text[] or NULL): read after a guarded signal
+found no row, to say why (nothing is signalled by it)."""
+
+
 # --- FTS -------------------------------------------------------------------------------
 
 SET_STATEMENT_TIMEOUT = "SELECT pg_catalog.set_config('statement_timeout', %s, false)"

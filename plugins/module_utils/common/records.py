@@ -417,6 +417,11 @@ class ClusterSnapshot(_Record):
     ``postmaster_starts``: content -> ``pg_postmaster_start_time()`` of that node's
     primary (the coordinator's at -1), read in utility mode; a node not read is
     missing (unknown).
+    ``read``: the items (``locks``, ``edges``, ``activity``, ``dist_xacts``,
+    ``prepared_xacts``) the collection asked for, or None when not said (a snapshot
+    built by hand or from an old capture: ``dist_xacts`` then counts as read when it
+    has rows). ``unknown``: ``{item: {content: why}}``, the nodes whose rows of an item
+    could not be read: such a fact is unknown, never empty (docs/safety.md).
     """
 
     taken_at: datetime.datetime
@@ -430,10 +435,19 @@ class ClusterSnapshot(_Record):
     unreachable: Dict[int, str] = dataclasses.field(default_factory=dict)
     source: str = "dispatch"
     server: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    read: Optional[List[str]] = None
+    unknown: Dict[str, Dict[int, str]] = dataclasses.field(default_factory=dict)
+
+    def item_unknown(self, item):
+        """``{content: why}`` of the nodes whose ``item`` rows could not be read
+        (empty when every node asked answered)."""
+        return dict(self.unknown.get(item) or {})
 
     def as_dict(self):
         return {
             "taken_at": self.taken_at.isoformat(),
+            "read": None if self.read is None else list(self.read),
+            "unknown": {item: {str(c): why for c, why in nodes.items()} for item, nodes in self.unknown.items()},
             "source": self.source,
             "server": dict(self.server),
             "unreachable": {str(k): v for k, v in self.unreachable.items()},

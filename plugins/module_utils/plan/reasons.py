@@ -62,6 +62,9 @@ class Reason(enum.Enum):
     GUARD_FILE_CHANGED = "guard_file_changed"
     GUARD_SETTING_CHANGED = "guard_setting_changed"
     GUARD_MIRROR_CHANGED = "guard_mirror_changed"
+    GUARD_CYCLE_UNKNOWN = "guard_cycle_unknown"
+    PROTECTED_PREPARED_XACT = "protected_prepared_xact"
+    PROTECTED_NO_COORDINATOR_BACKEND = "protected_no_coordinator_backend"
 
     # Prepared transactions, Slony-I node locks, pid files (docs/safety.md).
     COORDINATOR_HAS_GXID = "coordinator_has_gxid"
@@ -144,6 +147,9 @@ MESSAGES = {
     Reason.NOT_APPLICABLE: "content {content}: {detail}",
     Reason.NO_MIRROR_SYNC_ON: "content {content} has no mirror but synchronous replication is on: every commit waits",
     Reason.FORCED_BY_OPERATOR: "content {content}: switched off by the operator (force) while mirror {mirror} streams",
+    Reason.GUARD_CYCLE_UNKNOWN: "whether gxid {gxid} is still in a deadlock could not be proven ({detail})",
+    Reason.PROTECTED_PREPARED_XACT: "gxid {gxid} is a prepared transaction: it holds its locks with no backend to signal",
+    Reason.PROTECTED_NO_COORDINATOR_BACKEND: "gxid {gxid}: its coordinator backend is not in the snapshot",
 }
 
 

@@ -44,6 +44,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.gpops.greenplum.plugins.module_utils.analyse.waitgraph import REMOVED_UNRESOLVED
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan.reasons import Reason
 
 POLICIES = ("youngest", "oldest", "least_work")
 
@@ -93,36 +94,46 @@ def candidate(index, gxid, sess_id=None, never_choose=None, prepared=False, poli
     ``distributed xid`` lock row names the QD); ``prepared`` marks a vertex that is a
     prepared transaction (a ``holder_lpid`` 0 edge). Adds ``locks_held`` (for
     ``least_work``; None otherwise), ``in_syncrep``, ``in_two_phase_commit``,
-    ``protected`` (bool) and ``protections`` (reasons, text).
+    ``prepared_on`` (contents), ``protected`` (bool), ``protections`` (reasons, text)
+    and ``protection_codes`` (the ``reasons.Reason`` values of the same, in order).
     """
     info = index.session_info(gxid=gxid, sess_id=sess_id)
     session = info["sess_id"]
-    reasons = []
+    reasons, codes = [], []
+
+    def protect(code, text):
+        codes.append(code.value)
+        reasons.append(text)
+
     if prepared:
-        reasons.append("prepared transaction: holds its locks with no backend to cancel")
+        protect(Reason.PROTECTED_PREPARED_XACT, "prepared transaction: holds its locks with no backend to cancel")
     if not info["found"]:
-        reasons.append("coordinator backend not found in the snapshot")
+        protect(Reason.PROTECTED_NO_COORDINATOR_BACKEND, "coordinator backend not found in the snapshot")
     elif info["backend_type"] is not None and info["backend_type"] != "client backend":
-        reasons.append("not a client backend (%s)" % info["backend_type"])
+        protect(Reason.PROTECTED_NOT_CLIENT_BACKEND, "not a client backend (%s)" % info["backend_type"])
     syncrep = index.syncrep_sessions.get(session, []) if session else []
     info["in_syncrep"] = bool(syncrep)
     if syncrep:
-        reasons.append("waiting for synchronous replication (SyncRep) on content %s: cancel is ignored there"
-                       % ", ".join(str(c) for c in sorted({c for c, _pid in syncrep})))
+        protect(Reason.PROTECTED_SYNCREP_WAIT,
+                "waiting for synchronous replication (SyncRep) on content %s: cancel is ignored there"
+                % ", ".join(str(c) for c in sorted({c for c, _pid in syncrep})))
     prepared_on = sorted({p.content for p in index.prepared_by_gxid.get(gxid, ())})
     info["in_two_phase_commit"] = bool(prepared_on)
+    info["prepared_on"] = prepared_on
     if prepared_on:
-        reasons.append("in two-phase commit: prepared on content %s (killing it may PANIC the coordinator)"
-                       % ", ".join(str(c) for c in prepared_on))
+        protect(Reason.PROTECTED_TWO_PHASE_COMMIT,
+                "in two-phase commit: prepared on content %s (killing it may PANIC the coordinator)"
+                % ", ".join(str(c) for c in prepared_on))
     info["locks_held"] = index.lock_counts().get(session, 0) if policy == "least_work" else None
     if never_choose is not None:
         matched, error = _matches(never_choose, info)
         if error:
-            reasons.append(error)
+            protect(Reason.PROTECTED_NEVER_CHOOSE, error)
         elif matched:
-            reasons.append("matches never_choose")
+            protect(Reason.PROTECTED_NEVER_CHOOSE, "matches never_choose")
     info["protected"] = bool(reasons)
     info["protections"] = reasons
+    info["protection_codes"] = codes
     return info
 
 
@@ -165,7 +176,8 @@ def choose_victims(graph, index, policy, never_choose=None, session_hints=None, 
     deadlock id the victim belongs to (for the report).
 
     Returns ``(victims, unresolved)``: victims are dicts ``{gxid, sess_id,
-    coordinator_pid, policy, reason, deadlock, candidate}``; unresolved are dicts
+    coordinator_pid, policy, reason, deadlock, candidate, protected}`` (``protected``:
+    the candidates of its cycle never chosen); unresolved are dicts
     ``{deadlock, gxids, needs_person: True, reason, candidates}`` for cycles whose
     every member is protected. Afterwards the graph is empty.
     """
@@ -191,7 +203,7 @@ def choose_victims(graph, index, policy, never_choose=None, session_hints=None, 
                 "gxid": chosen["gxid"], "sess_id": chosen["sess_id"],
                 "coordinator_pid": chosen["coordinator_pid"], "policy": policy,
                 "reason": _reason(chosen, candidates, policy), "deadlock": deadlock,
-                "candidate": chosen})
+                "candidate": chosen, "protected": [c for c in candidates if c["protected"]]})
             graph.remove_vertex(chosen["gxid"])
         graph.reduce()
     return victims, unresolved

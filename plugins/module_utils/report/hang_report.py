@@ -45,6 +45,8 @@ __metaclass__ = type
 import json
 import re
 
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan.reasons import Reason, message
+
 SCHEMA_VERSION = 1
 GENERATOR = "gpops.greenplum"
 _SEVERITIES = ("critical", "high", "medium", "low", "info")
@@ -380,7 +382,19 @@ def _action_text(action):
         text += " (changed)" if action["changed"] else " (no change)"
     if action.get("result"):
         text += ": %s" % action["result"]
+    code = _reason_code(action.get("guard_failed")) or _reason_code(action.get("reason"))
+    if code is not None:  # a step of the executor: the code, and its message made from the facts
+        facts = dict(action.get("facts") or {}, **(action.get("guard") or {}))
+        text += " [%s] (%s)" % (code.value, message(code, **facts))
     return text
+
+
+def _reason_code(value):
+    """The ``reasons.Reason`` named by ``value``, or None (free text, or nothing)."""
+    try:
+        return Reason(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def render_markdown(doc, json_name=None):
