@@ -72,6 +72,12 @@ def test_bad_fail_severity_is_refused(tmp_path):
     assert rc != 0 and "gp_fail_severity must be one of" in output
 
 
+def _classes(cluster):
+    """The finding classes but ``segment_restarted``: earlier tests of the session stop and
+    start sandbox nodes, which that finding reports, truthfully, for an hour."""
+    return [c for c in cluster["classes"] if c != "segment_restarted"]
+
+
 @pytest.mark.integration
 def test_healthy_cluster_passes_and_publishes(clean_cluster, tmp_path):
     reports = tmp_path / "reports"
@@ -80,7 +86,7 @@ def test_healthy_cluster_passes_and_publishes(clean_cluster, tmp_path):
     assert rc == 0, output
     cluster = stats["clusters"]["localhost"]
     assert cluster["verdict"] == "healthy" and cluster["failing"] is False and stats["failing"] == []
-    assert cluster["classes"] == ["gdd_status"]
+    assert _classes(cluster) == ["gdd_status"]
     assert cluster["report"].startswith(str(reports)) and os.path.exists(cluster["report"])
     assert "localhost: HEALTHY" in output
 
@@ -92,7 +98,7 @@ def test_fails_only_at_or_above_the_threshold(clean_cluster, tmp_path):
         env = clean_cluster.coordinator_env()
         rc, output, stats = run_health_check({}, env=env, tmp_path=tmp_path)  # medium < high
         assert rc == 0, output
-        assert stats["clusters"]["localhost"]["classes"] == ["blocking_chain", "gdd_status"]
+        assert _classes(stats["clusters"]["localhost"]) == ["blocking_chain", "gdd_status"]
         assert stats["clusters"]["localhost"]["highest_severity"] == "medium"
         rc, output, stats = run_health_check({"gp_fail_severity": "medium"}, env=env,
                                              tmp_path=tmp_path)
