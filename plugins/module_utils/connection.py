@@ -61,6 +61,9 @@ SSL_MODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"
 # Collection reads catalog views only; a conflicting lock request (DDL queued on a
 # catalog) must make it fail fast rather than queue: it would join the hang it studies.
 LOCK_TIMEOUT_S = 1.0
+# Nodes read at once by the per-node fallback (one connection each); clusters have
+# hundreds of primaries, and each connection is a backend on that node.
+DEFAULT_MAX_WORKERS = 16
 
 
 def connection_argument_spec():
@@ -77,19 +80,8 @@ def connection_argument_spec():
         connect_timeout=dict(type="int", default=5),
         statement_timeout=dict(type="float", default=30.0),
         ssl_mode=dict(type="str", default="prefer", choices=SSL_MODES),
+        max_workers=dict(type="int", default=DEFAULT_MAX_WORKERS),
     )
-
-
-def validate_connection_params(params):
-    """Return a message naming the first bad connection option, or None."""
-    if params.get("connect_timeout") is not None and params["connect_timeout"] < 1:
-        return "connect_timeout must be a whole number of seconds >= 1, got %r" % params["connect_timeout"]
-    if params.get("statement_timeout") is not None and params["statement_timeout"] <= 0:
-        return "statement_timeout must be a number of seconds > 0, got %r" % params["statement_timeout"]
-    port = params.get("login_port")
-    if port is not None and not 0 < port < 65536:
-        return "login_port must be between 1 and 65535, got %r" % port
-    return None
 
 
 class GpConnectionError(Exception):
@@ -98,13 +90,21 @@ class GpConnectionError(Exception):
     ``node`` names it (``coordinator (content -1, dbid 1, mdw:5432)``), ``reason``
     says why, starting with a short kind: ``timeout``, ``connection refused``,
     ``authentication failed``, ``unknown host``, ``database does not exist``,
-    ``in recovery``, ``error``.
+    ``in recovery``, ``invalid setting``, ``permission denied``, ``error``;
+    ``tool_error`` tells the tool's own faults from a node's.
     """
 
     def __init__(self, node, reason):
         self.node = node
         self.reason = reason
-        super(GpConnectionError, self).__init__("cannot reach %s: %s" % (node, reason))
+        hint = " (a fault of the login, its privileges or the settings it sent, not of the cluster)"
+        super(GpConnectionError, self).__init__("cannot reach %s: %s%s" % (
+            node, reason, hint if is_tool_error(reason) else ""))
+
+    @property
+    def tool_error(self):
+        """True when the cause is the tool's (``is_tool_error``), not the node's."""
+        return is_tool_error(self.reason)
 
 
 class NotGreenplumError(Exception):
@@ -227,11 +227,31 @@ _REASONS = (
     ("connection refused", re.compile(r"connection refused")),
     ("authentication failed", re.compile(
         r"authentication failed|no password supplied|no pg_hba\.conf entry|password is required"
-        r'|role "[^"]*" does not exist')),
+        r'|role "[^"]*" does not exist|role "[^"]*" is not permitted to log in')),
     ("unknown host", re.compile(r"could not translate host name|name or service not known")),
     ("database does not exist", re.compile(r'database "[^"]*" does not exist')),
     ("in recovery", re.compile(r"in recovery mode|is starting up|is shutting down")),
+    ("invalid setting", re.compile(
+        r"invalid value for parameter|unrecognized configuration parameter|is outside the valid range")),
+    ("permission denied", re.compile(r"permission denied|must be superuser|must be a member of")),
 )
+# Server errors by SQLSTATE (psycopg's ``Error.sqlstate``; libpq gives none for a failed
+# connection start, whose message the patterns above read). Source: PostgreSQL's
+# src/backend/utils/errcodes.txt.
+_SQLSTATES = {
+    "28P01": "authentication failed",     # invalid_password
+    "28000": "authentication failed",     # invalid_authorization_specification (pg_hba, role)
+    "3D000": "database does not exist",   # invalid_catalog_name
+    "42501": "permission denied",         # insufficient_privilege
+    "22023": "invalid setting",           # invalid_parameter_value
+    "42704": "invalid setting",           # undefined_object (an unknown GUC)
+    "57P03": "in recovery",               # cannot_connect_now
+    "57014": "timeout",                   # query_canceled (statement_timeout)
+}
+# Kinds that are the tool's own fault (its login, database, privileges or settings),
+# never a node's: they fail the module instead of becoming a cluster finding.
+TOOL_ERROR_KINDS = ("authentication failed", "database does not exist", "invalid setting",
+                    "permission denied")
 # libpq repeats the address we already name, and one line per attempt (SSL, then not).
 _LIBPQ_PREFIX = re.compile(r'^(connection failed: )?(connection to server (at|on) .*?failed: )?')
 
@@ -239,14 +259,29 @@ _LIBPQ_PREFIX = re.compile(r'^(connection failed: )?(connection to server (at|on
 def classify_error(exc):
     """``kind: message`` for a failure: the kind (``timeout``, ``connection refused``,
     ``authentication failed``, ``unknown host``, ``database does not exist``,
-    ``in recovery``, ``error``), then the first line of the libpq/server message."""
+    ``in recovery``, ``invalid setting``, ``permission denied``, ``error``), from the
+    error's SQLSTATE when the server sent one, else from the libpq/server message,
+    then the message's first line."""
     lines = [line for line in str(exc).splitlines() if line.strip()]
     text = " ".join(_LIBPQ_PREFIX.sub("", lines[0]).split()) if lines else exc.__class__.__name__
+    kind = _SQLSTATES.get(getattr(exc, "sqlstate", None) or "")
+    if kind:
+        return "%s: %s" % (kind, text)
     low = text.lower()
     for kind, pattern in _REASONS:
         if pattern.search(low):
             return "%s: %s" % (kind, text)
     return "error: %s" % text
+
+
+_TOOL_KIND = re.compile(r"(?:^|: )(?:%s): " % "|".join(TOOL_ERROR_KINDS))
+
+
+def is_tool_error(reason):
+    """Whether a ``classify_error`` reason (possibly after a prefix ending in ``: ``) is
+    the tool's own fault (``TOOL_ERROR_KINDS``: its login, database, privileges or
+    settings) rather than a node's state."""
+    return bool(_TOOL_KIND.search(reason or ""))
 
 
 def connect(params, host=None, port=None, dbname=None, utility=False, server=None,

@@ -10,8 +10,11 @@
   one ``statement_timeout`` at most; then ``analysis.analyse`` and
   ``triage.classify``. A coordinator that cannot be reached is a finding
   (``node_unreachable``, content -1), not an error: a health job needs facts
-  even when the server is sick. Raises ValueError (naming ``policy`` or
-  ``never_choose``) before any I/O, ``NotGreenplumError`` for another server.
+  even when the server is sick. But a failure that is the tool's own fault
+  (``connection.is_tool_error``: authentication, a missing database, a refused
+  setting, a missing privilege, on any node) is never a cluster finding: it raises
+  ``GpConnectionError`` naming the nodes and the cause. Raises ValueError (naming
+  ``policy`` or ``never_choose``) before any I/O, ``NotGreenplumError`` for another server.
 - ``collect_facts(params, timeout) -> triage.ClusterFacts``: on the coordinator
   (one connection from ``connection.connect``, so with ``statement_timeout`` and
   ``lock_timeout``): the settings in ``SETTINGS`` (``pg_settings``), the
@@ -35,7 +38,7 @@ import time
 from ansible_collections.gpops.greenplum.plugins.module_utils import (
     analysis, report, sql, triage, victims)
 from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
-    GpConnectionError, connect, query, run_with_deadline)
+    GpConnectionError, connect, is_tool_error, query, run_with_deadline)
 from ansible_collections.gpops.greenplum.plugins.module_utils.procinfo import (
     ProcUnreadable, read_process)
 from ansible_collections.gpops.greenplum.plugins.module_utils.records import (
@@ -191,8 +194,14 @@ def diagnose(params, policy="youngest", never_choose=None, options=None, proc="/
     try:
         snap = take_snapshot(params, timeout=timeout)
     except GpConnectionError as exc:
+        if exc.tool_error:
+            raise
         snap = ClusterSnapshot(taken_at=datetime.datetime.now(datetime.timezone.utc),
                                unreachable={COORDINATOR_CONTENT: str(exc)})
+    own = {c: r for c, r in snap.unreachable.items() if is_tool_error(r)}
+    if own:
+        raise GpConnectionError(", ".join("content %s" % c for c in sorted(own)), "; ".join(
+            own[c] for c in sorted(own)))
     facts = facts_result(started + timeout + 1.0)
     coordinator = next((s for s in snap.segments if s.content == COORDINATOR_CONTENT
                         and s.role == "p"), None)

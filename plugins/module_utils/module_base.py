@@ -1,12 +1,16 @@
 # -*- coding: utf-8 -*-
 # Copyright: gpops.greenplum contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What every gpops.greenplum module that connects to the cluster does first.
+"""What every gpops.greenplum module does first.
 
-- ``gp_module(argument_spec, **kwargs) -> AnsibleModule``: the module's options plus
-  the shared connection options, check mode supported; fails with
-  ``missing_required_lib`` when psycopg is missing and with a message naming the
-  option when a connection option is out of range.
+- ``gp_module(argument_spec, rules=None, needs_psycopg=True, **kwargs) -> AnsibleModule``:
+  the module's options plus the shared connection options, check mode supported; fails
+  with ``missing_required_lib`` when psycopg is missing (unless ``needs_psycopg`` is
+  false) and with a message naming the option when any option is bad
+  (``validation.check_params``; ``rules``: ``{option: validation.Number}`` for this
+  module's own numeric options).
+- ``local_module(argument_spec, rules=None, **kwargs) -> AnsibleModule``: the same for a
+  module that does not connect (files, /proc, reports): validated options, check mode.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -15,18 +19,23 @@ __metaclass__ = type
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.gpops.greenplum.plugins.module_utils import validation
 from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
-    HAS_PSYCOPG, PSYCOPG_IMPORT_ERROR, connection_argument_spec, validate_connection_params)
+    HAS_PSYCOPG, PSYCOPG_IMPORT_ERROR, connection_argument_spec)
 
 
-def gp_module(argument_spec, **kwargs):
+def local_module(argument_spec, rules=None, **kwargs):
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True, **kwargs)
+    validation.validate(module, rules)
+    return module
+
+
+def gp_module(argument_spec, rules=None, needs_psycopg=True, **kwargs):
     spec = connection_argument_spec()
     spec.update(argument_spec)
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True, **kwargs)
-    if not HAS_PSYCOPG:
+    if needs_psycopg and not HAS_PSYCOPG:
         module.fail_json(msg=missing_required_lib("psycopg (version 3)"),
                          exception=PSYCOPG_IMPORT_ERROR)
-    bad = validate_connection_params(module.params)
-    if bad:
-        module.fail_json(msg=bad)
+    validation.validate(module, rules)
     return module

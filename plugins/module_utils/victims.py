@@ -43,6 +43,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.gpops.greenplum.plugins.module_utils import validation
 from ansible_collections.gpops.greenplum.plugins.module_utils.waitgraph import REMOVED_UNRESOLVED
 
 POLICIES = ("youngest", "oldest", "least_work")
@@ -61,21 +62,7 @@ def compile_never_choose(expression):
     Raises ValueError (naming ``never_choose``) for a bad expression or when the
     ``jmespath`` library is missing.
     """
-    if expression is None or expression == "":
-        return None
-    if not isinstance(expression, str):
-        raise ValueError("never_choose: a JMESPath expression (string) is expected, got %s"
-                         % type(expression).__name__)
-    try:
-        import jmespath
-        from jmespath.exceptions import JMESPathError
-    except ImportError:
-        raise ValueError("never_choose: the Python library 'jmespath' is needed on the managed node "
-                         "(pip install jmespath)")
-    try:
-        return jmespath.compile(expression)
-    except JMESPathError as exc:
-        raise ValueError("never_choose: invalid JMESPath expression %r: %s" % (expression, exc))
+    return validation.compile_jmespath("never_choose", expression)
 
 
 def _matches(compiled, candidate):

@@ -225,8 +225,7 @@ from ansible_collections.gpops.greenplum.plugins.module_utils.connection import 
     GpConnectionError, NotGreenplumError, ServerInfo, connect)
 from ansible_collections.gpops.greenplum.plugins.module_utils.module_base import gp_module
 from ansible_collections.gpops.greenplum.plugins.module_utils.snapshot import take_snapshot
-from ansible_collections.gpops.greenplum.plugins.module_utils.victims import (
-    POLICIES, compile_never_choose)
+from ansible_collections.gpops.greenplum.plugins.module_utils.victims import POLICIES
 
 
 def _action_line(a):
@@ -290,13 +289,6 @@ def main():
     p = module.params
     result = dict(changed=False, deadlocks=[], victims=[], unresolved=[], actions=[], local_checks=[],
                   deadlocks_after=None, summary=[])
-    for name in ("cancel_grace", "local_deadlock_wait"):
-        if p[name] < 0:
-            module.fail_json(msg="%s must be a number of seconds >= 0, got %s" % (name, p[name]), **result)
-    try:
-        compile_never_choose(p["never_choose"])  # bad input fails before any connection
-    except ValueError as exc:
-        module.fail_json(msg=str(exc), **result)
 
     def fail(msg):
         module.fail_json(msg=msg, **result)

@@ -219,7 +219,8 @@ snapshot:
 '''
 
 from ansible_collections.gpops.greenplum.plugins.module_utils import diagnosis
-from ansible_collections.gpops.greenplum.plugins.module_utils.connection import NotGreenplumError
+from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
+    GpConnectionError, NotGreenplumError)
 from ansible_collections.gpops.greenplum.plugins.module_utils.module_base import gp_module
 from ansible_collections.gpops.greenplum.plugins.module_utils.triage import TriageOptions
 
@@ -233,16 +234,13 @@ def main():
         prepared_xact_age=dict(type="float", default=120.0),
     ))
     p = module.params
-    for name in ("wait_threshold", "idle_in_transaction_age", "prepared_xact_age"):
-        if p[name] < 0:
-            module.fail_json(msg="%s must be a number of seconds >= 0, got %s" % (name, p[name]))
     options = TriageOptions(wait_threshold=p["wait_threshold"],
                             idle_in_transaction_age=p["idle_in_transaction_age"],
                             prepared_xact_age=p["prepared_xact_age"])
     try:
         result = diagnosis.diagnose(p, policy=p["policy"], never_choose=p["never_choose"],
                                     options=options).as_dict()
-    except (ValueError, NotGreenplumError) as exc:
+    except (ValueError, NotGreenplumError, GpConnectionError) as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(changed=False, **result)
 

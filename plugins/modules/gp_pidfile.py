@@ -174,9 +174,8 @@ actions:
 import os
 import pwd
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.gpops.greenplum.plugins.module_utils import pidfile
+from ansible_collections.gpops.greenplum.plugins.module_utils.module_base import local_module
 
 
 def _uid(module, owner):
@@ -231,17 +230,15 @@ def _remove(module, obs, p, expected_uid):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
+    module = local_module(
+        dict(
             paths=dict(type="list", elements="path", default=[]),
             data_directories=dict(type="list", elements="path", default=[]),
             state=dict(type="str", choices=["present", "absent"], default="present"),
             expected_command=dict(type="str"),
             expected_owner=dict(type="str"),
             proc_path=dict(type="path", default="/proc"),
-        ),
-        supports_check_mode=True,
-    )
+        ))
     p = module.params
     missing = [d for d in p["data_directories"] if not os.path.isdir(d)]
     if missing:

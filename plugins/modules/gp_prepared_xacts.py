@@ -143,8 +143,6 @@ def main():
         state=dict(type="str", choices=["present", "absent"], default="present"),
     ))
     p = module.params
-    if p["min_age"] < 0:
-        module.fail_json(msg="min_age must be >= 0 seconds, got %r" % p["min_age"])
     try:
         snap = snapshot.take_snapshot(p, include=INCLUDE)
         conn, server, segments = catalog.open_coordinator(p)

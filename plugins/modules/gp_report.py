@@ -145,9 +145,8 @@ summary:
 import os
 import tempfile
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.gpops.greenplum.plugins.module_utils import report
+from ansible_collections.gpops.greenplum.plugins.module_utils.module_base import local_module
 
 
 def _read(path):
@@ -167,14 +166,14 @@ def _write(module, path, text):
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(
+    module = local_module(dict(
         hang_info=dict(type="dict"),
         log_info=dict(type="dict"),
         dest=dict(type="path", required=True),
         cluster=dict(type="str", default="cluster"),
         actions=dict(type="list", elements="raw", default=[]),
         after=dict(type="dict"),
-    ), supports_check_mode=True)
+    ))
     p = module.params
     for name, value in (("hang_info", p["hang_info"]), ("after", p["after"])):
         if value is not None and not all(k in value for k in ("findings", "snapshot")):

@@ -276,12 +276,6 @@ def _validate(module):
                "use standby_walsender for a stalled standby coordinator")
     if bad is None and p["content"] is not None and p["content"] < -1:
         bad = "content must be -1 or more (a segment's content id), got %d" % p["content"]
-    if bad is None and p["max_lag_bytes"] < 0:
-        bad = "max_lag_bytes must be 0 or more, got %d" % p["max_lag_bytes"]
-    if bad is None and p["wait_timeout"] <= 0:
-        bad = "wait_timeout must be a number of seconds > 0, got %r" % p["wait_timeout"]
-    if bad is None and p["stall_threshold"] <= 0:
-        bad = "stall_threshold must be a number of seconds > 0, got %r" % p["stall_threshold"]
     if bad is None and p["force"] and p["state"] != "off":
         bad = "force applies to state=off only (it never switches on a mirror that does not stream)"
     if bad:
