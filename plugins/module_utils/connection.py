@@ -21,9 +21,11 @@ Public API (other module_utils and every module use these):
   ``sandbox``), major version, version string and number, from
   ``gp_server_version_num`` / ``gp_server_version`` and ``version()``
   (docs/greenplum-internals.md#server-and-version). Raises ``NotGreenplumError`` for any other server.
-- ``run_on_nodes(nodes, fn, timeout) -> (results_by_content, unreachable_by_content)``:
-  ``fn(node)`` on every node at once, each bounded by a client-side deadline.
-- ``run_with_deadline(fn, timeout) -> (ok, result or reason)`` and
+- ``run_on_nodes(nodes, fn, timeout, max_workers=16) -> (results_by_content,
+  unreachable_by_content)``: ``fn(node)`` on every node, ``max_workers`` at a time, all
+  bounded by one client-side deadline; abandoned statements are cancelled.
+- ``cancel_connections(conns, wait=2.0)``: cancel what these connections still run.
+- ``run_with_deadline(fn, timeout, abandon=()) -> (ok, result or reason)`` and
   ``call_with_deadline(fn, timeout, node) -> result`` (raises): one call under the
   same client-side deadline.
 - ``GpConnectionError(node, reason)``, ``NotGreenplumError``, ``describe_node(node)``.
@@ -37,6 +39,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import dataclasses
+import queue
 import re
 import threading
 import time
@@ -61,6 +64,9 @@ SSL_MODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"
 # Collection reads catalog views only; a conflicting lock request (DDL queued on a
 # catalog) must make it fail fast rather than queue: it would join the hang it studies.
 LOCK_TIMEOUT_S = 1.0
+# Seconds given to cancel requests for abandoned statements (sent in parallel, after the
+# deadline): a frozen node never answers its cancel either.
+CANCEL_WAIT_S = 2.0
 # Nodes read at once by the per-node fallback (one connection each); clusters have
 # hundreds of primaries, and each connection is a backend on that node.
 DEFAULT_MAX_WORKERS = 16
@@ -317,7 +323,9 @@ def connect(params, host=None, port=None, dbname=None, utility=False, server=Non
     )
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     try:
-        return psycopg.connect(autocommit=autocommit, **kwargs)
+        conn = psycopg.connect(autocommit=autocommit, **kwargs)
+        _track(conn)
+        return conn
     except psycopg.Error as exc:
         node = describe_node(None, kwargs.get("host"), kwargs.get("port"))
         raise GpConnectionError(node, classify_error(exc))
@@ -354,9 +362,10 @@ def _timeout_reason(timeout):
     return "timeout: no answer within %.1f s" % timeout
 
 
-def run_with_deadline(fn, timeout):
+def run_with_deadline(fn, timeout, abandon=()):
     """Run ``fn()`` and wait at most ``timeout`` seconds: ``(True, result)`` or
-    ``(False, reason)``.
+    ``(False, reason)``. ``abandon``: connections whose running statement is cancelled
+    (``cancel_connections``) when ``fn`` does not return in time.
 
     Why a thread: a stopped server (SIGSTOP, a hung host) accepts TCP and never
     answers, so neither ``connect_timeout`` nor the server-side ``statement_timeout``
@@ -367,6 +376,8 @@ def run_with_deadline(fn, timeout):
     ok, value = box.get("result", (False, None))
     if ok:
         return True, value
+    if "result" not in box:
+        cancel_connections(abandon)
     return False, _timeout_reason(timeout) if value is None else _reason(value)
 
 
@@ -384,25 +395,125 @@ def call_with_deadline(fn, timeout, node):
     raise GpConnectionError(node, _timeout_reason(timeout) if value is None else _reason(value))
 
 
-def run_on_nodes(nodes, fn, timeout):
-    """Run ``fn(node)`` for every node in parallel.
+def max_workers_of(params):
+    """The ``max_workers`` option of ``params`` (``DEFAULT_MAX_WORKERS`` when unset)."""
+    return int(params.get("max_workers") or DEFAULT_MAX_WORKERS)
+
+
+def run_on_nodes(nodes, fn, timeout, max_workers=DEFAULT_MAX_WORKERS):
+    """Run ``fn(node)`` for every node, ``max_workers`` nodes at a time.
 
     ``nodes``: objects with ``content`` (e.g. ``records.SegmentConfig``); ``timeout``:
-    seconds, one deadline shared by all (the wall time is that of the slowest node,
-    at most ``timeout``). Returns ``(results_by_content, unreachable_by_content)``:
-    ``fn``'s results, and for every node that raised or did not answer in time the
-    reason (``timeout: ...``, ``connection refused: ...``, ``error: ...``).
+    seconds, one deadline shared by all (the wall time is that of the slowest node, at
+    most ``timeout`` plus ``CANCEL_WAIT_S``); ``max_workers``: how many nodes are talked
+    to at once (Greenplum clusters have hundreds of primaries; each call is a
+    connection). Returns ``(results_by_content, unreachable_by_content)``: ``fn``'s
+    results, and for every node that raised, did not answer in time, or was not started
+    before the deadline, the reason (``timeout: ...``, ``connection refused: ...``,
+    ``error: ...``).
+
+    When the deadline passes, the statements still running on the connections that
+    ``fn`` opened with ``connect`` (in its worker thread) are cancelled
+    (``cancel_connections``), so a slow node costs its timeout and its statement does not
+    go on on the server; ``fn``'s ``with connect(...)`` then closes the connection. The
+    workers are daemon threads (``concurrent.futures`` workers are joined at interpreter
+    exit, so a frozen node would keep the module from ever returning).
     """
     deadline = time.monotonic() + timeout
-    started = {node.content: _start(lambda node=node: fn(node), "gpops-node-%s" % node.content)
-               for node in nodes}
-    for thread, _box in started.values():
-        thread.join(max(0.0, deadline - time.monotonic()))
+    pending = queue.Queue()
+    for node in nodes:
+        pending.put(node)
+    lock = threading.Lock()
+    finished, running, all_done = {}, {}, threading.Event()
+    total = len(nodes)
+
+    def worker():
+        while True:
+            try:
+                node = pending.get_nowait()
+            except queue.Empty:
+                return
+            if time.monotonic() >= deadline:
+                outcome = (False, "timeout: not started within %.1f s (max_workers %d, all busy)"
+                           % (timeout, max_workers))
+            else:
+                with lock:
+                    running[node.content] = _tracking_list()
+                try:
+                    outcome = (True, fn(node))
+                except Exception as exc:  # a node's failure is data for the caller
+                    outcome = (False, exc)
+                finally:
+                    _untrack_thread()
+            with lock:
+                running.pop(node.content, None)
+                finished[node.content] = outcome
+                if len(finished) == total:
+                    all_done.set()
+
+    if total == 0:
+        return {}, {}
+    for index in range(min(max(1, int(max_workers)), total)):
+        threading.Thread(target=worker, name="gpops-node-worker-%d" % index, daemon=True).start()
+    all_done.wait(max(0.0, deadline - time.monotonic()))
+    with lock:
+        abandoned = [conn for conns in running.values() for conn in conns]
+        outcomes = dict(finished)
+    cancel_connections(abandoned)
     results, unreachable = {}, {}
-    for content, (_thread, box) in started.items():
-        ok, value = box.get("result", (False, None))
+    for node in nodes:
+        ok, value = outcomes.get(node.content, (False, None))
         if ok:
-            results[content] = value
+            results[node.content] = value
         else:
-            unreachable[content] = _timeout_reason(timeout) if value is None else _reason(value)
+            unreachable[node.content] = (
+                _timeout_reason(timeout) if value is None else value if isinstance(value, str) else _reason(value))
     return results, unreachable
+
+
+# Connections opened by ``connect`` in a thread that tracks them (a ``run_on_nodes``
+# worker): the ones to cancel when that call is abandoned.
+_TRACKED = threading.local()
+
+
+def _tracking_list():
+    _TRACKED.conns = []
+    return _TRACKED.conns
+
+
+def _untrack_thread():
+    _TRACKED.conns = None
+
+
+def _track(conn):
+    conns = getattr(_TRACKED, "conns", None)
+    if conns is not None:
+        conns.append(conn)
+
+
+def cancel_connections(conns, wait=CANCEL_WAIT_S):
+    """Ask the server to cancel whatever each connection in ``conns`` still runs
+    (``psycopg.Connection.cancel_safe``, else ``cancel()``), all in parallel, waiting at
+    most ``wait`` seconds in all; closed connections are skipped. Never raises: a node
+    that does not answer its cancel request either (frozen) is left to its own
+    ``statement_timeout`` and to the close of the socket at process exit."""
+    threads = []
+    for conn in conns:
+        if conn is None or conn.closed:
+            continue
+
+        def cancel(conn=conn):
+            try:
+                if hasattr(conn, "cancel_safe"):
+                    conn.cancel_safe(timeout=wait)
+                else:  # psycopg < 3.2
+                    conn.cancel()
+            except Exception:  # noqa: BLE001 - best effort; the deadline already passed
+                pass
+
+        thread = threading.Thread(target=cancel, name="gpops-cancel", daemon=True)
+        thread.start()
+        threads.append(thread)
+    stop = time.monotonic() + wait
+    for thread in threads:
+        thread.join(max(0.0, stop - time.monotonic()))

@@ -28,9 +28,10 @@ How it collects (docs/greenplum-internals.md#locks-and-sessions,
    the first three already include every primary's rows. Greenplum fails these when
    a primary does not answer, and a hung primary makes them wait: they get half of
    the time budget, enforced on the client side.
-2. When dispatch failed or timed out: the same facts from every node (coordinator
-   and primaries) in utility mode, in parallel (``run_on_nodes``), each node bounded
-   by the remaining budget; ``source`` becomes ``utility``.
+2. When dispatch failed or timed out (its statement is then cancelled): the same facts
+   from every node (coordinator and primaries) in utility mode, ``max_workers`` nodes at
+   a time (``run_on_nodes``, which cancels the statements of nodes still running at the
+   deadline), each node bounded by the remaining budget; ``source`` becomes ``utility``.
 3. In both cases, per node in utility mode and in parallel: ``pg_blocking_pids(pid)``
    for its waiting backends (lock-queue waiters have no ``gp_dist_wait_status()``
    edge), and its ``pg_prepared_xacts``; on Greenplum 6 also its
@@ -54,7 +55,7 @@ import time
 
 from ansible_collections.gpops.greenplum.plugins.module_utils import catalog, sql
 from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
-    connect, query, run_on_nodes, run_with_deadline)
+    connect, max_workers_of, query, run_on_nodes, run_with_deadline)
 from ansible_collections.gpops.greenplum.plugins.module_utils.records import (
     COORDINATOR_CONTENT, Backend, ClusterSnapshot, DistributedXact, LockRecord, PreparedXact,
     SegmentConfig, WaitEdge)
@@ -135,9 +136,10 @@ def _collect_node(params, server, node, wants, dispatched_locks, statement_timeo
 
 
 def _dispatch(conn, items):
-    out = {item: query(conn, sql.DISPATCHED_SNAPSHOT[item]) for item in items}
-    conn.close()
-    return out
+    try:
+        return {item: query(conn, sql.DISPATCHED_SNAPSHOT[item]) for item in items}
+    finally:
+        conn.close()  # also after a cancel (take_snapshot's deadline passed)
 
 
 def plan_items(server, include, dispatched_ok=True):
@@ -166,7 +168,8 @@ def take_snapshot(params, server=None, include=INCLUDE_ALL, timeout=None):
     conn, server, segments = catalog.open_coordinator(params, server, timeout)
     dispatched_items = plan_items(server, include)[0]
     remaining = deadline - time.monotonic()
-    ok, dispatched = run_with_deadline(lambda: _dispatch(conn, dispatched_items), remaining / 2)
+    ok, dispatched = run_with_deadline(lambda: _dispatch(conn, dispatched_items), remaining / 2,
+                                       abandon=[conn])
     if not ok:
         dispatched = None  # fall back to utility mode on every node
     local_items = plan_items(server, include, dispatched_ok=dispatched is not None)[1]
@@ -182,7 +185,8 @@ def take_snapshot(params, server=None, include=INCLUDE_ALL, timeout=None):
 
     nodes_rows, unreachable = {}, {}
     if local_items[True] or dispatched_locks:
-        nodes_rows, unreachable = run_on_nodes(nodes, collect, max(0.0, deadline - time.monotonic()))
+        nodes_rows, unreachable = run_on_nodes(nodes, collect, max(0.0, deadline - time.monotonic()),
+                                               max_workers_of(params))
         if dispatched is not None:
             unreachable = {c: "utility-mode lookups (pg_blocking_pids, prepared transactions)"
                               " failed: %s" % r for c, r in unreachable.items()}

@@ -52,6 +52,8 @@ options:
   dest:
     description:
       - Directory to write the reports into; created (mode 0750) when missing.
+      - Checked before anything is read or written (also in check mode) -- a path that is not a directory,
+        or a directory this user cannot write or create, fails with a message naming O(dest).
     type: path
     required: true
   cluster:
@@ -199,10 +201,13 @@ def main():
     old_markdown = _read(markdown_path)
     stale = [path for path, text in texts.items() if _read(path) != text]
     if stale and not module.check_mode:
-        if not os.path.isdir(p["dest"]):
-            os.makedirs(p["dest"], 0o750)
-        for path in stale:
-            _write(module, path, texts[path])
+        try:
+            if not os.path.isdir(p["dest"]):
+                os.makedirs(p["dest"], 0o750)
+            for path in stale:
+                _write(module, path, texts[path])
+        except (IOError, OSError) as exc:
+            module.fail_json(msg="dest: cannot write the report under %s: %s" % (p["dest"], exc.strerror or exc))
     result = dict(changed=bool(stale), json_path=json_path, markdown_path=markdown_path,
                   schema_version=doc["schema_version"], verdict=doc["verdict"],
                   summary=report.summary_lines(doc) if doc.get("verdict") else
