@@ -36,7 +36,7 @@ import threading
 import time
 
 from ansible_collections.gpops.greenplum.plugins.module_utils import (
-    analysis, report, sql, triage, victims)
+    analysis, privileges, report, sql, triage, victims)
 from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
     GpConnectionError, connect, is_tool_error, query, run_with_deadline)
 from ansible_collections.gpops.greenplum.plugins.module_utils.procinfo import (
@@ -69,12 +69,40 @@ def _replication_states(rows):
 
 
 def _statements(facts_so_far):
-    """(fact name, SQL, arguments) to run on the coordinator, in order; the resource-queue
-    view only where queues queue (``gp_resource_manager = 'queue'``)."""
+    """(fact name, SQL, arguments) to run on the coordinator, in order; the walsender
+    states only for a login that can read them (``privileges.Privileges.reads_replication``:
+    to any other, ``gp_stat_replication`` shows NULL states, which would read as "not
+    streaming"); the resource-queue view only where queues queue
+    (``gp_resource_manager = 'queue'``)."""
+    yield "privileges", sql.LOGIN_PRIVILEGES, (list(privileges.PREDEFINED_ROLES),)
     yield "settings", sql.SETTINGS_BY_NAME, (list(SETTINGS),)
-    yield "replication", sql.GP_REPLICATION_STATES, None
+    if "privileges" in facts_so_far.errors:
+        facts_so_far.errors["replication"] = "%sthe login role's privileges could not be read (%s); left unknown" % (
+            PRIVILEGE_PREFIX, facts_so_far.errors["privileges"])
+    if facts_so_far.errors.get("replication") is None:
+        yield "replication", sql.GP_REPLICATION_STATES, None
     if facts_so_far.setting("gp_resource_manager") == "queue":
         yield "resqueue_locks", sql.RESQUEUE_LOCKS, None
+
+
+PRIVILEGE_PREFIX = "privilege: "
+
+
+def _privilege_gaps(facts, found):
+    """Name in ``facts.errors`` (``privilege: ...``) what this login cannot read: the
+    mirrors' walsender states (left unknown, never read as not streaming) and other
+    roles' sessions (their identity unknown)."""
+    for fact, need in (("replication", "read_replication"), ("sessions", "see_sessions")):
+        lacking = privileges.missing(found, (need,))
+        if lacking:
+            facts.errors[fact] = PRIVILEGE_PREFIX + lacking + "; left unknown"
+
+
+def tool_warnings(facts):
+    """The ``facts.errors`` that are the tool's own limits (a missing privilege), not
+    the cluster's state: what ``gp_hang_info`` warns about."""
+    return ["%s: %s" % (name, text) for name, text in sorted(facts.errors.items())
+            if text.startswith(PRIVILEGE_PREFIX)]
 
 
 def collect_facts(params, timeout):
@@ -97,7 +125,10 @@ def collect_facts(params, timeout):
                 if rows.startswith("timeout"):
                     break  # the connection is still busy in the abandoned thread
                 continue
-            if name == "settings":
+            if name == "privileges":
+                _privilege_gaps(facts, privileges.Privileges(
+                    rows[0]["login_user"], bool(rows[0]["superuser"]), frozenset(rows[0]["member_of"] or ())))
+            elif name == "settings":
                 facts.settings = {r["name"]: str(r["setting"]) for r in rows}
             elif name == "replication":
                 facts.replication = _replication_states(rows)
@@ -163,6 +194,7 @@ class Diagnosis:
             "elapsed_s": self.elapsed_s,
             "analysis": self.analysis.as_dict(),
             "facts": self.facts.as_dict(),
+            "tool_warnings": tool_warnings(self.facts),
             "snapshot": self.snapshot.as_dict(),
         }
 

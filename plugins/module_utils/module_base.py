@@ -11,6 +11,11 @@
   module's own numeric options).
 - ``local_module(argument_spec, rules=None, **kwargs) -> AnsibleModule``: the same for a
   module that does not connect (files, /proc, reports): validated options, check mode.
+- ``require_privileges(module, needs, what, **result) -> privileges.Privileges``: at the
+  start of a module, before anything is read or done: the login role's privileges on the
+  coordinator; fails the module (``msg``: ``<what>: login_user X lacks <privilege> (<why>);
+  nothing was done``, also in check mode) when one of ``needs`` (``privileges.NEEDS``)
+  is missing, or when the coordinator cannot be reached.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -19,9 +24,10 @@ __metaclass__ = type
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.gpops.greenplum.plugins.module_utils import validation
+from ansible_collections.gpops.greenplum.plugins.module_utils import privileges, validation
 from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
-    HAS_PSYCOPG, PSYCOPG_IMPORT_ERROR, connection_argument_spec)
+    HAS_PSYCOPG, PSYCOPG_IMPORT_ERROR, GpConnectionError, classify_error, connect,
+    connection_argument_spec)
 
 
 def local_module(argument_spec, rules=None, **kwargs):
@@ -39,3 +45,21 @@ def gp_module(argument_spec, rules=None, needs_psycopg=True, **kwargs):
                          exception=PSYCOPG_IMPORT_ERROR)
     validation.validate(module, rules)
     return module
+
+
+def require_privileges(module, needs, what, **result):
+    try:
+        conn = connect(module.params)
+    except GpConnectionError as exc:
+        module.fail_json(msg=str(exc), **result)
+    try:
+        found = privileges.read_privileges(conn)
+    except Exception as exc:  # noqa: BLE001 - psycopg errors: the cause is in the message
+        module.fail_json(msg="%s: the login role's privileges could not be read (%s); nothing was done"
+                         % (what, classify_error(exc)), **result)
+    finally:
+        conn.close()
+    lacking = privileges.missing(found, needs)
+    if lacking:
+        module.fail_json(msg="%s: %s; nothing was done" % (what, lacking), privileges=found.as_dict(), **result)
+    return found

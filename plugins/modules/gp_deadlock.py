@@ -223,7 +223,7 @@ from ansible_collections.gpops.greenplum.plugins.module_utils import deadlock
 from ansible_collections.gpops.greenplum.plugins.module_utils.analysis import analyse
 from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
     GpConnectionError, NotGreenplumError, ServerInfo, connect)
-from ansible_collections.gpops.greenplum.plugins.module_utils.module_base import gp_module
+from ansible_collections.gpops.greenplum.plugins.module_utils.module_base import gp_module, require_privileges
 from ansible_collections.gpops.greenplum.plugins.module_utils.snapshot import take_snapshot
 from ansible_collections.gpops.greenplum.plugins.module_utils.victims import POLICIES
 
@@ -289,6 +289,8 @@ def main():
     p = module.params
     result = dict(changed=False, deadlocks=[], victims=[], unresolved=[], actions=[], local_checks=[],
                   deadlocks_after=None, summary=[])
+    if p["state"] == "resolved":  # a victim's identity unread would mean skip, wait and fail
+        require_privileges(module, ("see_sessions", "signal_sessions"), "state=resolved", **result)
 
     def fail(msg):
         module.fail_json(msg=msg, **result)

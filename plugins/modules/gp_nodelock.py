@@ -150,7 +150,7 @@ actions:
 
 from ansible_collections.gpops.greenplum.plugins.module_utils import nodelock
 from ansible_collections.gpops.greenplum.plugins.module_utils.connection import GpConnectionError, connect
-from ansible_collections.gpops.greenplum.plugins.module_utils.module_base import gp_module
+from ansible_collections.gpops.greenplum.plugins.module_utils.module_base import gp_module, require_privileges
 
 try:
     import psycopg
@@ -176,6 +176,8 @@ def main():
     ))
     p = module.params
     user, app = p["slony_user"], p["slon_application_name"] or None
+    # slon's sessions belong to another role: unseen, a live slon would look gone.
+    require_privileges(module, ("see_sessions",), "gp_nodelock")
     try:
         conn = connect(p)
     except GpConnectionError as exc:

@@ -131,7 +131,7 @@ except ImportError:  # pragma: no cover - gp_module reports the missing library
 
 from ansible_collections.gpops.greenplum.plugins.module_utils import catalog, prepared, snapshot
 from ansible_collections.gpops.greenplum.plugins.module_utils.connection import GpConnectionError, NotGreenplumError
-from ansible_collections.gpops.greenplum.plugins.module_utils.module_base import gp_module
+from ansible_collections.gpops.greenplum.plugins.module_utils.module_base import gp_module, require_privileges
 
 INCLUDE = ("locks", "edges", "dist_xacts", "prepared_xacts")
 
@@ -143,6 +143,8 @@ def main():
         state=dict(type="str", choices=["present", "absent"], default="present"),
     ))
     p = module.params
+    if p["state"] == "absent":
+        require_privileges(module, ("rollback_prepared",), "state=absent")
     try:
         snap = snapshot.take_snapshot(p, include=INCLUDE)
         conn, server, segments = catalog.open_coordinator(p)

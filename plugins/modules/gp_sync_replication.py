@@ -263,7 +263,7 @@ import time
 from ansible_collections.gpops.greenplum.plugins.module_utils import catalog, replication, sql, syncrep
 from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
     GpConnectionError, NotGreenplumError, connect, describe_node, query, server_info)
-from ansible_collections.gpops.greenplum.plugins.module_utils.module_base import gp_module
+from ansible_collections.gpops.greenplum.plugins.module_utils.module_base import gp_module, require_privileges
 from ansible_collections.gpops.greenplum.plugins.module_utils.records import (
     COORDINATOR_CONTENT, Backend)
 
@@ -421,6 +421,10 @@ def main():
     p = module.params
     result = dict(changed=False, durability_risk=False, needs_person=[], executed_queries=[],
                   actions=[], summary=[], unreachable_nodes={})
+    # Without them pg_stat_replication reads as NULLs: a streaming mirror would look gone.
+    needs = ["read_replication"] + (["alter_system"] if p["state"] else []) + (
+        ["terminate_walsender"] if p["standby_walsender"] == "terminate" else [])
+    require_privileges(module, needs, "gp_sync_replication", **result)
     try:
         conn = connect(p)
         server = server_info(conn)
