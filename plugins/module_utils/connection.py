@@ -425,6 +425,7 @@ def run_on_nodes(nodes, fn, timeout, max_workers=DEFAULT_MAX_WORKERS):
         pending.put(node)
     lock = threading.Lock()
     finished, running, all_done = {}, {}, threading.Event()
+    not_started = "timeout: not started within %.1f s (max_workers %d, all busy)" % (timeout, max_workers)
     total = len(nodes)
 
     def worker():
@@ -434,8 +435,7 @@ def run_on_nodes(nodes, fn, timeout, max_workers=DEFAULT_MAX_WORKERS):
             except queue.Empty:
                 return
             if time.monotonic() >= deadline:
-                outcome = (False, "timeout: not started within %.1f s (max_workers %d, all busy)"
-                           % (timeout, max_workers))
+                outcome = (False, not_started)
             else:
                 with lock:
                     running[node.content] = _tracking_list()
@@ -456,6 +456,13 @@ def run_on_nodes(nodes, fn, timeout, max_workers=DEFAULT_MAX_WORKERS):
     for index in range(min(max(1, int(max_workers)), total)):
         threading.Thread(target=worker, name="gpops-node-worker-%d" % index, daemon=True).start()
     all_done.wait(max(0.0, deadline - time.monotonic()))
+    while True:  # the workers are all busy past the deadline: nobody takes these any more
+        try:
+            node = pending.get_nowait()
+        except queue.Empty:
+            break
+        with lock:
+            finished[node.content] = (False, not_started)
     with lock:
         abandoned = [conn for conns in running.values() for conn in conns]
         outcomes = dict(finished)
