@@ -49,7 +49,7 @@ NEEDS = {
                          "to read pg_stat_replication (its columns are NULL to other roles, which would "
                          "make a streaming mirror look not streaming)"),
     "alter_system": ("alters_system", "superuser",
-                     "for ALTER SYSTEM and pg_reload_conf() (switching synchronous_standby_names)"),
+                     "to switch synchronous_standby_names (alter system, reload the configuration)"),
     "rollback_prepared": ("superuser", "superuser",
                           "for ROLLBACK PREPARED of transactions other roles prepared"),
     "terminate_walsender": ("superuser", "superuser",
