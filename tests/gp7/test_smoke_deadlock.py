@@ -59,7 +59,8 @@ def test_an_unwritable_report_dir_never_keeps_resolve_hang_from_breaking_the_dea
     from playbooks import run_playbook
 
     s10, s20 = gp.session("con10"), gp.session("con20")
-    s10.sql("BEGIN"); s20.sql("BEGIN")
+    s10.sql("BEGIN")
+    s20.sql("BEGIN")
     s10.sql("UPDATE t01 SET val = val WHERE id = %s", (table[0][0],))
     s20.sql("UPDATE t01 SET val = val WHERE id = %s", (table[1][0],))
     s20.send("UPDATE t01 SET val = val WHERE id = %s", (table[0][0],))
