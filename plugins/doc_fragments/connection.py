@@ -29,6 +29,9 @@ options:
       - Defaults to C(PGUSER), then to libpq's default (the OS user name).
       - Reading other sessions' queries and cancelling or terminating them needs a superuser
         or a member of C(pg_signal_backend) and C(pg_read_all_stats).
+      - A failed login, a missing database, a setting the server refuses or a missing
+        privilege fails the task with a message naming the cause; it is never reported as a
+        finding about the cluster.
     type: str
   login_password:
     description:
@@ -42,7 +45,7 @@ options:
     type: str
   connect_timeout:
     description:
-      - Seconds to wait for a connection to any node, coordinator or segment.
+      - Seconds to wait for a connection to any node, coordinator or segment, from 1 to 3600.
     type: int
     default: 5
   statement_timeout:
@@ -53,8 +56,17 @@ options:
         and named in the result; it never makes a task hang.
       - Every session also sets a short C(lock_timeout), so that collection never queues
         behind a lock itself.
+      - A finite number of seconds, more than 0 and at most 86400 (C(inf) and C(nan) are refused).
     type: float
     default: 30
+  max_workers:
+    description:
+      - How many nodes the per-node (utility-mode) reads talk to at once, from 1 to 1024; each
+        is one connection. The others wait their turn within the same O(statement_timeout).
+      - A node that does not answer in time costs its timeout; its statement is cancelled and
+        its connection closed, so none is left behind.
+    type: int
+    default: 16
   ssl_mode:
     description:
       - libpq C(sslmode) for every connection.

@@ -259,7 +259,7 @@ from ansible_collections.gpops.greenplum.plugins.module_utils.act import deadloc
 from ansible_collections.gpops.greenplum.plugins.module_utils.analyse.lock_analysis import analyse
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import (
     GpConnectionError, NotGreenplumError, ServerInfo, connect)
-from ansible_collections.gpops.greenplum.plugins.module_utils.common.module_base import gp_module
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.module_base import gp_module, require_privileges
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect.snapshot import take_snapshot
 from ansible_collections.gpops.greenplum.plugins.module_utils.plan import deadlock_plan
 from ansible_collections.gpops.greenplum.plugins.module_utils.plan.victims import (
@@ -336,13 +336,8 @@ def main():
     p = module.params
     result = dict(changed=False, deadlocks=[], victims=[], unresolved=[], actions=[], refusals=[], local_checks=[],
                   deadlocks_after=None, summary=[])
-    for name in ("cancel_grace", "local_deadlock_wait"):
-        if p[name] < 0:
-            module.fail_json(msg="%s must be a number of seconds >= 0, got %s" % (name, p[name]), **result)
-    try:
-        compile_never_choose(p["never_choose"])  # bad input fails before any connection
-    except ValueError as exc:
-        module.fail_json(msg=str(exc), **result)
+    if p["state"] == "resolved":  # a victim's identity unread would mean skip, wait and fail
+        require_privileges(module, ("see_sessions", "signal_sessions"), "state=resolved", **result)
 
     def fail(msg):
         module.fail_json(msg=msg, **result)

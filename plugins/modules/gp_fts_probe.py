@@ -236,10 +236,6 @@ def _grace_lines(grace, settings, waited, bound):
 def main():
     module = gp_module(dict(timeout=dict(type="float"), wait_for_grace=dict(type="float", default=0)))
     p = module.params
-    if p["timeout"] is not None and p["timeout"] <= 0:
-        module.fail_json(msg="timeout must be a number of seconds > 0, got %r" % p["timeout"])
-    if p["wait_for_grace"] < 0:
-        module.fail_json(msg="wait_for_grace must be a number of seconds >= 0, got %r" % p["wait_for_grace"])
 
     try:
         conn = connect(p)

@@ -24,6 +24,11 @@ description:
     about one O(statement_timeout) at most.
   - A coordinator that cannot be reached is a C(node_unreachable) finding, not a task failure, so
     a scheduled health job still publishes what it saw.
+  - A fault of the tool itself is never a finding about the cluster -- a failed login (wrong O(login_user)
+    or password), a missing O(login_db), a setting the server refuses, a missing privilege, on any node
+    -- fails the task with a message naming the cause.
+  - Facts this login cannot read (for example the walsender states without C(pg_read_all_stats)) are left
+    unknown and named in RV(tool_warnings); they make no finding.
   - Works on Greenplum 6 (C(waiting), C(waiting_reason)) and Greenplum 7 / Cloudberry
     (C(wait_event_type), C(wait_event), C(backend_type)) catalogs.
   - "Finding classes: C(global_deadlock); C(blocking_chain) (root blocker, its state and age,
@@ -238,6 +243,15 @@ facts:
   returned: always
   type: dict
   sample: {settings: {gp_enable_global_deadlock_detector: "off"}, replication: {"0": streaming}, fts_running: null, resqueue_locks: [], errors: {}}
+tool_warnings:
+  description:
+    - What this login could not read because of its privileges (for example C(replication) without
+      C(pg_read_all_stats)), each also a task warning. Those facts are left unknown (C(facts.replication)
+      is null) and never make a finding such as C(mirror_not_in_sync).
+  returned: always
+  type: list
+  elements: str
+  sample: ["replication - privilege - login_user app lacks superuser or membership in pg_read_all_stats"]
 snapshot:
   description:
     - The raw snapshot the diagnosis used (evidence for the report, saved before any action).
@@ -249,7 +263,8 @@ snapshot:
 '''
 
 from ansible_collections.gpops.greenplum.plugins.module_utils.analyse import hang_diagnosis
-from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import NotGreenplumError
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import (
+    GpConnectionError, NotGreenplumError)
 from ansible_collections.gpops.greenplum.plugins.module_utils.common.module_base import gp_module
 from ansible_collections.gpops.greenplum.plugins.module_utils.analyse.hang_classes import TriageOptions
 
@@ -266,10 +281,6 @@ def main():
         segment_restart_window=dict(type="float", default=3600.0),
     ))
     p = module.params
-    for name in ("wait_threshold", "idle_in_transaction_age", "prepared_xact_age", "stuck_qe_min_wait",
-                 "stuck_qe_age", "segment_restart_window"):
-        if p[name] < 0:
-            module.fail_json(msg="%s must be a number of seconds >= 0, got %s" % (name, p[name]))
     options = TriageOptions(wait_threshold=p["wait_threshold"],
                             idle_in_transaction_age=p["idle_in_transaction_age"],
                             prepared_xact_age=p["prepared_xact_age"],
@@ -278,8 +289,10 @@ def main():
     try:
         result = hang_diagnosis.diagnose(p, policy=p["policy"], never_choose=p["never_choose"],
                                          options=options).as_dict()
-    except (ValueError, NotGreenplumError) as exc:
+    except (ValueError, NotGreenplumError, GpConnectionError) as exc:
         module.fail_json(msg=str(exc))
+    for warning in result["tool_warnings"]:
+        module.warn("not a cluster finding: " + warning)
     module.exit_json(changed=False, **result)
 
 

@@ -169,29 +169,22 @@ pid_report:
 
 import os
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.gpops.greenplum.plugins.module_utils.analyse import file_locks as lockfile
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect import procinfo
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.module_base import local_module
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
+    module = local_module(
+        dict(
             paths=dict(type="list", elements="path", default=[]),
             pid=dict(type="int"),
             poll_window=dict(type="float", default=1.0),
             py_spy=dict(type="path"),
             proc_path=dict(type="path", default="/proc"),
-        ),
-        supports_check_mode=True,
-    )
+        ))
     p = module.params
     proc = p["proc_path"]
-    if p["poll_window"] < 0 or p["poll_window"] > 60:
-        module.fail_json(msg="poll_window: %s s is outside 0-60 s" % p["poll_window"])
-    if p["pid"] is not None and p["pid"] <= 0:
-        module.fail_json(msg="pid: %d is not a process id" % p["pid"])
     targets, realpaths = {}, {}
     for path in p["paths"]:
         try:

@@ -233,14 +233,14 @@ import os
 import socket
 import time
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect import topology as catalog
 from ansible_collections.gpops.greenplum.plugins.module_utils.analyse import log_events as logevents
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect import log_rows
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import (
-    HAS_PSYCOPG, PSYCOPG_IMPORT_ERROR, GpConnectionError, connect, connection_argument_spec,
-    validate_connection_params)
+    HAS_PSYCOPG, PSYCOPG_IMPORT_ERROR, GpConnectionError, connect)
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.module_base import gp_module
 
 
 def _from_coordinator(p, scan, since, until):
@@ -289,8 +289,7 @@ def _from_files(p, scan):
 
 
 def main():
-    spec = connection_argument_spec()
-    spec.update(
+    spec = dict(
         since=dict(type="str"), until=dict(type="str"), last_minutes=dict(type="float", default=15.0),
         source=dict(type="str", default="auto", choices=["auto", "coordinator", "files"]),
         data_directories=dict(type="list", elements="path", default=[]),
@@ -302,14 +301,8 @@ def main():
         max_events=dict(type="int", default=5000),
         deadline=dict(type="float", default=60.0),
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    module = gp_module(spec, needs_psycopg=False)
     p = module.params
-    bad = validate_connection_params(p)
-    if bad:
-        module.fail_json(msg=bad)
-    for name in ("max_lines", "max_events", "deadline", "last_minutes"):
-        if p[name] is not None and p[name] <= 0:
-            module.fail_json(msg="%s must be > 0, got %r" % (name, p[name]))
     now = time.time()
     try:
         until = logevents.parse_when(p["until"], now) if p["until"] else now

@@ -194,7 +194,7 @@ from ansible_collections.gpops.greenplum.plugins.module_utils.act.executor impor
 from ansible_collections.gpops.greenplum.plugins.module_utils.act.nodelock_row_deleter import RowDeleter
 from ansible_collections.gpops.greenplum.plugins.module_utils.plan import slony_nodelock
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import GpConnectionError, connect
-from ansible_collections.gpops.greenplum.plugins.module_utils.common.module_base import gp_module
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.module_base import gp_module, require_privileges
 
 try:
     import psycopg
@@ -227,6 +227,8 @@ def main():
     ))
     p = module.params
     user, app = p["slony_user"], p["slon_application_name"] or None
+    # slon's sessions belong to another role: unseen, a live slon would look gone.
+    require_privileges(module, ("see_sessions",), "gp_nodelock")
     try:
         conn = connect(p)
     except GpConnectionError as exc:

@@ -77,18 +77,17 @@ metrics:
 import os
 import tempfile
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.gpops.greenplum.plugins.module_utils.report import openmetrics
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.module_base import local_module
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(
+    module = local_module(dict(
         hang_info=dict(type="dict", required=True),
         log_info=dict(type="dict"),
         cluster=dict(type="str", default="cluster"),
         dest=dict(type="path", required=True),
-    ), supports_check_mode=True)
+    ))
     p = module.params
     if "findings" not in p["hang_info"]:
         module.fail_json(msg="hang_info must be a registered gp_hang_info result (with findings); got keys %s"

@@ -218,11 +218,10 @@ actions:
 import os
 import pwd
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.gpops.greenplum.plugins.module_utils.act.executor import execute
 from ansible_collections.gpops.greenplum.plugins.module_utils.act.pid_file_remover import FileRemover
 from ansible_collections.gpops.greenplum.plugins.module_utils.plan import pid_files
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.module_base import local_module
 
 
 def _uid(module, owner):
@@ -290,17 +289,15 @@ def _run(the_plan, runners, check_mode):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
+    module = local_module(
+        dict(
             paths=dict(type="list", elements="path", default=[]),
             data_directories=dict(type="list", elements="path", default=[]),
             state=dict(type="str", choices=["present", "absent"], default="present"),
             expected_command=dict(type="str"),
             expected_owner=dict(type="str"),
             proc_path=dict(type="path", default="/proc"),
-        ),
-        supports_check_mode=True,
-    )
+        ))
     p = module.params
     missing = [d for d in p["data_directories"] if not os.path.isdir(d)]
     if missing:

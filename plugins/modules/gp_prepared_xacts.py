@@ -190,7 +190,7 @@ from ansible_collections.gpops.greenplum.plugins.module_utils.collect import top
 from ansible_collections.gpops.greenplum.plugins.module_utils.plan import prepared_xacts as prepared
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect import snapshot
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import GpConnectionError, NotGreenplumError
-from ansible_collections.gpops.greenplum.plugins.module_utils.common.module_base import gp_module
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.module_base import gp_module, require_privileges
 
 INCLUDE = ("locks", "edges", "dist_xacts", "prepared_xacts")
 
@@ -214,8 +214,8 @@ def main():
         state=dict(type="str", choices=["present", "absent"], default="present"),
     ))
     p = module.params
-    if p["min_age"] < 0:
-        module.fail_json(msg="min_age must be >= 0 seconds, got %r" % p["min_age"])
+    if p["state"] == "absent":
+        require_privileges(module, ("rollback_prepared",), "state=absent")
     try:
         snap = snapshot.take_snapshot(p, include=INCLUDE)
         conn, server, segments = catalog.open_coordinator(p)

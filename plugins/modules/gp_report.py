@@ -52,6 +52,8 @@ options:
   dest:
     description:
       - Directory to write the reports into; created (mode 0750) when missing.
+      - Checked before anything is read or written (also in check mode) -- a path that is not a directory,
+        or a directory this user cannot write or create, fails with a message naming O(dest).
     type: path
     required: true
   cluster:
@@ -145,9 +147,8 @@ summary:
 import os
 import tempfile
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.gpops.greenplum.plugins.module_utils.report import hang_report
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.module_base import local_module
 
 
 def _read(path):
@@ -167,14 +168,14 @@ def _write(module, path, text):
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(
+    module = local_module(dict(
         hang_info=dict(type="dict"),
         log_info=dict(type="dict"),
         dest=dict(type="path", required=True),
         cluster=dict(type="str", default="cluster"),
         actions=dict(type="list", elements="raw", default=[]),
         after=dict(type="dict"),
-    ), supports_check_mode=True)
+    ))
     p = module.params
     for name, value in (("hang_info", p["hang_info"]), ("after", p["after"])):
         if value is not None and not all(k in value for k in ("findings", "snapshot")):
@@ -200,10 +201,13 @@ def main():
     old_markdown = _read(markdown_path)
     stale = [path for path, text in texts.items() if _read(path) != text]
     if stale and not module.check_mode:
-        if not os.path.isdir(p["dest"]):
-            os.makedirs(p["dest"], 0o750)
-        for path in stale:
-            _write(module, path, texts[path])
+        try:
+            if not os.path.isdir(p["dest"]):
+                os.makedirs(p["dest"], 0o750)
+            for path in stale:
+                _write(module, path, texts[path])
+        except (IOError, OSError) as exc:
+            module.fail_json(msg="dest: cannot write the report under %s: %s" % (p["dest"], exc.strerror or exc))
     result = dict(changed=bool(stale), json_path=json_path, markdown_path=markdown_path,
                   schema_version=doc["schema_version"], verdict=doc["verdict"],
                   summary=hang_report.summary_lines(doc) if doc.get("verdict") else

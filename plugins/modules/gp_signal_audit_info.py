@@ -118,9 +118,8 @@ audit:
 
 import datetime
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect import signal_audit
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.module_base import local_module
 
 
 def _epoch(text):
@@ -158,16 +157,14 @@ def audit_state(module, key):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
+    module = local_module(
+        dict(
             key=dict(type="str", default=signal_audit.DEFAULT_KEY, no_log=False),
             log_paths=dict(type="list", elements="path", default=["/var/log/audit/audit.log"]),
             target_comms=dict(type="list", elements="str", default=list(signal_audit.POSTGRES_COMMS)),
             since=dict(type="str"),
             require_recording=dict(type="bool", default=True),
-        ),
-        supports_check_mode=True,
-    )
+        ))
     p = module.params
     since = None
     if p["since"]:

@@ -361,8 +361,8 @@ from ansible_collections.gpops.greenplum.plugins.module_utils.plan.reasons impor
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect import sql
 from ansible_collections.gpops.greenplum.plugins.module_utils.plan import sync_replication
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import (
-    GpConnectionError, NotGreenplumError, connect, query, server_info)
-from ansible_collections.gpops.greenplum.plugins.module_utils.common.module_base import gp_module
+    GpConnectionError, NotGreenplumError, connect, describe_node, query, server_info)
+from ansible_collections.gpops.greenplum.plugins.module_utils.common.module_base import gp_module, require_privileges
 from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import (
     COORDINATOR_CONTENT, Backend)
 
@@ -375,14 +375,6 @@ def _validate(module):
                "use standby_walsender for a stalled standby coordinator")
     if bad is None and p["content"] is not None and p["content"] < -1:
         bad = "content must be -1 or more (a segment's content id), got %d" % p["content"]
-    if bad is None and p["max_lag_bytes"] < 0:
-        bad = "max_lag_bytes must be 0 or more, got %d" % p["max_lag_bytes"]
-    if bad is None and p["wait_timeout"] <= 0:
-        bad = "wait_timeout must be a number of seconds > 0, got %r" % p["wait_timeout"]
-    if bad is None and p["stall_threshold"] <= 0:
-        bad = "stall_threshold must be a number of seconds > 0, got %r" % p["stall_threshold"]
-    if bad is None and not 0 <= p["fts_probe_timeout"] < float("inf"):
-        bad = "fts_probe_timeout must be a number of seconds >= 0 (0: computed), got %r" % p["fts_probe_timeout"]
     if bad is None and p["force"] and p["state"] != "off":
         bad = "force applies to state=off only (it never switches on a mirror that does not stream)"
     if bad:
@@ -593,6 +585,10 @@ def main():
     p = module.params
     result = dict(changed=False, durability_risk=False, needs_person=[], executed_queries=[],
                   actions=[], summary=[], unreachable_nodes={})
+    # Without them pg_stat_replication reads as NULLs: a streaming mirror would look gone.
+    needs = ["read_replication"] + (["alter_system"] if p["state"] else []) + (
+        ["terminate_walsender"] if p["standby_walsender"] == "terminate" else [])
+    require_privileges(module, needs, "gp_sync_replication", **result)
     try:
         conn = connect(p)
         server = server_info(conn)

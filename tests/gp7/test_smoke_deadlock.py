@@ -50,3 +50,34 @@ def test_global_deadlock_found_and_broken(gp, table):
     assert kind == "error" and "canceling statement" in str(err)
     assert s10.result(15)[0] == "ok"
     assert again["changed"] is False and again["deadlocks"] == []
+
+
+def test_an_unwritable_report_dir_never_keeps_resolve_hang_from_breaking_the_deadlock(gp, table, tmp_path):
+    """Issue 13: the evidence step reports its own failure and the run goes on: the deadlock
+    found is broken, the summary says what could not be saved, and the play fails only at
+    the end. The report directory is a regular file (refused even for root)."""
+    from playbooks import run_playbook
+
+    s10, s20 = gp.session("con10"), gp.session("con20")
+    s10.sql("BEGIN")
+    s20.sql("BEGIN")
+    s10.sql("UPDATE t01 SET val = val WHERE id = %s", (table[0][0],))
+    s20.sql("UPDATE t01 SET val = val WHERE id = %s", (table[1][0],))
+    s20.send("UPDATE t01 SET val = val WHERE id = %s", (table[0][0],))
+    assert s20.waiting()
+    s10.send("UPDATE t01 SET val = val WHERE id = %s", (table[1][0],))
+    assert s10.waiting()
+
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the report directory should be\n")
+    play = run_playbook(gp, "resolve_hang.yml", tmp_path, gp_report_dir=str(blocker), gp_timeline_minutes=0)
+    kind, err = s20.result(15)
+    assert kind == "error" and "canceling statement" in str(err), play.out[-3000:]
+    assert s10.result(15)[0] == "ok"
+    assert "Evidence not saved:" in play.out
+    assert "evidence before acting (gp_report to %s): dest: %s exists and is not a directory" % (
+        blocker, blocker) in play.out
+    assert "report after acting (gp_report to %s)" % blocker in play.out
+    assert play.rc != 0 and play.recap["failed"] == 1  # only the final task, after the remedy
+    assert "Fail when a remedy failed or the evidence was not saved" in play.out
+    assert "Traceback" not in play.out

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect import connection
+from ansible_collections.gpops.greenplum.plugins.module_utils.common import validation
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import (
     NotGreenplumError, parse_server_version)
 from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import SegmentConfig
@@ -93,7 +94,7 @@ def test_utility_option_per_flavor(version, option, stat_activity):
 def test_argument_spec_matches_the_contract():
     spec = connection.connection_argument_spec()
     assert set(spec) == {"login_host", "login_port", "login_user", "login_password", "login_db",
-                         "connect_timeout", "statement_timeout", "ssl_mode"}
+                         "connect_timeout", "statement_timeout", "ssl_mode", "max_workers"}
     assert spec["login_password"]["no_log"] is True
     assert spec["connect_timeout"] == dict(type="int", default=5)
     assert spec["statement_timeout"] == dict(type="float", default=30.0)
@@ -109,12 +110,14 @@ def test_argument_spec_matches_the_contract():
     (dict(login_port=70000), "login_port"),
 ])
 def test_validate_connection_params_names_the_option(params, word):
-    assert word in connection.validate_connection_params(params)
+    spec = connection.connection_argument_spec()
+    assert validation.check_params(params, spec).startswith(word)
 
 
 def test_validate_connection_params_accepts_defaults():
-    assert connection.validate_connection_params(
-        dict(connect_timeout=5, statement_timeout=30.0, login_port=5432)) is None
+    spec = connection.connection_argument_spec()
+    assert validation.check_params(
+        dict(connect_timeout=5, statement_timeout=30.0, login_port=5432, max_workers=16), spec) is None
 
 
 @pytest.mark.parametrize("message,kind", [

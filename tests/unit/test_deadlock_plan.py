@@ -112,7 +112,7 @@ def test_utility_liveness_is_read_after_every_node_s_edges(monkeypatch):
     every node (run_on_nodes) has answered, not part of the parallel per-node reads."""
     events = []
 
-    def fake_run_on_nodes(nodes, fn, timeout):
+    def fake_run_on_nodes(nodes, fn, timeout, *_a, **_kw):
         events.append(("nodes", tuple(sorted(n.content for n in nodes))))
         return {n.content: {"edges": []} for n in nodes}, {}
 
@@ -132,7 +132,7 @@ def test_utility_liveness_is_read_after_every_node_s_edges(monkeypatch):
     segments = [SegmentConfig.from_row(r) for r in segs]
     monkeypatch.setattr(snapshot_mod.catalog, "open_coordinator", lambda p, s, t: (object(), Server(), segments))
     monkeypatch.setattr(snapshot_mod, "run_with_deadline",
-                        lambda fn, timeout: (False, "timeout") if not events else (True, fn()))
+                        lambda fn, timeout, **_kw: (False, "timeout") if not events else (True, fn()))
     monkeypatch.setattr(snapshot_mod, "run_on_nodes", fake_run_on_nodes)
     monkeypatch.setattr(snapshot_mod, "_read_coordinator_last", fake_last)
     snap = snapshot_mod.take_snapshot({"statement_timeout": 5}, include=("edges", "dist_xacts"))

@@ -38,7 +38,7 @@ import time
 
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect import sql
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import (
-    GpConnectionError, connect, query, run_on_nodes)
+    GpConnectionError, connect, max_workers_of, query, run_on_nodes)
 from ansible_collections.gpops.greenplum.plugins.module_utils.act.executor import Outcome
 from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import Backend
 from ansible_collections.gpops.greenplum.plugins.module_utils.plan.reasons import Reason
@@ -191,7 +191,7 @@ def observe_primaries(params, server, primaries, timeout):
             return observe_primary(conn, node.content)
         finally:
             conn.close()
-    return run_on_nodes(primaries, observe, timeout)
+    return run_on_nodes(primaries, observe, timeout, max_workers_of(params))
 
 
 def mirrors_alive(params, server, mirrors, timeout):
@@ -212,7 +212,7 @@ def mirrors_alive(params, server, mirrors, timeout):
             if exc.reason.startswith(("connection refused", "unknown host")):
                 return False
             return None
-    found, _unanswered = run_on_nodes(mirrors, probe, timeout)
+    found, _unanswered = run_on_nodes(mirrors, probe, timeout, max_workers_of(params))
     return {m.content: found.get(m.content) for m in mirrors}
 
 

@@ -10,8 +10,11 @@
   one ``statement_timeout`` at most; then ``lock_analysis.analyse`` and
   ``hang_classes.classify``. A coordinator that cannot be reached is a finding
   (``node_unreachable``, content -1), not an error: a health job needs facts
-  even when the server is sick. Raises ValueError (naming ``policy`` or
-  ``never_choose``) before any I/O, ``NotGreenplumError`` for another server.
+  even when the server is sick. But a failure that is the tool's own fault
+  (``connection.is_tool_error``: authentication, a missing database, a refused
+  setting, a missing privilege, on any node) is never a cluster finding: it raises
+  ``GpConnectionError`` naming the nodes and the cause. Raises ValueError (naming
+  ``policy`` or ``never_choose``) before any I/O, ``NotGreenplumError`` for another server.
 - ``collect_facts(params, timeout) -> hang_classes.ClusterFacts``: on the coordinator
   (one connection from ``connection.connect``, so with ``statement_timeout`` and
   ``lock_timeout``): the settings in ``SETTINGS`` (``pg_settings``), the
@@ -36,11 +39,11 @@ import threading
 import time
 
 from ansible_collections.gpops.greenplum.plugins.module_utils.analyse import hang_classes, lock_analysis
-from ansible_collections.gpops.greenplum.plugins.module_utils.collect import sql
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect import privileges, sql
 from ansible_collections.gpops.greenplum.plugins.module_utils.plan import victims
 from ansible_collections.gpops.greenplum.plugins.module_utils.report import hang_report
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import (
-    GpConnectionError, connect, query, run_with_deadline)
+    GpConnectionError, connect, is_tool_error, query, run_with_deadline)
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect.procinfo import (
     ProcUnreadable, read_process)
 from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import (
@@ -71,13 +74,41 @@ def _replication_states(rows):
 
 
 def _statements(facts_so_far):
-    """(fact name, SQL, arguments) to run on the coordinator, in order; the resource-queue
-    view only where queues queue (``gp_resource_manager = 'queue'``)."""
+    """(fact name, SQL, arguments) to run on the coordinator, in order; the walsender
+    states only for a login that can read them (``privileges.Privileges.reads_replication``:
+    to any other, ``gp_stat_replication`` shows NULL states, which would read as "not
+    streaming"); the resource-queue view only where queues queue
+    (``gp_resource_manager = 'queue'``)."""
+    yield "privileges", sql.LOGIN_PRIVILEGES, (list(privileges.PREDEFINED_ROLES),)
     yield "settings", sql.SETTINGS_BY_NAME, (list(SETTINGS),)
-    yield "replication", sql.GP_REPLICATION_STATES, None
+    if "privileges" in facts_so_far.errors:
+        facts_so_far.errors["replication"] = "%sthe login role's privileges could not be read (%s); left unknown" % (
+            PRIVILEGE_PREFIX, facts_so_far.errors["privileges"])
+    if facts_so_far.errors.get("replication") is None:
+        yield "replication", sql.GP_REPLICATION_STATES, None
     yield "sync_standby_names", sql.PRIMARY_SETTINGS, ("synchronous_standby_names",)
     if facts_so_far.setting("gp_resource_manager") == "queue":
         yield "resqueue_locks", sql.RESQUEUE_LOCKS, None
+
+
+PRIVILEGE_PREFIX = "privilege: "
+
+
+def _privilege_gaps(facts, found):
+    """Name in ``facts.errors`` (``privilege: ...``) what this login cannot read: the
+    mirrors' walsender states (left unknown, never read as not streaming) and other
+    roles' sessions (their identity unknown)."""
+    for fact, need in (("replication", "read_replication"), ("sessions", "see_sessions")):
+        lacking = privileges.missing(found, (need,))
+        if lacking:
+            facts.errors[fact] = PRIVILEGE_PREFIX + lacking + "; left unknown"
+
+
+def tool_warnings(facts):
+    """The ``facts.errors`` that are the tool's own limits (a missing privilege), not
+    the cluster's state: what ``gp_hang_info`` warns about."""
+    return ["%s: %s" % (name, text) for name, text in sorted(facts.errors.items())
+            if text.startswith(PRIVILEGE_PREFIX)]
 
 
 def collect_facts(params, timeout):
@@ -100,7 +131,10 @@ def collect_facts(params, timeout):
                 if rows.startswith("timeout"):
                     break  # the connection is still busy in the abandoned thread
                 continue
-            if name == "settings":
+            if name == "privileges":
+                _privilege_gaps(facts, privileges.Privileges(
+                    rows[0]["login_user"], bool(rows[0]["superuser"]), frozenset(rows[0]["member_of"] or ())))
+            elif name == "settings":
                 facts.settings = {r["name"]: str(r["setting"]) for r in rows}
             elif name == "replication":
                 facts.replication = _replication_states(rows)
@@ -189,6 +223,7 @@ class Diagnosis:
             "elapsed_s": self.elapsed_s,
             "analysis": self.analysis.as_dict(),
             "facts": self.facts.as_dict(),
+            "tool_warnings": tool_warnings(self.facts),
             "snapshot": self.snapshot.as_dict(),
         }
 
@@ -220,8 +255,14 @@ def diagnose(params, policy="youngest", never_choose=None, options=None, proc="/
     try:
         snap = take_snapshot(params, timeout=timeout)
     except GpConnectionError as exc:
+        if exc.tool_error:
+            raise
         snap = ClusterSnapshot(taken_at=datetime.datetime.now(datetime.timezone.utc),
                                unreachable={COORDINATOR_CONTENT: str(exc)})
+    own = {c: r for c, r in snap.unreachable.items() if is_tool_error(r)}
+    if own:
+        raise GpConnectionError(", ".join("content %s" % c for c in sorted(own)), "; ".join(
+            own[c] for c in sorted(own)))
     facts = facts_result(started + timeout + 1.0)
     coordinator = next((s for s in snap.segments if s.content == COORDINATOR_CONTENT
                         and s.role == "p"), None)

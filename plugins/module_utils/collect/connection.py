@@ -21,9 +21,11 @@ Public API (other module_utils and every module use these):
   ``sandbox``), major version, version string and number, from
   ``gp_server_version_num`` / ``gp_server_version`` and ``version()``
   (docs/greenplum-internals.md#server-and-version). Raises ``NotGreenplumError`` for any other server.
-- ``run_on_nodes(nodes, fn, timeout) -> (results_by_content, unreachable_by_content)``:
-  ``fn(node)`` on every node at once, each bounded by a client-side deadline.
-- ``run_with_deadline(fn, timeout) -> (ok, result or reason)`` and
+- ``run_on_nodes(nodes, fn, timeout, max_workers=16) -> (results_by_content,
+  unreachable_by_content)``: ``fn(node)`` on every node, ``max_workers`` at a time, all
+  bounded by one client-side deadline; abandoned statements are cancelled.
+- ``cancel_connections(conns, wait=2.0)``: cancel what these connections still run.
+- ``run_with_deadline(fn, timeout, abandon=()) -> (ok, result or reason)`` and
   ``call_with_deadline(fn, timeout, node) -> result`` (raises): one call under the
   same client-side deadline.
 - ``GpConnectionError(node, reason)``, ``NotGreenplumError``, ``describe_node(node)``.
@@ -37,6 +39,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import dataclasses
+import queue
 import re
 import threading
 import time
@@ -61,6 +64,12 @@ SSL_MODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"
 # Collection reads catalog views only; a conflicting lock request (DDL queued on a
 # catalog) must make it fail fast rather than queue: it would join the hang it studies.
 LOCK_TIMEOUT_S = 1.0
+# Seconds given to cancel requests for abandoned statements (sent in parallel, after the
+# deadline): a frozen node never answers its cancel either.
+CANCEL_WAIT_S = 2.0
+# Nodes read at once by the per-node fallback (one connection each); clusters have
+# hundreds of primaries, and each connection is a backend on that node.
+DEFAULT_MAX_WORKERS = 16
 
 
 def connection_argument_spec():
@@ -77,19 +86,8 @@ def connection_argument_spec():
         connect_timeout=dict(type="int", default=5),
         statement_timeout=dict(type="float", default=30.0),
         ssl_mode=dict(type="str", default="prefer", choices=SSL_MODES),
+        max_workers=dict(type="int", default=DEFAULT_MAX_WORKERS),
     )
-
-
-def validate_connection_params(params):
-    """Return a message naming the first bad connection option, or None."""
-    if params.get("connect_timeout") is not None and params["connect_timeout"] < 1:
-        return "connect_timeout must be a whole number of seconds >= 1, got %r" % params["connect_timeout"]
-    if params.get("statement_timeout") is not None and params["statement_timeout"] <= 0:
-        return "statement_timeout must be a number of seconds > 0, got %r" % params["statement_timeout"]
-    port = params.get("login_port")
-    if port is not None and not 0 < port < 65536:
-        return "login_port must be between 1 and 65535, got %r" % port
-    return None
 
 
 class GpConnectionError(Exception):
@@ -98,13 +96,21 @@ class GpConnectionError(Exception):
     ``node`` names it (``coordinator (content -1, dbid 1, mdw:5432)``), ``reason``
     says why, starting with a short kind: ``timeout``, ``connection refused``,
     ``authentication failed``, ``unknown host``, ``database does not exist``,
-    ``in recovery``, ``error``.
+    ``in recovery``, ``invalid setting``, ``permission denied``, ``error``;
+    ``tool_error`` tells the tool's own faults from a node's.
     """
 
     def __init__(self, node, reason):
         self.node = node
         self.reason = reason
-        super(GpConnectionError, self).__init__("cannot reach %s: %s" % (node, reason))
+        hint = " (a fault of the login, its privileges or the settings it sent, not of the cluster)"
+        super(GpConnectionError, self).__init__("cannot reach %s: %s%s" % (
+            node, reason, hint if is_tool_error(reason) else ""))
+
+    @property
+    def tool_error(self):
+        """True when the cause is the tool's (``is_tool_error``), not the node's."""
+        return is_tool_error(self.reason)
 
 
 class NotGreenplumError(Exception):
@@ -227,11 +233,31 @@ _REASONS = (
     ("connection refused", re.compile(r"connection refused")),
     ("authentication failed", re.compile(
         r"authentication failed|no password supplied|no pg_hba\.conf entry|password is required"
-        r'|role "[^"]*" does not exist')),
+        r'|role "[^"]*" does not exist|role "[^"]*" is not permitted to log in')),
     ("unknown host", re.compile(r"could not translate host name|name or service not known")),
     ("database does not exist", re.compile(r'database "[^"]*" does not exist')),
     ("in recovery", re.compile(r"in recovery mode|is starting up|is shutting down")),
+    ("invalid setting", re.compile(
+        r"invalid value for parameter|unrecognized configuration parameter|is outside the valid range")),
+    ("permission denied", re.compile(r"permission denied|must be superuser|must be a member of")),
 )
+# Server errors by SQLSTATE (psycopg's ``Error.sqlstate``; libpq gives none for a failed
+# connection start, whose message the patterns above read). Source: PostgreSQL's
+# src/backend/utils/errcodes.txt.
+_SQLSTATES = {
+    "28P01": "authentication failed",     # invalid_password
+    "28000": "authentication failed",     # invalid_authorization_specification (pg_hba, role)
+    "3D000": "database does not exist",   # invalid_catalog_name
+    "42501": "permission denied",         # insufficient_privilege
+    "22023": "invalid setting",           # invalid_parameter_value
+    "42704": "invalid setting",           # undefined_object (an unknown GUC)
+    "57P03": "in recovery",               # cannot_connect_now
+    "57014": "timeout",                   # query_canceled (statement_timeout)
+}
+# Kinds that are the tool's own fault (its login, database, privileges or settings),
+# never a node's: they fail the module instead of becoming a cluster finding.
+TOOL_ERROR_KINDS = ("authentication failed", "database does not exist", "invalid setting",
+                    "permission denied")
 # libpq repeats the address we already name, and one line per attempt (SSL, then not).
 _LIBPQ_PREFIX = re.compile(r'^(connection failed: )?(connection to server (at|on) .*?failed: )?')
 
@@ -239,14 +265,29 @@ _LIBPQ_PREFIX = re.compile(r'^(connection failed: )?(connection to server (at|on
 def classify_error(exc):
     """``kind: message`` for a failure: the kind (``timeout``, ``connection refused``,
     ``authentication failed``, ``unknown host``, ``database does not exist``,
-    ``in recovery``, ``error``), then the first line of the libpq/server message."""
+    ``in recovery``, ``invalid setting``, ``permission denied``, ``error``), from the
+    error's SQLSTATE when the server sent one, else from the libpq/server message,
+    then the message's first line."""
     lines = [line for line in str(exc).splitlines() if line.strip()]
     text = " ".join(_LIBPQ_PREFIX.sub("", lines[0]).split()) if lines else exc.__class__.__name__
+    kind = _SQLSTATES.get(getattr(exc, "sqlstate", None) or "")
+    if kind:
+        return "%s: %s" % (kind, text)
     low = text.lower()
     for kind, pattern in _REASONS:
         if pattern.search(low):
             return "%s: %s" % (kind, text)
     return "error: %s" % text
+
+
+_TOOL_KIND = re.compile(r"(?:^|: )(?:%s): " % "|".join(TOOL_ERROR_KINDS))
+
+
+def is_tool_error(reason):
+    """Whether a ``classify_error`` reason (possibly after a prefix ending in ``: ``) is
+    the tool's own fault (``TOOL_ERROR_KINDS``: its login, database, privileges or
+    settings) rather than a node's state."""
+    return bool(_TOOL_KIND.search(reason or ""))
 
 
 def connect(params, host=None, port=None, dbname=None, utility=False, server=None,
@@ -282,7 +323,9 @@ def connect(params, host=None, port=None, dbname=None, utility=False, server=Non
     )
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     try:
-        return psycopg.connect(autocommit=autocommit, **kwargs)
+        conn = psycopg.connect(autocommit=autocommit, **kwargs)
+        _track(conn)
+        return conn
     except psycopg.Error as exc:
         node = describe_node(None, kwargs.get("host"), kwargs.get("port"))
         raise GpConnectionError(node, classify_error(exc))
@@ -319,9 +362,10 @@ def _timeout_reason(timeout):
     return "timeout: no answer within %.1f s" % timeout
 
 
-def run_with_deadline(fn, timeout):
+def run_with_deadline(fn, timeout, abandon=()):
     """Run ``fn()`` and wait at most ``timeout`` seconds: ``(True, result)`` or
-    ``(False, reason)``.
+    ``(False, reason)``. ``abandon``: connections whose running statement is cancelled
+    (``cancel_connections``) when ``fn`` does not return in time.
 
     Why a thread: a stopped server (SIGSTOP, a hung host) accepts TCP and never
     answers, so neither ``connect_timeout`` nor the server-side ``statement_timeout``
@@ -332,6 +376,8 @@ def run_with_deadline(fn, timeout):
     ok, value = box.get("result", (False, None))
     if ok:
         return True, value
+    if "result" not in box:
+        cancel_connections(abandon)
     return False, _timeout_reason(timeout) if value is None else _reason(value)
 
 
@@ -349,25 +395,132 @@ def call_with_deadline(fn, timeout, node):
     raise GpConnectionError(node, _timeout_reason(timeout) if value is None else _reason(value))
 
 
-def run_on_nodes(nodes, fn, timeout):
-    """Run ``fn(node)`` for every node in parallel.
+def max_workers_of(params):
+    """The ``max_workers`` option of ``params`` (``DEFAULT_MAX_WORKERS`` when unset)."""
+    return int(params.get("max_workers") or DEFAULT_MAX_WORKERS)
+
+
+def run_on_nodes(nodes, fn, timeout, max_workers=DEFAULT_MAX_WORKERS):
+    """Run ``fn(node)`` for every node, ``max_workers`` nodes at a time.
 
     ``nodes``: objects with ``content`` (e.g. ``records.SegmentConfig``); ``timeout``:
-    seconds, one deadline shared by all (the wall time is that of the slowest node,
-    at most ``timeout``). Returns ``(results_by_content, unreachable_by_content)``:
-    ``fn``'s results, and for every node that raised or did not answer in time the
-    reason (``timeout: ...``, ``connection refused: ...``, ``error: ...``).
+    seconds, one deadline shared by all (the wall time is that of the slowest node, at
+    most ``timeout`` plus ``CANCEL_WAIT_S``); ``max_workers``: how many nodes are talked
+    to at once (Greenplum clusters have hundreds of primaries; each call is a
+    connection). Returns ``(results_by_content, unreachable_by_content)``: ``fn``'s
+    results, and for every node that raised, did not answer in time, or was not started
+    before the deadline, the reason (``timeout: ...``, ``connection refused: ...``,
+    ``error: ...``).
+
+    When the deadline passes, the statements still running on the connections that
+    ``fn`` opened with ``connect`` (in its worker thread) are cancelled
+    (``cancel_connections``), so a slow node costs its timeout and its statement does not
+    go on on the server; ``fn``'s ``with connect(...)`` then closes the connection. The
+    workers are daemon threads (``concurrent.futures`` workers are joined at interpreter
+    exit, so a frozen node would keep the module from ever returning).
     """
     deadline = time.monotonic() + timeout
-    started = {node.content: _start(lambda node=node: fn(node), "gpops-node-%s" % node.content)
-               for node in nodes}
-    for thread, _box in started.values():
-        thread.join(max(0.0, deadline - time.monotonic()))
+    pending = queue.Queue()
+    for node in nodes:
+        pending.put(node)
+    lock = threading.Lock()
+    finished, running, all_done = {}, {}, threading.Event()
+    not_started = "timeout: not started within %.1f s (max_workers %d, all busy)" % (timeout, max_workers)
+    total = len(nodes)
+
+    def worker():
+        while True:
+            try:
+                node = pending.get_nowait()
+            except queue.Empty:
+                return
+            if time.monotonic() >= deadline:
+                outcome = (False, not_started)
+            else:
+                with lock:
+                    running[node.content] = _tracking_list()
+                try:
+                    outcome = (True, fn(node))
+                except Exception as exc:  # a node's failure is data for the caller
+                    outcome = (False, exc)
+                finally:
+                    _untrack_thread()
+            with lock:
+                running.pop(node.content, None)
+                finished[node.content] = outcome
+                if len(finished) == total:
+                    all_done.set()
+
+    if total == 0:
+        return {}, {}
+    for index in range(min(max(1, int(max_workers)), total)):
+        threading.Thread(target=worker, name="gpops-node-worker-%d" % index, daemon=True).start()
+    all_done.wait(max(0.0, deadline - time.monotonic()))
+    while True:  # the workers are all busy past the deadline: nobody takes these any more
+        try:
+            node = pending.get_nowait()
+        except queue.Empty:
+            break
+        with lock:
+            finished[node.content] = (False, not_started)
+    with lock:
+        abandoned = [conn for conns in running.values() for conn in conns]
+        outcomes = dict(finished)
+    cancel_connections(abandoned)
     results, unreachable = {}, {}
-    for content, (_thread, box) in started.items():
-        ok, value = box.get("result", (False, None))
+    for node in nodes:
+        ok, value = outcomes.get(node.content, (False, None))
         if ok:
-            results[content] = value
+            results[node.content] = value
         else:
-            unreachable[content] = _timeout_reason(timeout) if value is None else _reason(value)
+            unreachable[node.content] = (
+                _timeout_reason(timeout) if value is None else value if isinstance(value, str) else _reason(value))
     return results, unreachable
+
+
+# Connections opened by ``connect`` in a thread that tracks them (a ``run_on_nodes``
+# worker): the ones to cancel when that call is abandoned.
+_TRACKED = threading.local()
+
+
+def _tracking_list():
+    _TRACKED.conns = []
+    return _TRACKED.conns
+
+
+def _untrack_thread():
+    _TRACKED.conns = None
+
+
+def _track(conn):
+    conns = getattr(_TRACKED, "conns", None)
+    if conns is not None:
+        conns.append(conn)
+
+
+def cancel_connections(conns, wait=CANCEL_WAIT_S):
+    """Ask the server to cancel whatever each connection in ``conns`` still runs
+    (``psycopg.Connection.cancel_safe``, else ``cancel()``), all in parallel, waiting at
+    most ``wait`` seconds in all; closed connections are skipped. Never raises: a node
+    that does not answer its cancel request either (frozen) is left to its own
+    ``statement_timeout`` and to the close of the socket at process exit."""
+    threads = []
+    for conn in conns:
+        if conn is None or conn.closed:
+            continue
+
+        def cancel(conn=conn):
+            try:
+                if hasattr(conn, "cancel_safe"):
+                    conn.cancel_safe(timeout=wait)
+                else:  # psycopg < 3.2
+                    conn.cancel()
+            except Exception:  # noqa: BLE001 - best effort; the deadline already passed
+                pass
+
+        thread = threading.Thread(target=cancel, name="gpops-cancel", daemon=True)
+        thread.start()
+        threads.append(thread)
+    stop = time.monotonic() + wait
+    for thread in threads:
+        thread.join(max(0.0, stop - time.monotonic()))

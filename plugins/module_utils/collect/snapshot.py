@@ -28,9 +28,10 @@ How it collects (docs/greenplum-internals.md#locks-and-sessions,
    the first three already include every primary's rows. Greenplum fails these when
    a primary does not answer, and a hung primary makes them wait: they get half of
    the time budget, enforced on the client side.
-2. When dispatch failed or timed out: the same facts from every node (coordinator
-   and primaries) in utility mode, in parallel (``run_on_nodes``), each node bounded
-   by the remaining budget; ``source`` becomes ``utility``.
+2. When dispatch failed or timed out (its statement is then cancelled): the same facts
+   from every node (coordinator and primaries) in utility mode, ``max_workers`` nodes at
+   a time (``run_on_nodes``, which cancels the statements of nodes still running at the
+   deadline), each node bounded by the remaining budget; ``source`` becomes ``utility``.
    ``gp_distributed_xacts`` (the live distributed transactions) is read last, after
    every node's ``gp_dist_wait_status()``, as Greenplum's detector does
    (``gp_dist_wait_status()`` then ``ListAllGxid()`` in
@@ -64,7 +65,7 @@ import time
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect import topology as catalog
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect import sql
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import (
-    connect, query, run_on_nodes, run_with_deadline)
+    connect, max_workers_of, query, run_on_nodes, run_with_deadline)
 from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import (
     COORDINATOR_CONTENT, Backend, ClusterSnapshot, DistributedXact, LockRecord, PreparedXact,
     SegmentConfig, WaitEdge, parse_timestamp as _parse_ts)
@@ -153,9 +154,10 @@ def _read_last(items):
 
 
 def _dispatch(conn, items):
-    out = {item: query(conn, sql.DISPATCHED_SNAPSHOT[item]) for item in _read_last(items)}
-    conn.close()
-    return out
+    try:
+        return {item: query(conn, sql.DISPATCHED_SNAPSHOT[item]) for item in _read_last(items)}
+    finally:
+        conn.close()  # also after a cancel (take_snapshot's deadline passed)
 
 
 def _read_coordinator_last(params, server, items, statement_timeout):
@@ -191,7 +193,8 @@ def take_snapshot(params, server=None, include=INCLUDE_ALL, timeout=None):
     conn, server, segments = catalog.open_coordinator(params, server, timeout)
     dispatched_items = plan_items(server, include)[0]
     remaining = deadline - time.monotonic()
-    ok, dispatched = run_with_deadline(lambda: _dispatch(conn, dispatched_items), remaining / 2)
+    ok, dispatched = run_with_deadline(lambda: _dispatch(conn, dispatched_items), remaining / 2,
+                                       abandon=[conn])
     if not ok:
         dispatched = None  # fall back to utility mode on every node
     local_items = plan_items(server, include, dispatched_ok=dispatched is not None)[1]
@@ -209,7 +212,8 @@ def take_snapshot(params, server=None, include=INCLUDE_ALL, timeout=None):
 
     nodes_rows, unreachable = {}, {}
     if local_items[True] or dispatched_locks:
-        nodes_rows, unreachable = run_on_nodes(nodes, collect, max(0.0, deadline - time.monotonic()))
+        nodes_rows, unreachable = run_on_nodes(nodes, collect, max(0.0, deadline - time.monotonic()),
+                                               max_workers_of(params))
         if dispatched is not None:
             unreachable = {c: "utility-mode lookups (pg_blocking_pids, prepared transactions)"
                               " failed: %s" % r for c, r in unreachable.items()}

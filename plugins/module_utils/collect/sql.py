@@ -477,3 +477,15 @@ CONFIG_HISTORY_SQL = (
     " AND h.\"time\" < pg_catalog.to_timestamp(%(until)s)"
     " ORDER BY h.\"time\""
     " LIMIT %(max_rows)s")
+
+# --- privileges of the login role (privileges.py) ---------------------------------
+
+LOGIN_PRIVILEGES = (
+    "SELECT current_user AS login_user,"
+    " (SELECT u.rolsuper FROM pg_catalog.pg_roles u WHERE u.rolname = current_user) AS superuser,"
+    " ARRAY(SELECT r.rolname::text FROM pg_catalog.pg_roles r"
+    " WHERE r.rolname = ANY(%s) AND pg_catalog.pg_has_role(r.oid, 'MEMBER') ORDER BY 1) AS member_of")
+"""One row ``(login_user, superuser bool, member_of text[])``: whether the login role is
+a superuser, and which of the bound predefined roles (``privileges.PREDEFINED_ROLES``)
+it is a member of (directly or through others). A role that does not exist on this
+server (Greenplum 6 has no ``pg_read_all_stats``) is simply not listed."""

@@ -45,6 +45,7 @@ __metaclass__ = type
 
 from ansible_collections.gpops.greenplum.plugins.module_utils.analyse.waitgraph import REMOVED_UNRESOLVED
 from ansible_collections.gpops.greenplum.plugins.module_utils.plan.reasons import Reason
+from ansible_collections.gpops.greenplum.plugins.module_utils.common import validation
 
 POLICIES = ("youngest", "oldest", "least_work")
 
@@ -62,21 +63,7 @@ def compile_never_choose(expression):
     Raises ValueError (naming ``never_choose``) for a bad expression or when the
     ``jmespath`` library is missing.
     """
-    if expression is None or expression == "":
-        return None
-    if not isinstance(expression, str):
-        raise ValueError("never_choose: a JMESPath expression (string) is expected, got %s"
-                         % type(expression).__name__)
-    try:
-        import jmespath
-        from jmespath.exceptions import JMESPathError
-    except ImportError:
-        raise ValueError("never_choose: the Python library 'jmespath' is needed on the managed node "
-                         "(pip install jmespath)")
-    try:
-        return jmespath.compile(expression)
-    except JMESPathError as exc:
-        raise ValueError("never_choose: invalid JMESPath expression %r: %s" % (expression, exc))
+    return validation.compile_jmespath("never_choose", expression)
 
 
 def _matches(compiled, candidate):
