@@ -411,6 +411,13 @@ class ClusterSnapshot(_Record):
     id to the reason its node did not answer (timeout, refused, error text);
     rows of those nodes are missing, and analysis results must say so.
     ``taken_at`` is when collection started (coordinator clock, UTC).
+
+    ``scope`` is ``full`` (every row of ``pg_locks`` and the activity views) or
+    ``waits`` (``snapshot.take_snapshot(scope='waits')``: only the rows the analysis
+    reads, docs/collection.md); then ``lock_counts`` is ``{content: {rows, waiting}}``
+    (every ``pg_locks`` row of the node counted, read or not) and
+    ``session_lock_counts`` ``{mppsessionid: granted rows, cluster-wide}``; both None
+    for ``full``, where the rows themselves say it.
     """
 
     taken_at: datetime.datetime
@@ -423,11 +430,35 @@ class ClusterSnapshot(_Record):
     unreachable: Dict[int, str] = dataclasses.field(default_factory=dict)
     source: str = "dispatch"
     server: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    scope: str = "full"
+    lock_counts: Optional[Dict[int, Dict[str, int]]] = None
+    session_lock_counts: Optional[Dict[Optional[int], int]] = None
+
+    def counts(self):
+        """``{lock_rows, waiting_lock_rows, lock_rows_read, backends_read, sessions,
+        nodes: {content: {rows, waiting}}}``: how much the cluster holds next to how much
+        was read (``scope`` ``full``: every row was read, the counts come from the rows)."""
+        if self.lock_counts is None:
+            nodes = {}
+            for lock in self.locks:
+                node = nodes.setdefault(lock.content, {"rows": 0, "waiting": 0})
+                node["rows"] += 1
+                node["waiting"] += 0 if lock.granted else 1
+            sessions = {lock.mppsessionid for lock in self.locks}
+        else:
+            nodes, sessions = self.lock_counts, self.session_lock_counts or {}
+        return {"lock_rows": sum(n["rows"] for n in nodes.values()),
+                "waiting_lock_rows": sum(n["waiting"] for n in nodes.values()),
+                "lock_rows_read": len(self.locks), "backends_read": len(self.backends),
+                "sessions": len([s for s in sessions if s]),
+                "nodes": {str(k): dict(v) for k, v in sorted(nodes.items())}}
 
     def as_dict(self):
         return {
             "taken_at": self.taken_at.isoformat(),
             "source": self.source,
+            "scope": self.scope,
+            "counts": self.counts(),
             "server": dict(self.server),
             "unreachable": {str(k): v for k, v in self.unreachable.items()},
             "segments": [s.as_dict() for s in self.segments],
