@@ -33,14 +33,14 @@ import threading
 import time
 
 from ansible_collections.gpops.greenplum.plugins.module_utils import (
-    analysis, report, sql, triage, victims)
+    analysis, connection, report, sql, triage, victims)
 from ansible_collections.gpops.greenplum.plugins.module_utils.connection import (
     GpConnectionError, connect, query, run_with_deadline)
 from ansible_collections.gpops.greenplum.plugins.module_utils.procinfo import (
     ProcUnreadable, read_process)
 from ansible_collections.gpops.greenplum.plugins.module_utils.records import (
     COORDINATOR_CONTENT, ClusterSnapshot)
-from ansible_collections.gpops.greenplum.plugins.module_utils.snapshot import take_snapshot
+from ansible_collections.gpops.greenplum.plugins.module_utils.snapshot import take_snapshot, write_evidence
 from ansible_collections.gpops.greenplum.plugins.module_utils.triage import ClusterFacts
 
 SETTINGS = (
@@ -144,6 +144,8 @@ class Diagnosis:
     ``triage.Finding``), ``elapsed_s`` (seconds). ``as_dict()`` is what
     ``gp_hang_info`` returns and what ``report.build_report`` takes."""
 
+    evidence = None
+
     def __init__(self, snapshot, facts, analysis_, findings, elapsed_s):
         self.snapshot, self.facts, self.analysis = snapshot, facts, analysis_
         self.findings, self.elapsed_s = findings, elapsed_s
@@ -161,6 +163,7 @@ class Diagnosis:
             "analysis": self.analysis.as_dict(),
             "facts": self.facts.as_dict(),
             "snapshot": self.snapshot.as_dict(),
+            "evidence": self.evidence,
         }
 
 
@@ -180,20 +183,32 @@ def _facts_in_background(params, timeout):
     return result
 
 
-def diagnose(params, policy="youngest", never_choose=None, options=None, proc="/proc"):
+def diagnose(params, policy="youngest", never_choose=None, options=None, proc="/proc", evidence_path=None):
     """See the module docstring. ``params``: the connection options
-    (``connection.connection_argument_spec``); ``options``: ``triage.TriageOptions``."""
+    (``connection.connection_argument_spec``); ``options``: ``triage.TriageOptions``.
+    The snapshot is wait-scoped (``take_snapshot(scope='waits')``, docs/collection.md).
+    ``evidence_path``: write every row there too (``snapshot.write_evidence``), after
+    the analysed snapshot; ``Diagnosis.evidence`` then says where and how many rows, or
+    why it failed (a failure is named, never a finding)."""
     victims.check_policy(policy)
     victims.compile_never_choose(never_choose)
     started = time.monotonic()
     timeout = float(params.get("statement_timeout") or 30.0)
     facts_result = _facts_in_background(params, timeout)
+    idle_age = (options or triage.TriageOptions()).idle_in_transaction_age
+    evidence = None
     try:
-        snap = take_snapshot(params, timeout=timeout)
+        snap = take_snapshot(params, timeout=timeout, scope="waits", idle_age=idle_age)
     except GpConnectionError as exc:
         snap = ClusterSnapshot(taken_at=datetime.datetime.now(datetime.timezone.utc),
                                unreachable={COORDINATOR_CONTENT: str(exc)})
     facts = facts_result(started + timeout + 1.0)
+    if evidence_path is not None and snap.server:
+        try:
+            server = connection.ServerInfo(**snap.server)
+            evidence = {"path": evidence_path, "rows": write_evidence(params, server, evidence_path, timeout)}
+        except (GpConnectionError, OSError, connection.psycopg.Error) as exc:
+            evidence = {"path": None, "error": "evidence not written: %s" % exc}
     coordinator = next((s for s in snap.segments if s.content == COORDINATOR_CONTENT
                         and s.role == "p"), None)
     # The test sandbox's FTS is not a child of the coordinator's postmaster: unknown there.
@@ -201,4 +216,6 @@ def diagnose(params, policy="youngest", never_choose=None, options=None, proc="/
         facts.fts_running = fts_process_running(coordinator.port, coordinator.datadir, proc)
     result = analysis.analyse(snap, policy=policy, never_choose=never_choose)
     findings = triage.classify(snap, result, facts, options)
-    return Diagnosis(snap, facts, result, findings, round(time.monotonic() - started, 3))
+    diagnosis_ = Diagnosis(snap, facts, result, findings, round(time.monotonic() - started, 3))
+    diagnosis_.evidence = evidence
+    return diagnosis_

@@ -14,9 +14,9 @@ Public API:
   (default: the ``statement_timeout`` option); ``scope``: ``full`` (every row of
   ``pg_locks`` and the activity views) or ``waits`` (only the rows the analysis reads,
   filtered on the server, plus counts: see below and docs/collection.md);
-  ``idle_before``: with ``waits``, a timezone-aware datetime: the granted locks of the
-  sessions idle in transaction since then are read too (triage's
-  ``long_idle_in_transaction``). Raises ``GpConnectionError`` when the
+  ``idle_age``: with ``waits``, seconds: the granted locks of the coordinator sessions
+  idle in transaction for that long (less one second: triage rounds ages to 0.1 s) at
+  ``taken_at`` are read too (triage's ``long_idle_in_transaction``); None: none. Raises ``GpConnectionError`` when the
   coordinator cannot be reached or read, ``NotGreenplumError`` for a non-Greenplum
   server. Any other node that does not answer is named in ``snapshot.unreachable``.
 - ``select_wait_rows(lock_rows, sessions=()) -> list``: ``sql.WAIT_LOCKS`` in Python
@@ -325,7 +325,7 @@ def plan_items(server, include, dispatched_ok=True):
 
 
 def take_snapshot(params, server=None, include=INCLUDE_ALL, timeout=None, scope="full",
-                  idle_before=None):
+                  idle_age=None):
     """Collect one ``ClusterSnapshot`` (see the module docstring for how). Bounded by
     ``timeout`` seconds in all: a node that does not answer in time is abandoned and
     named in ``unreachable``; the coordinator not answering raises
@@ -335,6 +335,9 @@ def take_snapshot(params, server=None, include=INCLUDE_ALL, timeout=None, scope=
     timeout = float(timeout or params.get("statement_timeout") or 30.0)
     deadline = time.monotonic() + timeout
     taken_at = _utc_now()
+    idle_before = None
+    if idle_age is not None:
+        idle_before = taken_at - datetime.timedelta(seconds=max(0.0, float(idle_age) - 1.0))
     conn, server, segments = catalog.open_coordinator(params, server, timeout)
     dispatched_items = plan_items(server, include)[0]
     remaining = deadline - time.monotonic()
@@ -376,6 +379,43 @@ def take_snapshot(params, server=None, include=INCLUDE_ALL, timeout=None, scope=
     return snapshot_from_rows(segments, dispatched=dispatched, nodes=nodes_rows,
                               relations=relations, unreachable=unreachable,
                               server=server.as_dict(), taken_at=taken_at)
+
+
+def write_evidence(params, server, path, timeout=None):
+    """Stream every row of the dispatched snapshot statements (``sql.DISPATCHED_SNAPSHOT``:
+    ``pg_locks``, ``gp_dist_wait_status()``, ``gp_stat_activity`` where it exists,
+    ``gp_distributed_xacts``) from the coordinator into ``path``, one JSON object a line
+    (``{"item": ..., "row": {...}}``), without holding them: the full raw evidence of
+    ``evidence: full``, read after (not at the same moment as) the analysed rows.
+    Written to a temporary file in the same directory, then renamed. ``timeout``:
+    seconds per statement. Returns ``{item: rows written}``. Raises
+    ``GpConnectionError`` or ``OSError``; the partial file is removed."""
+    import json
+    import os
+    import tempfile
+
+    from psycopg.rows import dict_row
+
+    counts = {}
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".gp-evidence-")
+    try:
+        with os.fdopen(fd, "w") as out, connect(params, server=server, statement_timeout=timeout) as conn:
+            for item, statement in sql.DISPATCHED_SNAPSHOT.items():
+                if item == "activity" and not server.has_gp_stat_activity:
+                    continue
+                counts[item] = 0
+                with conn.cursor(row_factory=dict_row) as cur:
+                    for row in cur.stream(statement):
+                        out.write(json.dumps({"item": item, "row": row}, default=str, sort_keys=True) + "\n")
+                        counts[item] += 1
+        os.chmod(tmp, 0o640)
+        os.rename(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return counts
 
 
 def snapshot_from_rows(segments, dispatched=None, nodes=None, relations=None, unreachable=None,

@@ -145,7 +145,7 @@ ACTIVITY_INVOLVED = (
     " OVER (PARTITION BY a.sess_id) AS session_in_syncrep"
     " FROM pg_catalog.gp_stat_activity a) s"
     " WHERE (s.gp_segment_id, s.pid) IN ("
-    "SELECT * FROM pg_catalog.unnest(%(contents)s::int[], %(pids)s::int[]))"
+    "SELECT * FROM ROWS FROM (pg_catalog.unnest(%(contents)s::int[]), pg_catalog.unnest(%(pids)s::int[])))"
     " OR s.wait_event = 'SyncRep'"
     " OR (s.gp_segment_id = -1 AND (s.sess_id = ANY(%(sessions)s::int[]) OR s.session_in_syncrep))")
 """The ``pg_catalog.gp_stat_activity`` rows (GP7 / Cloudberry, dispatch mode) of the
