@@ -164,6 +164,11 @@ def wait_counts(wait_rows, content=None):
     of one node). Rows of several nodes read one by one add up."""
     nodes, sessions = {}, {}
     for r in wait_rows:
+        for n in r.get("node_counts") or ():  # sql.WAIT_LOCKS_SHARED: JSON on the first row
+            node = content if content is not None else int(n["gp_segment_id"])
+            nodes[node] = {"rows": int(n["node_rows"]), "waiting": int(n["node_waiting"])}
+        for c in r.get("session_counts") or ():
+            sessions[c["mppsessionid"]] = sessions.get(c["mppsessionid"], 0) + int(c["session_granted"])
         if r.get("node_row") == 1:
             node = content if content is not None else int(r["gp_segment_id"])
             nodes[node] = {"rows": int(r["node_rows"]), "waiting": int(r["node_waiting"])}
@@ -176,6 +181,14 @@ def wait_counts(wait_rows, content=None):
 def _wanted(rows):
     """The lock rows themselves among ``sql.WAIT_LOCKS`` rows (every row of a full read)."""
     return [r for r in rows if r.get("wanted", True)]
+
+
+def wait_locks_statement(server):
+    """``sql.WAIT_LOCKS_SHARED`` (hash joins over one shared scan) where the server is
+    PostgreSQL 12 based, ``sql.WAIT_LOCKS`` (window sorts) on Greenplum 6."""
+    if server is not None and server.flavor == "greenplum" and server.major <= 6:
+        return sql.WAIT_LOCKS
+    return sql.WAIT_LOCKS_SHARED
 
 
 def _involved(lock_rows, edges, content=None):
@@ -260,7 +273,7 @@ def _collect_node(params, server, node, wants, dispatched, statement_timeout, sc
                  statement_timeout=statement_timeout) as conn:
         for item in wants:
             if scope == "waits" and item == "locks":
-                out[item] = query(conn, sql.WAIT_LOCKS, {"sessions": sorted(sessions)})
+                out[item] = query(conn, wait_locks_statement(server), {"sessions": sorted(sessions)})
             elif scope == "waits" and item == "activity" and not is_coordinator:
                 pairs, _s = _involved(_wanted(out.get("locks", dispatched.get("locks", []))),
                                       out.get("edges", dispatched.get("edges", [])), node.content)
@@ -275,7 +288,7 @@ def _collect_node(params, server, node, wants, dispatched, statement_timeout, sc
     return out
 
 
-def _dispatch(conn, items, scope="full", idle_before=None, progress=None):
+def _dispatch(conn, items, scope="full", idle_before=None, progress=None, server=None):
     """The dispatched statements on the coordinator, by item; with ``scope`` ``waits``
     the idle sessions first (kept in ``progress`` for the utility fallback), then
     ``sql.WAIT_LOCKS``, the edges and distributed transactions, and the backends they
@@ -294,7 +307,7 @@ def _dispatch(conn, items, scope="full", idle_before=None, progress=None):
         if item not in items:
             continue
         if item == "locks":
-            out[item] = query(conn, sql.WAIT_LOCKS, {"sessions": sorted(sessions)})
+            out[item] = query(conn, wait_locks_statement(server), {"sessions": sorted(sessions)})
         elif item == "activity":
             pairs, involved = _involved(_wanted(out.get("locks", [])), out.get("edges", []))
             involved |= sessions | {int(r["gp_session_id"]) for r in out.get("dist_xacts", [])
@@ -343,7 +356,7 @@ def take_snapshot(params, server=None, include=INCLUDE_ALL, timeout=None, scope=
     remaining = deadline - time.monotonic()
     progress = {}
     ok, dispatched = run_with_deadline(
-        lambda: _dispatch(conn, dispatched_items, scope, idle_before, progress), remaining / 2)
+        lambda: _dispatch(conn, dispatched_items, scope, idle_before, progress, server), remaining / 2)
     if not ok:
         dispatched = None  # fall back to utility mode on every node
     sessions = set(progress.get("idle_sessions") or ())
@@ -456,7 +469,7 @@ def snapshot_from_rows(segments, dispatched=None, nodes=None, relations=None, un
             lock_counts.update(nodes_)
             for session, count in sessions_.items():
                 session_counts[session] = session_counts.get(session, 0) + count
-        lock_rows = [(c, r) for c, r in lock_rows if r["wanted"]]
+        lock_rows = [(c, r) for c, r in lock_rows if r["wanted"]]  # NULL: the count-only row
     for content, row in lock_rows:
         name = None
         if relations and row.get("relation") is not None:

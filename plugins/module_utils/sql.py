@@ -139,6 +139,37 @@ carries the counts. Window partitions sort on the coordinator (``transactionid``
 scanned once (docs/collection.md). ``snapshot.select_wait_rows`` is the same filter
 in Python, the reference the tests compare it with."""
 
+_LOCK_KEY = "pg_catalog.concat_ws('|', " + ", ".join(
+    "p.%s" % c if c in ("gp_segment_id", "locktype") else "COALESCE(p.%s::text, '-')" % c
+    for c in LOCKTAG_COLUMNS) + ")"
+
+WAIT_LOCKS_SHARED = (
+    "WITH l AS MATERIALIZED (SELECT p.*, " + _LOCK_KEY + " AS lock_key FROM pg_catalog.pg_locks p),"
+    " w AS (SELECT DISTINCT lock_key FROM l WHERE NOT granted),"
+    " wp AS (SELECT DISTINCT gp_segment_id, pid FROM l WHERE NOT granted AND pid IS NOT NULL),"
+    " f AS (SELECT l.*, true AS wanted FROM l WHERE l.lock_key IN (SELECT lock_key FROM w)"
+    "  OR (l.gp_segment_id, l.pid) IN (SELECT gp_segment_id, pid FROM wp)"
+    "  OR COALESCE(l.pid, 0) = 0 OR (l.gp_segment_id = -1 AND l.locktype = 'distributed xid')"
+    "  OR (l.granted AND l.mppsessionid = ANY(%(sessions)s::int[])))"
+    " SELECT f.*, CASE WHEN pg_catalog.row_number() OVER () = 1 THEN (SELECT pg_catalog.json_agg(n) FROM ("
+    "SELECT gp_segment_id, pg_catalog.count(*) AS node_rows,"
+    " pg_catalog.count(*) FILTER (WHERE NOT granted) AS node_waiting FROM l GROUP BY gp_segment_id) n) END"
+    " AS node_counts,"
+    " CASE WHEN pg_catalog.row_number() OVER () = 1 THEN (SELECT pg_catalog.json_agg(s) FROM ("
+    "SELECT mppsessionid, pg_catalog.count(*) FILTER (WHERE granted) AS session_granted FROM l"
+    " GROUP BY mppsessionid) s) END AS session_counts"
+    " FROM (SELECT 1) one LEFT JOIN f ON true")
+"""``WAIT_LOCKS`` for PostgreSQL 12 bases (Greenplum 7, Cloudberry): the same rows
+(``wanted`` true), by hash instead of sorts: ``pg_catalog.pg_locks`` is read once into a
+``MATERIALIZED`` CTE (Greenplum plans it as one ``Shared Scan`` of ``pg_lock_status()``),
+a text ``lock_key`` of ``LOCKTAG_COLUMNS`` (NULL as ``-``, fields joined by ``|``: a
+NULL-safe, hashable lock identity) is semi-joined with the waiting requests' keys, and
+``(gp_segment_id, pid)`` with the waiting processes. The counts come once, on the first
+row, as JSON: ``node_counts`` ``[{gp_segment_id, node_rows, node_waiting}]`` and
+``session_counts`` ``[{mppsessionid, session_granted}]``; with no wanted row the one row
+has NULL lock columns (``wanted`` NULL). ``MATERIALIZED`` is not Greenplum 6 syntax:
+there ``WAIT_LOCKS``. Measured in bench/results.md."""
+
 ACTIVITY_INVOLVED = (
     "SELECT * FROM ("
     " SELECT a.*, pg_catalog.bool_or(COALESCE(a.wait_event = 'SyncRep', false))"

@@ -1,5 +1,5 @@
-"""The wait-scoped collection's SQL on real Greenplum 7 (sql.WAIT_LOCKS,
-sql.ACTIVITY_INVOLVED): it returns the rows its Python twin
+"""The wait-scoped collection's SQL on real Greenplum 7 (sql.WAIT_LOCKS and
+sql.WAIT_LOCKS_SHARED, sql.ACTIVITY_INVOLVED): it returns the rows its Python twin
 (snapshot.select_wait_rows) picks from every row of pg_locks, and take_snapshot's
 ``waits`` scope gives the diagnosis the full rows give.
 
@@ -62,12 +62,13 @@ def _identities(rows, own_session):
                   key=str)
 
 
-def test_wait_locks_sql_returns_what_its_python_twin_picks(gp, scenario):
+@pytest.mark.parametrize("statement", ["WAIT_LOCKS", "WAIT_LOCKS_SHARED"])
+def test_wait_locks_sql_returns_what_its_python_twin_picks(gp, scenario, statement):
     idle = scenario["idle"].sess_id
     with gp.connect(application_name="ws-reader") as conn:
         own = conn.execute("SELECT pg_catalog.current_setting('gp_session_id')::int").fetchone()[0]
         before = _read(conn, sql.DISPATCHED_SNAPSHOT["locks"])
-        got = _read(conn, sql.WAIT_LOCKS, {"sessions": [idle]})
+        got = _read(conn, getattr(sql, statement), {"sessions": [idle]})
         after = _read(conn, sql.DISPATCHED_SNAPSHOT["locks"])
     assert _identities(before, own) == _identities(after, own), "the scenario moved while it was read"
     expected = snap.select_wait_rows(before, [idle])
@@ -84,13 +85,14 @@ def test_wait_locks_sql_returns_what_its_python_twin_picks(gp, scenario):
     ref_nodes, ref_sessions = snap.wait_counts(expected)
     for s in scenario["waiters"] + [scenario["holder"], scenario["idle"]]:
         assert session_counts[s.sess_id] == ref_sessions[s.sess_id] > 0
+    assert {n: c["waiting"] for n, c in nodes.items()} == {n: c["waiting"] for n, c in ref_nodes.items()}
 
 
 def test_activity_involved_sql_returns_what_its_python_twin_picks(gp, scenario):
     idle = scenario["idle"].sess_id
     with gp.connect(application_name="ws-reader") as conn:
         own = conn.execute("SELECT pg_catalog.current_setting('gp_session_id')::int").fetchone()[0]
-        locks = _read(conn, sql.WAIT_LOCKS, {"sessions": [idle]})
+        locks = _read(conn, sql.WAIT_LOCKS_SHARED, {"sessions": [idle]})
         edges = _read(conn, sql.DISPATCHED_SNAPSHOT["edges"])
         dxacts = _read(conn, sql.DISPATCHED_SNAPSHOT["dist_xacts"])
         everything = _read(conn, sql.DISPATCHED_SNAPSHOT["activity"])
