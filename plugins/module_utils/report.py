@@ -32,7 +32,7 @@ version; a removal or a change of meaning bumps it), published as JSON Schema in
   ``triage.ClusterFacts`` and ``analysis.Analysis`` as dicts); a ``waits``-scoped
   snapshot holds the rows the diagnosis read and ``counts`` of every row
   (docs/collection.md), so the report is bounded by the waits, not the cluster's size.
-- ``evidence`` (optional, added in 0.3.0): present when ``gp_hang_info`` with ``evidence: full``
+- ``evidence`` (optional, added in 0.2.0): present when ``gp_hang_info`` with ``evidence: full``
   streamed every raw row (``{path, rows}`` or ``{path: null, error}``).
 - ``timeline`` (optional, added in 0.2.0): null, or the log events of the minutes before
   (``gp_log_info``): {``window``, ``source``, ``complete``, ``stopped``, ``summary``,

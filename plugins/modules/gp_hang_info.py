@@ -108,12 +108,12 @@ options:
     type: str
     choices: [summary, full]
     default: summary
-    version_added: "0.3.0"
+    version_added: "0.2.0"
   evidence_dir:
     description:
       - Existing directory for the evidence file; required with O(evidence=full).
     type: path
-    version_added: "0.3.0"
+    version_added: "0.2.0"
 seealso:
   - name: Greenplum global deadlock detector
     description: How Greenplum itself detects and breaks global deadlocks.
