@@ -368,7 +368,8 @@ def take_snapshot(params, server=None, include=INCLUDE_ALL, timeout=None, scope=
     dispatched_by_node = {}
     for item, key in (("locks", "gp_segment_id"), ("edges", "segid")):
         for row in (dispatched or {}).get(item, []):
-            dispatched_by_node.setdefault(int(row[key]), {}).setdefault(item, []).append(row)
+            if row[key] is not None:  # sql.WAIT_LOCKS_SHARED's count-only row has no node
+                dispatched_by_node.setdefault(int(row[key]), {}).setdefault(item, []).append(row)
 
     def collect(node):
         return _collect_node(params, server, node, local_items[node.content == COORDINATOR_CONTENT],

@@ -136,3 +136,17 @@ def test_benchmark_cluster_same_diagnosis_both_ways():
     assert waits.scope == "waits" and len(waits.locks) < len(full.locks) / 10
     for policy in ("youngest", "least_work"):
         assert bench.outcome(waits, policy) == bench.outcome(full, policy)
+
+
+def test_shared_form_count_only_row_gives_counts_and_no_lock():
+    """sql.WAIT_LOCKS_SHARED on a cluster where nothing waits: one row, lock columns NULL,
+    the counts as JSON (a healthy cluster's gp_hang_info once failed on that row)."""
+    row = {c: None for c in ("locktype", "pid", "mppsessionid", "granted", "gp_segment_id")}
+    row.update(wanted=None, node_counts=[{"gp_segment_id": -1, "node_rows": 5, "node_waiting": 0},
+                                         {"gp_segment_id": 0, "node_rows": 7, "node_waiting": 0}],
+               session_counts=[{"mppsessionid": 12, "session_granted": 9}, {"mppsessionid": 0, "session_granted": 3}])
+    s = snap.snapshot_from_rows([], dispatched={"locks": [row]}, taken_at=datetime.datetime.now(datetime.timezone.utc))
+    assert s.scope == "waits" and s.locks == []
+    counts = s.counts()
+    assert (counts["lock_rows"], counts["waiting_lock_rows"], counts["lock_rows_read"]) == (12, 0, 0)
+    assert s.session_lock_counts == {12: 9, 0: 3}
