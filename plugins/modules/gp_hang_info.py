@@ -53,6 +53,15 @@ description:
     reported when the module runs on the coordinator host. Likewise the /proc state of a stuck QE
     (C(T) stopped, C(D) uninterruptible) is read only where the QE runs on this host; elsewhere it
     is C(unknown).
+  - "Cost and size follow the waits, not the locks: the server filters C(pg_locks) and
+    C(gp_stat_activity) down to the waiting requests, every row on a lock somebody waits for, the
+    rows of the waiting processes, of prepared transactions, the coordinator's distributed
+    transactions and the locks of sessions idle in transaction past O(idle_in_transaction_age),
+    with the backends of those rows, the SyncRep waiters and per-node / per-session counts for the
+    rest (docs/collection.md). The result holds those rows and the counts (C(snapshot.counts)),
+    never every row: its size grows with the waiting requests and the sessions involved, not with
+    the number of granted locks or segments (about 6 MiB of JSON for 1,576 waits at 1,000,000 lock
+    rows over 1,000 segments, bench/results.md)."
 version_added: "0.1.0"
 author:
   - gpops.greenplum contributors (@gpops)
@@ -61,7 +70,9 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    description: The module never changes anything; it runs the same in check mode.
+    description:
+      - The module never changes the cluster. With O(evidence=full) it writes one file under
+        O(evidence_dir) (then C(changed) is true); in check mode it writes nothing.
   diff_mode:
     support: none
     description: Nothing is changed, so there is no diff.
@@ -116,6 +127,23 @@ options:
         started is reported as C(segment_restarted) for this long after it.
     type: float
     default: 3600
+  evidence:
+    description:
+      - C(summary) returns the rows the diagnosis used and counts of the rest.
+      - C(full) also streams every row of C(pg_locks), C(gp_dist_wait_status()),
+        C(gp_stat_activity) (Greenplum 7) and C(gp_distributed_xacts) into a JSON-lines file under
+        O(evidence_dir) (one C({"item", "row"}) object a line), read from the coordinator right
+        after the diagnosis, without holding the rows in memory or in the result; C(evidence.path)
+        names the file. A failure to write it is reported in C(evidence.error), not as a finding.
+    type: str
+    choices: [summary, full]
+    default: summary
+    version_added: "0.2.0"
+  evidence_dir:
+    description:
+      - Existing directory for the evidence file; required with O(evidence=full).
+    type: path
+    version_added: "0.2.0"
 seealso:
   - name: Greenplum global deadlock detector
     description: How Greenplum itself detects and breaks global deadlocks.
@@ -254,13 +282,32 @@ tool_warnings:
   sample: ["replication - privilege - login_user app lacks superuser or membership in pg_read_all_stats"]
 snapshot:
   description:
-    - The raw snapshot the diagnosis used (evidence for the report, saved before any action).
+    - The rows the diagnosis used (evidence for the report, saved before any action).
     - C(postmaster_starts) maps each content (-1 the coordinator) to its primary's C(pg_postmaster_start_time()), read in
       utility mode.
+    - C(scope) C(waits) - the lock rows and backends involved in a wait, not every row - and C(counts) of every lock row per node
+      (C(lock_rows), C(waiting_lock_rows), C(lock_rows_read), C(backends_read), C(sessions), C(nodes)).
   returned: always
   type: dict
-  sample: {taken_at: "2026-11-21T05:41:25.704690+00:00", source: dispatch, unreachable: {}, segments: [], locks: [], edges: [], backends: []}
+  sample:
+    taken_at: "2026-11-21T05:41:25.704690+00:00"
+    source: dispatch
+    scope: waits
+    counts: {lock_rows: 1000004, waiting_lock_rows: 1576, lock_rows_read: 3500, backends_read: 3161, sessions: 3224, nodes: {}}
+    unreachable: {}
+    segments: []
+    locks: []
+    edges: []
+    backends: []
+evidence:
+  description: With O(evidence=full), the file written (C(path), C(rows) per item) or why not (C(error)); null otherwise.
+  returned: always
+  type: dict
+  sample: {path: /var/log/gpops/gp-hang-evidence-20261121T054125.jsonl, rows: {locks: 1000004, edges: 3, activity: 250690, dist_xacts: 3300}}
 '''
+
+import os
+import time
 
 from ansible_collections.gpops.greenplum.plugins.module_utils.analyse import hang_diagnosis
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import (
@@ -279,21 +326,33 @@ def main():
         stuck_qe_min_wait=dict(type="float", default=10.0),
         stuck_qe_age=dict(type="float", default=60.0),
         segment_restart_window=dict(type="float", default=3600.0),
+        evidence=dict(type="str", default="summary", choices=["summary", "full"]),
+        evidence_dir=dict(type="path"),
     ))
     p = module.params
+    if p["evidence"] == "full" and not p["evidence_dir"]:
+        module.fail_json(msg="evidence_dir is required with evidence: full (the directory for the raw rows)")
+    if p["evidence"] == "full" and not os.path.isdir(p["evidence_dir"]):
+        module.fail_json(msg="evidence_dir %s is not a directory" % p["evidence_dir"])
     options = TriageOptions(wait_threshold=p["wait_threshold"],
                             idle_in_transaction_age=p["idle_in_transaction_age"],
                             prepared_xact_age=p["prepared_xact_age"],
                             stuck_qe_min_wait=p["stuck_qe_min_wait"], stuck_qe_age=p["stuck_qe_age"],
                             segment_restart_window=p["segment_restart_window"])
+    path = None
+    if p["evidence"] == "full" and not module.check_mode:
+        path = os.path.join(p["evidence_dir"], "gp-hang-evidence-%s.jsonl" % time.strftime("%Y%m%dT%H%M%S", time.gmtime()))
     try:
         result = hang_diagnosis.diagnose(p, policy=p["policy"], never_choose=p["never_choose"],
-                                         options=options).as_dict()
+                                         options=options, evidence_path=path).as_dict()
     except (ValueError, NotGreenplumError, GpConnectionError) as exc:
         module.fail_json(msg=str(exc))
     for warning in result["tool_warnings"]:
         module.warn("not a cluster finding: " + warning)
-    module.exit_json(changed=False, **result)
+    if p["evidence"] == "full" and module.check_mode:
+        result["evidence"] = {"path": None, "error": "check mode: the raw rows would be written to %s"
+                              % p["evidence_dir"]}
+    module.exit_json(changed=bool(result["evidence"] and result["evidence"].get("path")), **result)
 
 
 if __name__ == "__main__":

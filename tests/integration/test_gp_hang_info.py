@@ -165,3 +165,30 @@ def test_prepared_xact_whose_commit_is_in_progress_is_never_orphaned(clean_clust
         assert f["evidence"]["root"]["in_doubt"] is False
         assert f["evidence"]["root"]["coordinator_pid"] == px.sessions["committer"]["coordinator_pid"]
         assert "do not kill" in f["remedy"]["text"]
+
+
+def test_evidence_full_streams_every_row_to_a_file_and_the_result_stays_scoped(clean_cluster, tmp_path):
+    """evidence: full writes every pg_locks row to a JSON-lines file (changed true); the
+    result keeps only the rows the diagnosis read, with counts of all; check mode writes
+    nothing; a missing evidence_dir is named."""
+    import json
+    import os
+    with scenarios.global_deadlock(clean_cluster):
+        full, checked, bad = run_tasks(
+            [("gp_hang_info", {"evidence": "full", "evidence_dir": str(tmp_path)}),
+             ("gp_hang_info", {"evidence": "full", "evidence_dir": str(tmp_path)}, True),
+             ("gp_hang_info", {"evidence": "full"})], env=clean_cluster.coordinator_env())
+    assert full["changed"] is True and "global_deadlock" in {f["class"] for f in full["findings"]}
+    path = full["evidence"]["path"]
+    assert os.path.dirname(path) == str(tmp_path)
+    with open(path) as fh:
+        lines = [json.loads(line) for line in fh]
+    locks = [line["row"] for line in lines if line["item"] == "locks"]
+    assert len(locks) == full["evidence"]["rows"]["locks"] > 0
+    snapshot = full["snapshot"]
+    assert snapshot["scope"] == "waits"
+    assert snapshot["counts"]["lock_rows_read"] == len(snapshot["locks"]) <= snapshot["counts"]["lock_rows"]
+    assert snapshot["counts"]["waiting_lock_rows"] >= 2
+    assert checked["changed"] is False and checked["evidence"]["path"] is None
+    assert os.listdir(str(tmp_path)) == [os.path.basename(path)]
+    assert bad.get("failed") and "evidence_dir" in bad["msg"]

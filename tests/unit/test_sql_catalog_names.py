@@ -91,6 +91,15 @@ def test_no_sql_outside_sql_module(path):
         "\n".join(found)
 
 
+def _cte_names():
+    """Names sql.py declares as common table expressions (``WITH l AS (``, ``, w AS (``):
+    a query's own names, which no ``search_path`` can substitute; never a catalog name."""
+    with open(SQL_MODULE) as fh:
+        source = fh.read()
+    names = set(re.findall(r"(?:\bWITH|,)[\s\"]+([a-z_][a-z0-9_]*)\s+AS\s+(?:MATERIALIZED\s+)?\(", source))
+    return names - set(CATALOG_OBJECTS)
+
+
 def _unqualified(text):
     """What in one SQL text names a catalog object without its schema."""
     out = ["%s (unqualified catalog object)" % (m.group(1) or m.group(2))
@@ -103,7 +112,7 @@ def _unqualified(text):
     # any relation after FROM / JOIN: schema.name, a placeholder, or a sub-select
     out += ["%s (unqualified relation)" % m.group(1)
             for m in re.finditer(r"\b(?:FROM|JOIN)\s+([a-z_][a-z0-9_]*)(?![\w.])", text)
-            if m.group(1) != "gp_dist_random"]
+            if m.group(1) != "gp_dist_random" and m.group(1) not in _cte_names()]
     return out
 
 

@@ -987,14 +987,18 @@ def _segments_restarted(index, facts, options):
 
 def classify(snapshot, analysis, facts=None, options=None):
     # type: (Any, Any, Optional[ClusterFacts], Optional[TriageOptions]) -> List[Finding]
-    """Classify one snapshot. ``analysis``: ``analysis.analyse(snapshot)``; ``facts``:
+    """Classify one snapshot. ``analysis``: ``analysis.analyse(snapshot)``, whose
+    ``index`` (the snapshot's ``SnapshotIndex``) is used again, not rebuilt; ``facts``:
     ``ClusterFacts`` (default: nothing beyond the snapshot, Greenplum defaults for
     settings); ``options``: ``TriageOptions``. Returns findings, most severe first,
     always ending with the ``gdd_status`` info finding."""
     facts = facts or ClusterFacts()
     options = options or TriageOptions()
+    index = getattr(analysis, "index", None)
+    if index is None or index.snapshot is not snapshot:
+        index = None
     with gc_paused():  # indexing a million lock rows allocates much and creates no cycles
-        return _classify(SnapshotIndex(snapshot), analysis, facts, options)
+        return _classify(index or SnapshotIndex(snapshot), analysis, facts, options)
 
 
 def _classify(index, analysis, facts, options):

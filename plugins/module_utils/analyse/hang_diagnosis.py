@@ -39,7 +39,7 @@ import threading
 import time
 
 from ansible_collections.gpops.greenplum.plugins.module_utils.analyse import hang_classes, lock_analysis
-from ansible_collections.gpops.greenplum.plugins.module_utils.collect import privileges, sql
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect import connection, privileges, sql
 from ansible_collections.gpops.greenplum.plugins.module_utils.plan import victims
 from ansible_collections.gpops.greenplum.plugins.module_utils.report import hang_report
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import (
@@ -48,7 +48,7 @@ from ansible_collections.gpops.greenplum.plugins.module_utils.collect.procinfo i
     ProcUnreadable, read_process)
 from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import (
     COORDINATOR_CONTENT, ClusterSnapshot)
-from ansible_collections.gpops.greenplum.plugins.module_utils.collect.snapshot import take_snapshot
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect.snapshot import take_snapshot, write_evidence
 from ansible_collections.gpops.greenplum.plugins.module_utils.analyse.hang_classes import ClusterFacts
 
 SETTINGS = (
@@ -207,6 +207,8 @@ class Diagnosis:
     ``hang_classes.Finding``), ``elapsed_s`` (seconds). ``as_dict()`` is what
     ``gp_hang_info`` returns and what ``hang_report.build_report`` takes."""
 
+    evidence = None
+
     def __init__(self, snapshot, facts, analysis_, findings, elapsed_s):
         self.snapshot, self.facts, self.analysis = snapshot, facts, analysis_
         self.findings, self.elapsed_s = findings, elapsed_s
@@ -225,6 +227,7 @@ class Diagnosis:
             "facts": self.facts.as_dict(),
             "tool_warnings": tool_warnings(self.facts),
             "snapshot": self.snapshot.as_dict(),
+            "evidence": self.evidence,
         }
 
 
@@ -244,16 +247,22 @@ def _facts_in_background(params, timeout):
     return result
 
 
-def diagnose(params, policy="youngest", never_choose=None, options=None, proc="/proc"):
+def diagnose(params, policy="youngest", never_choose=None, options=None, proc="/proc", evidence_path=None):
     """See the module docstring. ``params``: the connection options
-    (``connection.connection_argument_spec``); ``options``: ``hang_classes.TriageOptions``."""
+    (``connection.connection_argument_spec``); ``options``: ``hang_classes.TriageOptions``.
+    The snapshot is wait-scoped (``take_snapshot(scope='waits')``, docs/collection.md).
+    ``evidence_path``: write every row there too (``snapshot.write_evidence``), after
+    the analysed snapshot; ``Diagnosis.evidence`` then says where and how many rows, or
+    why it failed (a failure is named, never a finding)."""
     victims.check_policy(policy)
     victims.compile_never_choose(never_choose)
     started = time.monotonic()
     timeout = float(params.get("statement_timeout") or 30.0)
     facts_result = _facts_in_background(params, timeout)
+    idle_age = (options or hang_classes.TriageOptions()).idle_in_transaction_age
+    evidence = None
     try:
-        snap = take_snapshot(params, timeout=timeout)
+        snap = take_snapshot(params, timeout=timeout, scope="waits", idle_age=idle_age)
     except GpConnectionError as exc:
         if exc.tool_error:
             raise
@@ -264,6 +273,12 @@ def diagnose(params, policy="youngest", never_choose=None, options=None, proc="/
         raise GpConnectionError(", ".join("content %s" % c for c in sorted(own)), "; ".join(
             own[c] for c in sorted(own)))
     facts = facts_result(started + timeout + 1.0)
+    if evidence_path is not None and snap.server:
+        try:
+            server = connection.ServerInfo(**snap.server)
+            evidence = {"path": evidence_path, "rows": write_evidence(params, server, evidence_path, timeout)}
+        except (GpConnectionError, OSError, connection.psycopg.Error) as exc:
+            evidence = {"path": None, "error": "evidence not written: %s" % exc}
     coordinator = next((s for s in snap.segments if s.content == COORDINATOR_CONTENT
                         and s.role == "p"), None)
     # The test sandbox's FTS is not a child of the coordinator's postmaster: unknown there.
@@ -274,4 +289,6 @@ def diagnose(params, policy="youngest", never_choose=None, options=None, proc="/
             qe["pid"], qe["port"], qe["sess_id"], qe["content"], proc)
     result = lock_analysis.analyse(snap, policy=policy, never_choose=never_choose)
     findings = hang_classes.classify(snap, result, facts, options)
-    return Diagnosis(snap, facts, result, findings, round(time.monotonic() - started, 3))
+    diagnosis_ = Diagnosis(snap, facts, result, findings, round(time.monotonic() - started, 3))
+    diagnosis_.evidence = evidence
+    return diagnosis_

@@ -48,7 +48,12 @@ class Analysis:
       reduction: [{rule, edge}]}`` (the GDD reduction log, in deletion order).
     - ``notes``: text about what may be missing or needs care (unreachable nodes,
       SyncRep waits, unvalidated gxids ...).
+
+    ``index`` (not serialised): the ``waitgraph.SnapshotIndex`` the analysis used, for
+    triage (``triage.classify``); None when the result was built elsewhere.
     """
+
+    index = None
 
     def __init__(self, verdict, summary, policy, deadlocks, victims_, unresolved, blocking_trees,
                  graph, notes, unreachable, taken_at, source):
@@ -71,8 +76,12 @@ class Analysis:
         }
 
 
-def analyse(snapshot, policy="youngest", never_choose=None):
+def analyse(snapshot, policy="youngest", never_choose=None, index=None):
     """Analyse one ``ClusterSnapshot``.
+
+    ``index``: its ``waitgraph.SnapshotIndex`` when the caller has built it already
+    (built here otherwise); the result keeps it as ``Analysis.index`` so that triage and
+    the report use the same one (one index per snapshot).
 
     ``policy``: ``youngest`` (default, Greenplum's own), ``oldest`` or ``least_work``
     (victims.py). ``never_choose``: a JMESPath expression; sessions it matches are
@@ -83,11 +92,10 @@ def analyse(snapshot, policy="youngest", never_choose=None):
     victims.check_policy(policy)
     matcher = victims.compile_never_choose(never_choose)
     with gc_paused():  # indexing a million rows allocates much and creates no cycles
-        return _analyse(snapshot, policy, matcher)
+        return _analyse(snapshot, policy, matcher, index or waitgraph.SnapshotIndex(snapshot))
 
 
-def _analyse(snapshot, policy, matcher):
-    index = waitgraph.SnapshotIndex(snapshot)
+def _analyse(snapshot, policy, matcher, index):
     edges, dropped = waitgraph.global_edges(index)
     graph = waitgraph.WaitForGraph([e.key() for e in edges]).reduce()
 
@@ -147,9 +155,11 @@ def _analyse(snapshot, policy, matcher):
         "vertices": len({v for e in edges for v in (e.waiter, e.holder)}), "edges": len(edges),
         "dropped_edges": [{"reason": why, "edge": e.as_dict()} for why, e in dropped],
         "remaining_edges": len(remaining), "reduction": reduction}
-    return Analysis(verdict, _summary(verdict, deadlocks, chosen, unresolved, trees, snapshot.unreachable),
-                    policy, deadlocks, chosen, unresolved, trees, graph_info, notes,
-                    dict(snapshot.unreachable), snapshot.taken_at, snapshot.source)
+    result = Analysis(verdict, _summary(verdict, deadlocks, chosen, unresolved, trees, snapshot.unreachable),
+                      policy, deadlocks, chosen, unresolved, trees, graph_info, notes,
+                      dict(snapshot.unreachable), snapshot.taken_at, snapshot.source)
+    result.index = index
+    return result
 
 
 def _vertex_label(info):

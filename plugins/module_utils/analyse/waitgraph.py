@@ -331,7 +331,10 @@ class SnapshotIndex:
             del proc_locks[key]
 
     def lock_counts(self):
-        """Lock rows held (granted) per session id, cluster-wide; computed once, on demand."""
+        """Lock rows held (granted) per session id, cluster-wide; computed once, on demand
+        (a ``waits`` snapshot carries them, counted on the server)."""
+        if self._lock_counts is None and self.snapshot.session_lock_counts is not None:
+            self._lock_counts = collections.Counter(self.snapshot.session_lock_counts)
         if self._lock_counts is None:
             counts = collections.Counter()
             for r in self.snapshot.locks:

@@ -6,14 +6,21 @@ transactions, taken once, for the analysis layer.
 
 Public API:
 
-- ``take_snapshot(params, server=None, include=INCLUDE_ALL, timeout=None)
-  -> records.ClusterSnapshot``. ``params``: the connection options
+- ``take_snapshot(params, server=None, include=INCLUDE_ALL, timeout=None, scope='full',
+  idle_before=None) -> records.ClusterSnapshot``. ``params``: the connection options
   (``connection.connection_argument_spec``); ``server``: a ``connection.ServerInfo``
   (detected when None); ``include``: any of ``locks``, ``edges``, ``activity``,
   ``dist_xacts``, ``prepared_xacts``, ``postmaster_start``; ``timeout``: seconds for the whole collection
-  (default: the ``statement_timeout`` option). Raises ``GpConnectionError`` when the
+  (default: the ``statement_timeout`` option); ``scope``: ``full`` (every row of
+  ``pg_locks`` and the activity views) or ``waits`` (only the rows the analysis reads,
+  filtered on the server, plus counts: see below and docs/collection.md);
+  ``idle_age``: with ``waits``, seconds: the granted locks of the coordinator sessions
+  idle in transaction for that long (less one second: triage rounds ages to 0.1 s) at
+  ``taken_at`` are read too (triage's ``long_idle_in_transaction``); None: none. Raises ``GpConnectionError`` when the
   coordinator cannot be reached or read, ``NotGreenplumError`` for a non-Greenplum
   server. Any other node that does not answer is named in ``snapshot.unreachable``.
+- ``select_wait_rows(lock_rows, sessions=()) -> list``: ``sql.WAIT_LOCKS`` in Python
+  over full ``pg_locks`` row dicts: the reference the SQL is tested against.
 - ``snapshot_from_rows(segments, dispatched=None, nodes=None, relations=None,
   unreachable=None, server=None, taken_at=None) -> ClusterSnapshot``: the same building code over
   catalog rows (a live collection or a captured fixture).
@@ -50,6 +57,17 @@ How it collects (docs/greenplum-internals.md#locks-and-sessions,
    captures show the coordinator's OID in segment rows; so does the sandbox, whose
    nodes have separate catalogs).
 
+With ``scope='waits'`` (what ``gp_hang_info`` uses), step 1 reads ``sql.WAIT_LOCKS``
+(the waiting requests, every row on a lock somebody waits for, the rows of the waiting
+processes, the prepared transactions' rows, the coordinator's ``distributed xid``
+rows, the idle sessions' granted rows, and per-session / per-node counts) and
+``sql.ACTIVITY_INVOLVED`` (the backends of those rows and of the wait edges, the
+SyncRep waiters, the coordinator backends of the sessions involved); in utility mode
+the same per node (``sql.LOCAL_ACTIVITY_INVOLVED`` on segments, the coordinator's
+``pg_stat_activity`` whole). The snapshot then has ``scope`` ``waits``, the counts in
+``lock_counts`` and ``session_lock_counts``. The cost of the client follows the waits,
+not the number of locks (bench/results.md).
+
 Only read-only statements run (all in ``sql.py``, catalog objects schema-qualified,
 so the login role's ``search_path`` cannot substitute its own objects), and each
 connection has ``lock_timeout`` set.
@@ -81,6 +99,136 @@ READ_LAST = ("dist_xacts",)
 
 def _utc_now():
     return datetime.datetime.now(datetime.timezone.utc)
+
+
+SCOPES = ("full", "waits")
+# The extra columns of sql.WAIT_LOCKS (not pg_locks columns).
+WAIT_COLUMNS = ("wanted", "on_waited_lock", "process_waits", "session_granted", "session_row",
+                "node_rows", "node_waiting", "node_row")
+
+
+def _locktag_of_row(row):
+    """The lock a ``pg_locks`` row is on, as ``sql.LOCKTAG_COLUMNS`` (``transactionid`` as
+    text, as the SQL compares it)."""
+    return tuple(str(row.get(c)) if c == "transactionid" and row.get(c) is not None else row.get(c)
+                 for c in sql.LOCKTAG_COLUMNS)
+
+
+def select_wait_rows(lock_rows, sessions=()):
+    """``sql.WAIT_LOCKS`` in Python, over full ``pg_locks`` row dicts of one node or of
+    the whole cluster (each with ``gp_segment_id``): the same rows, with the same extra
+    columns (``WAIT_COLUMNS``; ``session_row`` / ``node_row`` are 1 on the first row of
+    each session / node in ``lock_rows`` order). ``sessions``: the session ids whose
+    granted rows are wanted. Returns a list of new dicts, in ``lock_rows`` order. The
+    reference implementation the tests compare the SQL and the analysis with; nothing
+    in the product calls it on a live cluster."""
+    lock_rows = list(lock_rows)
+    sessions = set(sessions)
+    waited_tags = {_locktag_of_row(r) for r in lock_rows if not r.get("granted")}
+    waiting_procs = {(r.get("gp_segment_id"), r.get("pid")) for r in lock_rows if not r.get("granted")}
+    session_granted, node_rows, node_waiting = {}, {}, {}
+    for r in lock_rows:
+        session, node = r.get("mppsessionid"), r.get("gp_segment_id")
+        session_granted[session] = session_granted.get(session, 0) + (1 if r.get("granted") else 0)
+        node_rows[node] = node_rows.get(node, 0) + 1
+        node_waiting[node] = node_waiting.get(node, 0) + (0 if r.get("granted") else 1)
+    out, seen_sessions, seen_nodes = [], set(), set()
+    for r in lock_rows:
+        session, node = r.get("mppsessionid"), r.get("gp_segment_id")
+        on_waited = _locktag_of_row(r) in waited_tags
+        process_waits = (node, r.get("pid")) in waiting_procs
+        wanted = (on_waited or (process_waits and r.get("pid") is not None) or not r.get("pid")
+                  or (node == COORDINATOR_CONTENT and r.get("locktype") == "distributed xid")
+                  or bool(r.get("granted") and session in sessions))
+        session_row = 0 if session in seen_sessions else 1
+        node_row = 0 if node in seen_nodes else 1
+        seen_sessions.add(session)
+        seen_nodes.add(node)
+        if wanted or session_row or node_row:
+            out.append(dict(r, wanted=wanted, on_waited_lock=on_waited, process_waits=process_waits,
+                            session_granted=session_granted[session], session_row=session_row,
+                            node_rows=node_rows[node], node_waiting=node_waiting[node], node_row=node_row))
+    return out
+
+
+def _in_syncrep(row):
+    return row.get("wait_event") == "SyncRep" or row.get("waiting_reason") == "replication"
+
+
+def select_activity_rows(activity_rows, wait_rows, edges=(), dist_xacts=(), sessions=()):
+    """``sql.ACTIVITY_INVOLVED`` in Python over full ``gp_stat_activity`` row dicts: the
+    backends of the wanted ``wait_rows`` (``sql.WAIT_LOCKS`` rows) and of ``edges``
+    (``gp_dist_wait_status()`` rows), the SyncRep waiters, and the coordinator's
+    backends of the sessions involved (those, ``dist_xacts``' and ``sessions``) and of
+    the sessions with a SyncRep waiter, every backend of a session whose coordinator
+    backend waits on its QEs (``IPC``), and the checkpointers. The reference for the tests, like
+    ``select_wait_rows``; returns the rows kept, in order."""
+    activity_rows = list(activity_rows)
+    pairs, involved = _involved(_wanted(wait_rows), edges)
+    involved |= set(sessions) | {int(r["gp_session_id"]) for r in dist_xacts if r.get("gp_session_id")}
+    syncrep_sessions = {r.get("sess_id") for r in activity_rows if _in_syncrep(r)}
+    qe_wait_sessions = {r.get("sess_id") for r in activity_rows
+                        if r.get("gp_segment_id") == COORDINATOR_CONTENT and r.get("state") == "active"
+                        and r.get("wait_event_type") == "IPC" and (r.get("sess_id") or 0) > 0}
+    return [r for r in activity_rows
+            if (r.get("gp_segment_id"), r.get("pid")) in pairs or _in_syncrep(r)
+            or r.get("backend_type") == "checkpointer" or r.get("sess_id") in qe_wait_sessions
+            or (r.get("gp_segment_id") == COORDINATOR_CONTENT
+                and (r.get("sess_id") in involved or r.get("sess_id") in syncrep_sessions))]
+
+
+def wait_counts(wait_rows, content=None):
+    """``({content: {rows, waiting}}, {session id: granted rows})`` from the count columns
+    of ``sql.WAIT_LOCKS`` rows (``content`` overrides ``gp_segment_id``: utility-mode rows
+    of one node). Rows of several nodes read one by one add up."""
+    nodes, sessions = {}, {}
+    for r in wait_rows:
+        for n in r.get("node_counts") or ():  # sql.WAIT_LOCKS_SHARED: JSON on the first row
+            node = content if content is not None else int(n["gp_segment_id"])
+            nodes[node] = {"rows": int(n["node_rows"]), "waiting": int(n["node_waiting"])}
+        for c in r.get("session_counts") or ():
+            sessions[c["mppsessionid"]] = sessions.get(c["mppsessionid"], 0) + int(c["session_granted"])
+        if r.get("node_row") == 1:
+            node = content if content is not None else int(r["gp_segment_id"])
+            nodes[node] = {"rows": int(r["node_rows"]), "waiting": int(r["node_waiting"])}
+        if r.get("session_row") == 1:
+            session = r.get("mppsessionid")
+            sessions[session] = sessions.get(session, 0) + int(r["session_granted"])
+    return nodes, sessions
+
+
+def _wanted(rows):
+    """The lock rows themselves among ``sql.WAIT_LOCKS`` rows (every row of a full read)."""
+    return [r for r in rows if r.get("wanted", True)]
+
+
+def wait_locks_statement(server):
+    """``sql.WAIT_LOCKS_SHARED`` (hash joins over one shared scan) where the server is
+    PostgreSQL 12 based, ``sql.WAIT_LOCKS`` (window sorts) on Greenplum 6."""
+    if server is not None and server.flavor == "greenplum" and server.major <= 6:
+        return sql.WAIT_LOCKS
+    return sql.WAIT_LOCKS_SHARED
+
+
+def _involved(lock_rows, edges, content=None):
+    """``(pairs, sessions)``: the ``(content, pid)`` of the processes of ``lock_rows`` and of
+    the wait-for edges ``edges`` (rows of ``gp_dist_wait_status()``), and their session ids."""
+    pairs, sessions = set(), set()
+    for r in lock_rows:
+        node = content if content is not None else int(r["gp_segment_id"])
+        if r.get("pid"):
+            pairs.add((node, int(r["pid"])))
+        if r.get("mppsessionid"):
+            sessions.add(int(r["mppsessionid"]))
+    for e in edges:
+        node = content if content is not None else int(e["segid"])
+        for pid, session in ((e.get("waiter_lpid"), e.get("waiter_sessionid", e.get("waiter_sessiondid"))),
+                             (e.get("holder_lpid"), e.get("holder_sessionid"))):
+            if pid:
+                pairs.add((node, int(pid)))
+            if session:
+                sessions.add(int(session))
+    return pairs, sessions
 
 
 def _waiting_pids(lock_rows):
@@ -126,22 +274,33 @@ def _lookup_relations(params, server, keys, statement_timeout):
     return names
 
 
-def _collect_node(params, server, node, wants, dispatched_locks, statement_timeout):
+def _collect_node(params, server, node, wants, dispatched, statement_timeout, scope="full",
+                  sessions=()):
     """Everything needed from one node, over one utility-mode connection.
 
-    ``wants``: the ``sql.LOCAL_SNAPSHOT`` items to read here; ``dispatched_locks``: this node's
-    ``pg_locks`` rows from the dispatched query (when ``locks`` is not read here), for
-    the ``pg_blocking_pids`` lookup. Returns the node's row dict (see
-    ``snapshot_from_rows``).
+    ``wants``: the ``sql.LOCAL_SNAPSHOT`` items to read here; ``dispatched``: this node's
+    rows of the dispatched query by item (``locks``, ``edges``), for the
+    ``pg_blocking_pids`` lookup and, with ``scope`` ``waits``, the backends to read.
+    ``sessions``: with ``waits``, the sessions whose granted locks are wanted. Returns
+    the node's row dict (see ``snapshot_from_rows``).
     """
     # The coordinator is reached the way the user reached it; segments by catalog address.
-    host, port = (None, None) if node.content == COORDINATOR_CONTENT else (node.address, node.port)
+    is_coordinator = node.content == COORDINATOR_CONTENT
+    host, port = (None, None) if is_coordinator else (node.address, node.port)
     out = {}
     with connect(params, host=host, port=port, utility=True, server=server,
                  statement_timeout=statement_timeout) as conn:
         for item in wants:
-            out[item] = query(conn, sql.LOCAL_SNAPSHOT[item])
-        waiting = _waiting_pids(out.get("locks", dispatched_locks or []))
+            if scope == "waits" and item == "locks":
+                out[item] = query(conn, wait_locks_statement(server), {"sessions": sorted(sessions)})
+            elif scope == "waits" and item == "activity" and not is_coordinator:
+                pairs, _s = _involved(_wanted(out.get("locks", dispatched.get("locks", []))),
+                                      out.get("edges", dispatched.get("edges", [])), node.content)
+                out[item] = query(conn, sql.LOCAL_ACTIVITY_INVOLVED,
+                                  {"pids": sorted(p for c, p in pairs if c == node.content)})
+            else:
+                out[item] = query(conn, sql.LOCAL_SNAPSHOT[item])
+        waiting = _waiting_pids(out.get("locks", dispatched.get("locks") or []))
         if waiting:
             out["blocking_pids"] = {int(r["pid"]): r["blocking_pids"] or []
                                     for r in query(conn, sql.BLOCKING_PIDS, (waiting,))}
@@ -153,11 +312,45 @@ def _read_last(items):
     return [i for i in items if i not in READ_LAST] + [i for i in items if i in READ_LAST]
 
 
-def _dispatch(conn, items):
+def _dispatch(conn, items, scope="full", idle_before=None, progress=None, server=None):
+    """The dispatched statements on the coordinator, by item; with ``scope`` ``waits``
+    the idle sessions first (kept in ``progress`` for the utility fallback), then
+    ``sql.WAIT_LOCKS``, the edges and distributed transactions, and the backends they
+    involve (``sql.ACTIVITY_INVOLVED``)."""
+    out = {} if progress is None else progress
     try:
-        return {item: query(conn, sql.DISPATCHED_SNAPSHOT[item]) for item in _read_last(items)}
+        if scope != "waits":
+            out.update({item: query(conn, sql.DISPATCHED_SNAPSHOT[item]) for item in _read_last(items)})
+            return out
+        _dispatch_waits(conn, items, idle_before, out, server)
+        return out
     finally:
         conn.close()  # also after a cancel (take_snapshot's deadline passed)
+
+
+def _dispatch_waits(conn, items, idle_before, out, server):
+    """``_dispatch`` of scope ``waits``: the edges before ``gp_distributed_xacts`` (GDD's
+    order, docs/wait-for-graph.md#liveness), the backends involved last."""
+    sessions = set()
+    if idle_before is not None:
+        sessions = {int(r["sess_id"]) for r in query(conn, sql.IDLE_IN_TRANSACTION_SESSIONS,
+                                                       {"before": idle_before})}
+    out["idle_sessions"] = sessions
+    for item in ("locks", "edges", "dist_xacts", "activity"):
+        if item not in items:
+            continue
+        if item == "locks":
+            out[item] = query(conn, wait_locks_statement(server), {"sessions": sorted(sessions)})
+        elif item == "activity":
+            pairs, involved = _involved(_wanted(out.get("locks", [])), out.get("edges", []))
+            involved |= sessions | {int(r["gp_session_id"]) for r in out.get("dist_xacts", [])
+                                    if r.get("gp_session_id")}
+            pairs = sorted(pairs)
+            out[item] = query(conn, sql.ACTIVITY_INVOLVED, {
+                "contents": [c for c, _p in pairs], "pids": [p for _c, p in pairs],
+                "sessions": sorted(involved)})
+        else:
+            out[item] = query(conn, sql.DISPATCHED_SNAPSHOT[item])
 
 
 def _read_coordinator_last(params, server, items, statement_timeout):
@@ -182,36 +375,50 @@ def plan_items(server, include, dispatched_ok=True):
     return dispatched, {True: local, False: [i for i in local if i not in COORDINATOR_ONLY]}
 
 
-def take_snapshot(params, server=None, include=INCLUDE_ALL, timeout=None):
+def take_snapshot(params, server=None, include=INCLUDE_ALL, timeout=None, scope="full",
+                  idle_age=None):
     """Collect one ``ClusterSnapshot`` (see the module docstring for how). Bounded by
     ``timeout`` seconds in all: a node that does not answer in time is abandoned and
     named in ``unreachable``; the coordinator not answering raises
-    ``GpConnectionError``."""
+    ``GpConnectionError``. Raises ValueError for a ``scope`` not in ``SCOPES``."""
+    if scope not in SCOPES:
+        raise ValueError("scope must be one of %s, got %r" % (", ".join(SCOPES), scope))
     timeout = float(timeout or params.get("statement_timeout") or 30.0)
     deadline = time.monotonic() + timeout
     taken_at = _utc_now()
+    idle_before = None
+    if idle_age is not None:
+        idle_before = taken_at - datetime.timedelta(seconds=max(0.0, float(idle_age) - 1.0))
     conn, server, segments = catalog.open_coordinator(params, server, timeout)
     dispatched_items = plan_items(server, include)[0]
     remaining = deadline - time.monotonic()
-    ok, dispatched = run_with_deadline(lambda: _dispatch(conn, dispatched_items), remaining / 2,
-                                       abandon=[conn])
+    progress = {}
+    ok, dispatched = run_with_deadline(
+        lambda: _dispatch(conn, dispatched_items, scope, idle_before, progress, server), remaining / 2,
+        abandon=[conn])
     if not ok:
         dispatched = None  # fall back to utility mode on every node
+    sessions = set(progress.get("idle_sessions") or ())
+    if dispatched is not None:
+        dispatched.pop("idle_sessions", None)
     local_items = plan_items(server, include, dispatched_ok=dispatched is not None)[1]
     last = [i for i in local_items[True] if i in READ_LAST]
     local_items = {k: [i for i in items if i not in READ_LAST] for k, items in local_items.items()}
 
     nodes = [n for n in (catalog.coordinator(segments),) if n] + catalog.primaries(segments)
-    dispatched_locks = {}
-    for row in (dispatched or {}).get("locks", []):
-        dispatched_locks.setdefault(int(row["gp_segment_id"]), []).append(row)
+    dispatched_by_node = {}
+    for item, key in (("locks", "gp_segment_id"), ("edges", "segid")):
+        for row in (dispatched or {}).get(item, []):
+            if row[key] is not None:  # sql.WAIT_LOCKS_SHARED's count-only row has no node
+                dispatched_by_node.setdefault(int(row[key]), {}).setdefault(item, []).append(row)
 
     def collect(node):
         return _collect_node(params, server, node, local_items[node.content == COORDINATOR_CONTENT],
-                             dispatched_locks.get(node.content), max(1.0, deadline - time.monotonic()))
+                             dispatched_by_node.get(node.content, {}),
+                             max(1.0, deadline - time.monotonic()), scope, sessions)
 
     nodes_rows, unreachable = {}, {}
-    if local_items[True] or dispatched_locks:
+    if local_items[True] or any("locks" in d for d in dispatched_by_node.values()):
         nodes_rows, unreachable = run_on_nodes(nodes, collect, max(0.0, deadline - time.monotonic()),
                                                max_workers_of(params))
         if dispatched is not None:
@@ -230,8 +437,8 @@ def take_snapshot(params, server=None, include=INCLUDE_ALL, timeout=None):
         else:
             for item in last:
                 unknown.setdefault(item, {})[COORDINATOR_CONTENT] = rows
-    keys = _relation_keys((dispatched or {}).get("locks", []) + [
-        r for n in nodes_rows.values() for r in n.get("locks", [])])
+    keys = _relation_keys(_wanted((dispatched or {}).get("locks", []) + [
+        r for n in nodes_rows.values() for r in n.get("locks", [])]))
     relations = {}
     if keys:  # names are a courtesy: without them the records keep the OIDs
         ok, found = run_with_deadline(lambda: _lookup_relations(
@@ -242,6 +449,43 @@ def take_snapshot(params, server=None, include=INCLUDE_ALL, timeout=None):
                               relations=relations, unreachable=unreachable,
                               server=server.as_dict(), taken_at=taken_at,
                               read=list(include), unknown=unknown)
+
+
+def write_evidence(params, server, path, timeout=None):
+    """Stream every row of the dispatched snapshot statements (``sql.DISPATCHED_SNAPSHOT``:
+    ``pg_locks``, ``gp_dist_wait_status()``, ``gp_stat_activity`` where it exists,
+    ``gp_distributed_xacts``) from the coordinator into ``path``, one JSON object a line
+    (``{"item": ..., "row": {...}}``), without holding them: the full raw evidence of
+    ``evidence: full``, read after (not at the same moment as) the analysed rows.
+    Written to a temporary file in the same directory, then renamed. ``timeout``:
+    seconds per statement. Returns ``{item: rows written}``. Raises
+    ``GpConnectionError`` or ``OSError``; the partial file is removed."""
+    import json
+    import os
+    import tempfile
+
+    from psycopg.rows import dict_row
+
+    counts = {}
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".gp-evidence-")
+    try:
+        with os.fdopen(fd, "w") as out, connect(params, server=server, statement_timeout=timeout) as conn:
+            for item, statement in sql.DISPATCHED_SNAPSHOT.items():
+                if item == "activity" and not server.has_gp_stat_activity:
+                    continue
+                counts[item] = 0
+                with conn.cursor(row_factory=dict_row) as cur:
+                    for row in cur.stream(statement):
+                        out.write(json.dumps({"item": item, "row": row}, default=str, sort_keys=True) + "\n")
+                        counts[item] += 1
+        os.chmod(tmp, 0o640)
+        os.rename(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return counts
 
 
 def snapshot_from_rows(segments, dispatched=None, nodes=None, relations=None, unreachable=None,
@@ -274,7 +518,18 @@ def snapshot_from_rows(segments, dispatched=None, nodes=None, relations=None, un
 
     relations = relations or {}
     locks = []
-    for content, row in rows("locks"):
+    lock_rows = rows("locks")
+    scope = "waits" if any("wanted" in row for _c, row in lock_rows[:1]) else "full"
+    lock_counts, session_counts = None, None
+    if scope == "waits":
+        lock_counts, session_counts = {}, {}
+        for content in sorted({c for c, _r in lock_rows}, key=lambda c: -2 if c is None else c):
+            nodes_, sessions_ = wait_counts([r for c, r in lock_rows if c == content], content)
+            lock_counts.update(nodes_)
+            for session, count in sessions_.items():
+                session_counts[session] = session_counts.get(session, 0) + count
+        lock_rows = [(c, r) for c, r in lock_rows if r["wanted"]]  # NULL: the count-only row
+    for content, row in lock_rows:
         name = None
         if relations and row.get("relation") is not None:
             name = relations.get((int(row.get("database") or 0), int(row["relation"])))
@@ -301,6 +556,9 @@ def snapshot_from_rows(segments, dispatched=None, nodes=None, relations=None, un
         server=dict(server or {}),
         read=None if read is None else list(read),
         unknown={item: dict(nodes_) for item, nodes_ in (unknown or {}).items()},
+        scope=scope,
+        lock_counts=lock_counts,
+        session_lock_counts=session_counts,
     )
 
 

@@ -94,6 +94,128 @@ utility-mode connection gives the node's own time: a QE reports its QD's
 (``cdbgang.c`` copies ``PgStartTime`` into every QE), so it is never read through
 ``gp_dist_random`` (docs/greenplum-internals.md#segment-restarts)."""
 
+# --- the wait-scoped snapshot: only the rows the analysis reads (docs/collection.md) ------
+
+LOCKTAG_COLUMNS = ("gp_segment_id", "locktype", "database", "relation", "page", "tuple", "virtualxid",
+                   "transactionid", "classid", "objid", "objsubid")
+"""The ``pg_locks`` columns that identify one lock on one node (PostgreSQL's LOCKTAG
+fields, ``lock.h``, plus the node), as ``records.LockRecord.locktag`` groups them."""
+
+WAIT_LOCKS = (
+    "SELECT * FROM ("
+    " SELECT w.*,"
+    "  (w.on_waited_lock OR (w.process_waits AND w.pid IS NOT NULL)"
+    "   OR COALESCE(w.pid, 0) = 0"
+    "   OR (w.gp_segment_id = -1 AND w.locktype = 'distributed xid')"
+    "   OR (w.granted AND w.mppsessionid = ANY(%(sessions)s::int[]))) AS wanted"
+    " FROM ("
+    "  SELECT l.*,"
+    "   pg_catalog.bool_or(NOT l.granted) OVER (PARTITION BY l.gp_segment_id, l.locktype, l.database,"
+    " l.relation, l.page, l.tuple, l.virtualxid, l.transactionid::text, l.classid, l.objid, l.objsubid)"
+    " AS on_waited_lock,"
+    "   pg_catalog.bool_or(NOT l.granted) OVER (PARTITION BY l.gp_segment_id, l.pid) AS process_waits,"
+    "   pg_catalog.count(*) FILTER (WHERE l.granted) OVER (PARTITION BY l.mppsessionid) AS session_granted,"
+    "   pg_catalog.row_number() OVER (PARTITION BY l.mppsessionid) AS session_row,"
+    "   pg_catalog.count(*) OVER (PARTITION BY l.gp_segment_id) AS node_rows,"
+    "   pg_catalog.count(*) FILTER (WHERE NOT l.granted) OVER (PARTITION BY l.gp_segment_id) AS node_waiting,"
+    "   pg_catalog.row_number() OVER (PARTITION BY l.gp_segment_id) AS node_row"
+    "  FROM pg_catalog.pg_locks l) w) k"
+    " WHERE k.wanted OR k.session_row = 1 OR k.node_row = 1")
+"""The ``pg_catalog.pg_locks`` rows the analysis reads, in one scan (one dispatch on the
+coordinator, or one node's rows in utility mode); the full ``pg_locks`` columns plus:
+
+- ``wanted`` (bool): the row is one of: a waiting request (``granted`` false); any row
+  on the same lock (``LOCKTAG_COLUMNS``, NULLs equal: window partitions) as a waiting
+  request, i.e. its holders and the requests queued with it (``blocking.py``'s
+  lock-queue order); any row of a process that waits on its node (the relation a
+  ``transactionid`` wait is about, ``SnapshotIndex.relation_of_wait``); a row with no
+  backend (pid NULL or 0: a prepared transaction's locks); the coordinator's
+  ``distributed xid`` rows (the live distributed transactions and their QD pids); the
+  granted rows of the sessions in the bound ``%(sessions)s`` int list (sessions idle in
+  transaction past the triage threshold).
+- ``session_granted``: granted rows of the row's ``mppsessionid``, cluster-wide (the
+  ``least_work`` victim policy); ``session_row``: 1 on one row per session.
+- ``node_rows`` / ``node_waiting``: rows and ungranted rows on the row's node;
+  ``node_row``: 1 on one row per node.
+
+Rows that are not ``wanted`` come only as the one row per session and per node that
+carries the counts. Window partitions sort on the coordinator (``transactionid`` is
+``xid``, which has no ordering operator: compared as text); no CTE, so ``pg_locks`` is
+scanned once (docs/collection.md). ``snapshot.select_wait_rows`` is the same filter
+in Python, the reference the tests compare it with."""
+
+_LOCK_KEY = "pg_catalog.concat_ws('|', " + ", ".join(
+    "p.%s" % c if c in ("gp_segment_id", "locktype") else "COALESCE(p.%s::text, '-')" % c
+    for c in LOCKTAG_COLUMNS) + ")"
+
+WAIT_LOCKS_SHARED = (
+    "WITH l AS MATERIALIZED (SELECT p.*, " + _LOCK_KEY + " AS lock_key FROM pg_catalog.pg_locks p),"
+    " w AS (SELECT DISTINCT lock_key FROM l WHERE NOT granted),"
+    " wp AS (SELECT DISTINCT gp_segment_id, pid FROM l WHERE NOT granted AND pid IS NOT NULL),"
+    " f AS (SELECT l.*, true AS wanted FROM l WHERE l.lock_key IN (SELECT lock_key FROM w)"
+    "  OR (l.gp_segment_id, l.pid) IN (SELECT gp_segment_id, pid FROM wp)"
+    "  OR COALESCE(l.pid, 0) = 0 OR (l.gp_segment_id = -1 AND l.locktype = 'distributed xid')"
+    "  OR (l.granted AND l.mppsessionid = ANY(%(sessions)s::int[])))"
+    " SELECT f.*, CASE WHEN pg_catalog.row_number() OVER () = 1 THEN (SELECT pg_catalog.json_agg(n) FROM ("
+    "SELECT gp_segment_id, pg_catalog.count(*) AS node_rows,"
+    " pg_catalog.count(*) FILTER (WHERE NOT granted) AS node_waiting FROM l GROUP BY gp_segment_id) n) END"
+    " AS node_counts,"
+    " CASE WHEN pg_catalog.row_number() OVER () = 1 THEN (SELECT pg_catalog.json_agg(s) FROM ("
+    "SELECT mppsessionid, pg_catalog.count(*) FILTER (WHERE granted) AS session_granted FROM l"
+    " GROUP BY mppsessionid) s) END AS session_counts"
+    " FROM (SELECT 1) one LEFT JOIN f ON true")
+"""``WAIT_LOCKS`` for PostgreSQL 12 bases (Greenplum 7, Cloudberry): the same rows
+(``wanted`` true), by hash instead of sorts: ``pg_catalog.pg_locks`` is read once into a
+``MATERIALIZED`` CTE (Greenplum plans it as one ``Shared Scan`` of ``pg_lock_status()``),
+a text ``lock_key`` of ``LOCKTAG_COLUMNS`` (NULL as ``-``, fields joined by ``|``: a
+NULL-safe, hashable lock identity) is semi-joined with the waiting requests' keys, and
+``(gp_segment_id, pid)`` with the waiting processes. The counts come once, on the first
+row, as JSON: ``node_counts`` ``[{gp_segment_id, node_rows, node_waiting}]`` and
+``session_counts`` ``[{mppsessionid, session_granted}]``; with no wanted row the one row
+has NULL lock columns (``wanted`` NULL). ``MATERIALIZED`` is not Greenplum 6 syntax:
+there ``WAIT_LOCKS``. Measured in bench/results.md."""
+
+ACTIVITY_INVOLVED = (
+    "SELECT * FROM ("
+    " SELECT a.*, pg_catalog.bool_or(COALESCE(a.wait_event = 'SyncRep', false))"
+    " OVER (PARTITION BY a.sess_id) AS session_in_syncrep,"
+    " pg_catalog.bool_or(COALESCE(a.gp_segment_id = -1 AND a.state = 'active' AND a.wait_event_type = 'IPC', false))"
+    " OVER (PARTITION BY a.sess_id) AS session_waits_on_qes"
+    " FROM pg_catalog.gp_stat_activity a) s"
+    " WHERE (s.gp_segment_id, s.pid) IN ("
+    "SELECT * FROM ROWS FROM (pg_catalog.unnest(%(contents)s::int[]), pg_catalog.unnest(%(pids)s::int[])))"
+    " OR s.wait_event = 'SyncRep' OR s.backend_type = 'checkpointer'"
+    " OR (s.session_waits_on_qes AND s.sess_id > 0)"
+    " OR (s.gp_segment_id = -1 AND (s.sess_id = ANY(%(sessions)s::int[]) OR s.session_in_syncrep))")
+"""The ``pg_catalog.gp_stat_activity`` rows (GP7 / Cloudberry, dispatch mode) of the
+backends involved: those of the bound ``(content, pid)`` pairs (``%(contents)s``,
+``%(pids)s``: the processes of the ``WAIT_LOCKS`` rows and of the wait-for edges), every
+backend waiting for synchronous replication (``wait_event`` ``SyncRep``), and the
+coordinator's backends of the bound ``%(sessions)s`` and of the sessions with a SyncRep
+waiter (the QD of each), every backend of a session whose coordinator backend is active
+and waits on its QEs (``IPC``: triage's ``stuck_qe``), and each node's checkpointer
+(triage's ``segment_restarted``). Extra columns ``session_in_syncrep``,
+``session_waits_on_qes``."""
+
+LOCAL_ACTIVITY_INVOLVED = (
+    "SELECT a.* FROM pg_catalog.pg_stat_activity a WHERE a.pid = ANY(%(pids)s::int[])"
+    " OR pg_catalog.row_to_json(a)->>'wait_event' = 'SyncRep'"
+    " OR pg_catalog.row_to_json(a)->>'waiting_reason' = 'replication'"
+    " OR pg_catalog.row_to_json(a)->>'backend_type' = 'checkpointer'"
+    " OR (a.state = 'active' AND a.sess_id > 0)")
+"""One segment's ``pg_catalog.pg_stat_activity`` rows (utility mode) of the bound pids
+and of its backends waiting for synchronous replication (GP7 ``wait_event``
+``SyncRep``; GP6 ``waiting_reason`` ``replication``: ``row_to_json`` reads whichever
+column the version has), its checkpointer (``segment_restarted``) and its active backends
+of a session (the QEs ``stuck_qe`` looks at). The coordinator's own rows are read whole (``LOCAL_SNAPSHOT``):
+they are the sessions."""
+
+IDLE_IN_TRANSACTION_SESSIONS = (
+    "SELECT DISTINCT sess_id FROM pg_catalog.pg_stat_activity"
+    " WHERE state LIKE 'idle in transaction%%' AND state_change <= %(before)s AND sess_id > 0")
+"""Rows ``(sess_id)`` of the coordinator's backends idle in transaction since the bound
+``%(before)s`` timestamptz or earlier (coordinator, either mode: its own rows are the QDs)."""
+
 RELATION_NAMES = (
     "SELECT c.oid, n.nspname, c.relname FROM pg_catalog.pg_class c"
     " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY(%s)")

@@ -422,6 +422,13 @@ class ClusterSnapshot(_Record):
     built by hand or from an old capture: ``dist_xacts`` then counts as read when it
     has rows). ``unknown``: ``{item: {content: why}}``, the nodes whose rows of an item
     could not be read: such a fact is unknown, never empty (docs/safety.md).
+
+    ``scope`` is ``full`` (every row of ``pg_locks`` and the activity views) or
+    ``waits`` (``snapshot.take_snapshot(scope='waits')``: only the rows the analysis
+    reads, docs/collection.md); then ``lock_counts`` is ``{content: {rows, waiting}}``
+    (every ``pg_locks`` row of the node counted, read or not) and
+    ``session_lock_counts`` ``{mppsessionid: granted rows, cluster-wide}``; both None
+    for ``full``, where the rows themselves say it.
     """
 
     taken_at: datetime.datetime
@@ -442,6 +449,28 @@ class ClusterSnapshot(_Record):
         """``{content: why}`` of the nodes whose ``item`` rows could not be read
         (empty when every node asked answered)."""
         return dict(self.unknown.get(item) or {})
+    scope: str = "full"
+    lock_counts: Optional[Dict[int, Dict[str, int]]] = None
+    session_lock_counts: Optional[Dict[Optional[int], int]] = None
+
+    def counts(self):
+        """``{lock_rows, waiting_lock_rows, lock_rows_read, backends_read, sessions,
+        nodes: {content: {rows, waiting}}}``: how much the cluster holds next to how much
+        was read (``scope`` ``full``: every row was read, the counts come from the rows)."""
+        if self.lock_counts is None:
+            nodes = {}
+            for lock in self.locks:
+                node = nodes.setdefault(lock.content, {"rows": 0, "waiting": 0})
+                node["rows"] += 1
+                node["waiting"] += 0 if lock.granted else 1
+            sessions = {lock.mppsessionid for lock in self.locks}
+        else:
+            nodes, sessions = self.lock_counts, self.session_lock_counts or {}
+        return {"lock_rows": sum(n["rows"] for n in nodes.values()),
+                "waiting_lock_rows": sum(n["waiting"] for n in nodes.values()),
+                "lock_rows_read": len(self.locks), "backends_read": len(self.backends),
+                "sessions": len([s for s in sessions if s]),
+                "nodes": {str(k): dict(v) for k, v in sorted(nodes.items())}}
 
     def as_dict(self):
         return {
@@ -449,6 +478,8 @@ class ClusterSnapshot(_Record):
             "read": None if self.read is None else list(self.read),
             "unknown": {item: {str(c): why for c, why in nodes.items()} for item, nodes in self.unknown.items()},
             "source": self.source,
+            "scope": self.scope,
+            "counts": self.counts(),
             "server": dict(self.server),
             "unreachable": {str(k): v for k, v in self.unreachable.items()},
             "segments": [s.as_dict() for s in self.segments],

@@ -29,7 +29,11 @@ version; a removal or a change of meaning bumps it), published as JSON Schema in
 - ``after``: null, or {``taken_at``, ``verdict``, ``findings``} from a triage
   run after the actions.
 - ``snapshot``, ``facts``, ``analysis``: the raw evidence (``ClusterSnapshot``,
-  ``triage.ClusterFacts`` and ``analysis.Analysis`` as dicts).
+  ``triage.ClusterFacts`` and ``analysis.Analysis`` as dicts); a ``waits``-scoped
+  snapshot holds the rows the diagnosis read and ``counts`` of every row
+  (docs/collection.md), so the report is bounded by the waits, not the cluster's size.
+- ``evidence`` (optional, added in 0.2.0): present when ``gp_hang_info`` with ``evidence: full``
+  streamed every raw row (``{path, rows}`` or ``{path: null, error}``).
 - ``timeline`` (optional, added in 0.2.0): null, or the log events of the minutes before
   (``gp_log_info``): {``window``, ``source``, ``complete``, ``stopped``, ``summary``,
   ``chains``, ``events``} (``timeline_of``), rendered as the Markdown "Timeline" section.
@@ -119,6 +123,8 @@ def build_report(hang_info, cluster, actions=None, after=None, log_info=None):
         "facts": hang_info.get("facts") or {},
         "analysis": hang_info.get("analysis") or {},
     }
+    if hang_info.get("evidence") is not None:
+        doc["evidence"] = hang_info["evidence"]
     if log_info is not None:
         doc["timeline"] = timeline_of(log_info)
     if after is not None:
