@@ -262,8 +262,7 @@ from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection
 from ansible_collections.gpops.greenplum.plugins.module_utils.common.module_base import gp_module, require_privileges
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect.snapshot import take_snapshot
 from ansible_collections.gpops.greenplum.plugins.module_utils.plan import deadlock_plan
-from ansible_collections.gpops.greenplum.plugins.module_utils.plan.victims import (
-    POLICIES, compile_never_choose)
+from ansible_collections.gpops.greenplum.plugins.module_utils.plan.victims import POLICIES
 
 
 def _action_line(a):

@@ -340,8 +340,9 @@ def main():
         entry["result"] = o.result if o else None
         if p["state"] == "absent" and entry["verdict"] == pid_files.STALE:
             entry["removed"] = entry["path"] in removed
-    actions = [_sentence(o) for o in outcomes] + ["left stale %s: %s" % (r.target, r.why) for r in the_plan.refusals
-                                                   if p["state"] == "absent" and r.reason.value == "companion_not_stale"]
+    left = ["left stale %s: %s" % (r.target, r.why) for r in the_plan.refusals
+            if p["state"] == "absent" and r.reason.value == "companion_not_stale"]
+    actions = [_sentence(o) for o in outcomes] + left
     if p["state"] == "absent" and not module.check_mode:
         for entry in files:
             if entry["path"] in groups and entry["path"] in {o.step.facts["group"] for o in outcomes}:

@@ -361,7 +361,7 @@ from ansible_collections.gpops.greenplum.plugins.module_utils.plan.reasons impor
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect import sql
 from ansible_collections.gpops.greenplum.plugins.module_utils.plan import sync_replication
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import (
-    GpConnectionError, NotGreenplumError, connect, describe_node, query, server_info)
+    GpConnectionError, NotGreenplumError, connect, query, server_info)
 from ansible_collections.gpops.greenplum.plugins.module_utils.common.module_base import gp_module, require_privileges
 from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import (
     COORDINATOR_CONTENT, Backend)

@@ -333,8 +333,8 @@ def _dispatch_waits(conn, items, idle_before, out, server):
     order, docs/wait-for-graph.md#liveness), the backends involved last."""
     sessions = set()
     if idle_before is not None:
-        sessions = {int(r["sess_id"]) for r in query(conn, sql.IDLE_IN_TRANSACTION_SESSIONS,
-                                                       {"before": idle_before})}
+        rows = query(conn, sql.IDLE_IN_TRANSACTION_SESSIONS, {"before": idle_before})
+        sessions = {int(r["sess_id"]) for r in rows}
     out["idle_sessions"] = sessions
     for item in ("locks", "edges", "dist_xacts", "activity"):
         if item not in items:
