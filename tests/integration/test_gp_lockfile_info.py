@@ -2,6 +2,7 @@
 by tests/helpers/flock_reenter.py (a signal handler re-entering code that takes the lock),
 is found; a normal holder/waiter pair is reported as such."""
 import os
+import subprocess
 import signal
 import sys
 import time
@@ -219,7 +220,11 @@ def test_bad_paths_and_pids(tmp_path):
     linked = run_module("gp_lockfile_info", {"paths": [str(link)], "poll_window": 0})
     assert not linked.get("failed") and linked["files"][0]["realpath"] == str(target)
     assert target.exists() and link.is_symlink()
-    gone = run_module("gp_lockfile_info", {"pid": 2 ** 22 + 7})
+    beyond = run_module("gp_lockfile_info", {"pid": 2 ** 22 + 7})  # above Linux's highest pid_max
+    assert beyond["failed"] and beyond["msg"].startswith("pid must be a finite number")
+    ended = subprocess.Popen(["true"])
+    ended.wait()  # its pid is free now (and not reused this soon)
+    gone = run_module("gp_lockfile_info", {"pid": ended.pid})
     assert gone["failed"] and gone["msg"].startswith("pid: no process")
     kthread = run_module("gp_lockfile_info", {"pid": 2})
     assert kthread["failed"] and "kernel thread" in kthread["msg"]
