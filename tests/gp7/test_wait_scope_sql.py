@@ -15,6 +15,8 @@ from psycopg.rows import dict_row
 from ansible_collections.gpops.greenplum.plugins.module_utils.analyse import lock_analysis as analysis
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect import snapshot as snap
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect import sql
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect import topology as catalog
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import connect
 from ansible_collections.gpops.greenplum.plugins.module_utils.analyse import hang_classes
 
 from lockwaits import wait_blocked
@@ -61,7 +63,8 @@ def _read(conn, statement, args=None):
 
 
 def _identities(rows, own_session):
-    return sorted((tuple(str(r[c]) for c in IDENTITY) for r in rows if r["mppsessionid"] != own_session),
+    return sorted((tuple(str(r[c]) for c in IDENTITY) for r in rows if own_session is None
+                   or r["mppsessionid"] != own_session),
                   key=str)
 
 
@@ -89,6 +92,58 @@ def test_wait_locks_sql_returns_what_its_python_twin_picks(gp, scenario, stateme
     for s in scenario["waiters"] + [scenario["holder"], scenario["idle"]]:
         assert session_counts[s.sess_id] == ref_sessions[s.sess_id] > 0
     assert {n: c["waiting"] for n, c in nodes.items()} == {n: c["waiting"] for n, c in ref_nodes.items()}
+
+
+def test_split_read_returns_what_its_python_twin_picks(gp, scenario):
+    """Greenplum 7's wait-scoped lock read: the coordinator's rows in utility mode, the
+    primaries' filtered on the primaries (sql.SEGMENT_LOCK_COUNTS, SEGMENT_WAIT_LOCKS):
+    the rows and counts select_wait_rows gives from every row."""
+    idle = scenario["idle"].sess_id
+    params = gp.login()
+    conn, server, _segments = catalog.open_coordinator(params)
+    assert snap.splits_lock_read(server)
+    local_pids = []
+
+    def coordinator_rows(sessions):
+        with connect(params, utility=True, server=server) as local:
+            local_pids.append(local.info.backend_pid)
+            return _read(local, sql.WAIT_LOCKS_SHARED, {"sessions": sessions})
+    with conn, gp.connect(application_name="ws-reader") as reader:
+        own = conn.execute("SELECT pg_catalog.current_setting('gp_session_id')::int").fetchone()[0]
+        before = _read(reader, sql.DISPATCHED_SNAPSHOT["locks"])
+        got = snap.read_wait_locks(conn, server, [idle], coordinator_rows)
+        after = _read(reader, sql.DISPATCHED_SNAPSHOT["locks"])
+        readers = {own, reader.execute("SELECT pg_catalog.current_setting('gp_session_id')::int").fetchone()[0]}
+    assert local_pids, "the coordinator's rows were not read in utility mode"
+
+    def identities(rows):
+        return _identities([r for r in rows if r["mppsessionid"] not in readers and r["pid"] not in local_pids],
+                           None)
+    assert identities(before) == identities(after), "the scenario moved while it was read"
+    expected = snap.select_wait_rows(before, [idle])
+    wanted = [r for r in got if r["wanted"]]
+    assert identities(wanted) == identities([r for r in expected if r["wanted"]])
+    assert {r["gp_segment_id"] for r in wanted if not r["granted"]} == {-1, 0}
+    nodes, session_counts = snap.wait_counts(got)
+    ref_nodes, ref_sessions = snap.wait_counts(expected)
+    assert set(nodes) == set(ref_nodes) == {-1, 0, 1, 2}
+    assert {n: c["waiting"] for n, c in nodes.items()} == {n: c["waiting"] for n, c in ref_nodes.items()}
+    for s in scenario["waiters"] + [scenario["holder"], scenario["idle"]]:
+        assert session_counts[s.sess_id] == ref_sessions[s.sess_id] > 0
+
+
+def test_segment_read_keeps_one_moment_of_each_primary(gp, scenario):
+    """sql.SEGMENT_WAIT_LOCKS with no key bound (as if every wait began after the
+    counts were read) still returns the waiting requests; segment_wait_rows' re-read
+    then binds their keys and returns their holders."""
+    with gp.connect(application_name="ws-reader") as conn:
+        unbound = _read(conn, sql.SEGMENT_WAIT_LOCKS, dict(
+            {"k_%s" % f: [] for f in sql.WAIT_KEY_FIELDS}, sessions=[], proc_contents=[], proc_pids=[]))
+        rows = snap.segment_wait_rows(conn, [], rounds=3)
+    assert {r["gp_segment_id"] for r in unbound if not r["granted"]} == {0}
+    assert all(not r["granted"] or not r["pid"] for r in unbound)
+    holder = scenario["holder"].sess_id
+    assert any(r["granted"] and r["mppsessionid"] == holder for r in rows if r.get("wanted"))
 
 
 def test_activity_involved_sql_returns_what_its_python_twin_picks(gp, scenario):

@@ -152,3 +152,54 @@ def test_shared_form_count_only_row_gives_counts_and_no_lock():
     counts = s.counts()
     assert (counts["lock_rows"], counts["waiting_lock_rows"], counts["lock_rows_read"]) == (12, 0, 0)
     assert s.session_lock_counts == {12: 9, 0: 3}
+
+
+LOCK_ROW = dict(database=16384, page=None, tuple=None, virtualxid=None, transactionid=None, classid=None,
+                objid=None, objsubid=None, mode="ExclusiveLock", fastpath=False)
+
+
+def _segment_rows(draw_rows):
+    rows = []
+    for i, (segment, kind, target, pid, granted, session) in enumerate(draw_rows):
+        row = dict(LOCK_ROW, gp_segment_id=segment, pid=pid, granted=granted, mppsessionid=session, n=i)
+        if kind == "relation":
+            row.update(locktype="relation", relation=16400 + target)
+        elif kind == "transactionid":
+            row.update(locktype="transactionid", database=None, relation=None, transactionid=700 + target)
+        else:
+            row.update(locktype="tuple", relation=16400 + target, page=0, tuple=target)
+        rows.append(row)
+    return rows
+
+
+def _check_keep_wanted(rows, sessions, extra):
+    expected = [r for r in snap.select_wait_rows(rows, sessions) if r["wanted"]]
+    wanted_ids = {r["n"] for r in expected}
+    read = [r for r in rows if r["n"] in wanted_ids or r["n"] in extra]  # the read, stale keys' rows too
+    got = snap.keep_wanted_segment_rows(read, sessions)
+    assert [r["n"] for r in got] == [r["n"] for r in expected]
+
+
+try:
+    from hypothesis import given, settings, strategies as st
+except ImportError:  # pragma: no cover - tests/requirements-test.txt installs it
+    st = None
+
+if st is not None:
+    _ROW = st.tuples(st.integers(0, 2), st.sampled_from(["relation", "transactionid", "tuple"]),
+                     st.integers(0, 3), st.one_of(st.none(), st.integers(0, 6)), st.booleans(), st.integers(1, 5))
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(_ROW, max_size=40), st.sets(st.integers(1, 5), max_size=2), st.sets(st.integers(0, 39)))
+    def test_segment_read_keeps_exactly_the_rows_of_its_own_waits(draw_rows, sessions, extra):
+        """snapshot.keep_wanted_segment_rows over a read that holds every wanted row and
+        rows of bound keys whose wait has ended: exactly select_wait_rows' wanted rows
+        (the primaries' part of the Greenplum 7 split read)."""
+        _check_keep_wanted(_segment_rows(draw_rows), sessions, extra)
+
+
+@pytest.mark.parametrize("name", ALL_CAPTURES)
+def test_segment_read_keeps_the_capture_rows_of_its_waits(name):
+    rows = [dict(r, n=i) for i, r in enumerate(_rows(load_capture(name)["queries"], "pg_locks"))
+            if r["gp_segment_id"] >= 0]
+    _check_keep_wanted(rows, set(), set(range(0, len(rows), 3)))

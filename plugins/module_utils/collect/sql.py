@@ -175,6 +175,59 @@ row, as JSON: ``node_counts`` ``[{gp_segment_id, node_rows, node_waiting}]`` and
 has NULL lock columns (``wanted`` NULL). ``MATERIALIZED`` is not Greenplum 6 syntax:
 there ``WAIT_LOCKS``. Measured in bench/results.md."""
 
+
+_WAIT_KEY = (
+    "p.gp_segment_id, p.locktype, COALESCE(p.database, 0), COALESCE(p.relation, 0), COALESCE(p.page, -1),"
+    " COALESCE(p.tuple, -1), COALESCE(p.virtualxid, ''), COALESCE(p.transactionid::text, ''),"
+    " COALESCE(p.classid, 0), COALESCE(p.objid, 0), COALESCE(p.objsubid, -1)")
+# A lock's identity with its NULLs replaced: a locktype fixes which LOCKTAG fields are
+# NULL (pg_lock_status, lockfuncs.c), so a sentinel never makes two locks equal.
+
+SEGMENT_LOCK_COUNTS = (
+    "SELECT p.gp_segment_id, p.mppsessionid, GROUPING(p.gp_segment_id) AS by_session,"
+    " pg_catalog.count(*) AS lock_rows, pg_catalog.count(*) FILTER (WHERE NOT p.granted) AS waiting_rows,"
+    " pg_catalog.count(*) FILTER (WHERE p.granted) AS granted_rows,"
+    " NULL::text AS locktype, NULL::oid AS database, NULL::oid AS relation, NULL::int AS page,"
+    " NULL::smallint AS tuple, NULL::text AS virtualxid, NULL::text AS transactionid, NULL::oid AS classid,"
+    " NULL::oid AS objid, NULL::smallint AS objsubid, NULL::int AS pid"
+    " FROM gp_dist_random('pg_catalog.pg_locks') p GROUP BY GROUPING SETS ((p.gp_segment_id), (p.mppsessionid))"
+    " UNION ALL SELECT p.gp_segment_id, NULL, NULL, NULL, NULL, NULL, p.locktype, p.database, p.relation,"
+    " p.page, p.tuple, p.virtualxid, p.transactionid::text, p.classid, p.objid, p.objsubid, p.pid"
+    " FROM gp_dist_random('pg_catalog.pg_locks') p WHERE NOT p.granted")
+"""Greenplum 7, dispatch mode: the primaries' lock counts and waiting requests, computed
+on each primary (``gp_dist_random``: a QE's ``pg_lock_status()`` is its own node's,
+lockfuncs.c), so only counts and waits travel to the coordinator. Rows with ``locktype``
+NULL are counts: ``by_session`` 0: per node (``gp_segment_id``, ``lock_rows``,
+``waiting_rows``), 1: per session (``mppsessionid``, ``granted_rows``); the other rows are
+the waiting requests (lock identity and ``pid``), whose keys ``SEGMENT_WAIT_LOCKS``
+binds. ``transactionid`` as text (``xid`` has no btree order for a row comparison)."""
+
+SEGMENT_WAIT_LOCKS = (
+    "SELECT p.*, true AS wanted FROM gp_dist_random('pg_catalog.pg_locks') p"
+    " WHERE NOT p.granted OR COALESCE(p.pid, 0) = 0"
+    " OR (p.granted AND p.mppsessionid = ANY(%(sessions)s::int[]))"
+    " OR (p.gp_segment_id, p.pid) IN (SELECT * FROM ROWS FROM ("
+    "pg_catalog.unnest(%(proc_contents)s::int[]), pg_catalog.unnest(%(proc_pids)s::int[])))"
+    " OR (" + _WAIT_KEY + ") IN (SELECT * FROM ROWS FROM ("
+    "pg_catalog.unnest(%(k_content)s::int[]), pg_catalog.unnest(%(k_locktype)s::text[]),"
+    " pg_catalog.unnest(%(k_database)s::oid[]), pg_catalog.unnest(%(k_relation)s::oid[]),"
+    " pg_catalog.unnest(%(k_page)s::int[]), pg_catalog.unnest(%(k_tuple)s::smallint[]),"
+    " pg_catalog.unnest(%(k_virtualxid)s::text[]), pg_catalog.unnest(%(k_transactionid)s::text[]),"
+    " pg_catalog.unnest(%(k_classid)s::oid[]), pg_catalog.unnest(%(k_objid)s::oid[]),"
+    " pg_catalog.unnest(%(k_objsubid)s::smallint[])))")
+"""Greenplum 7, dispatch mode: the primaries' rows ``WAIT_LOCKS`` wants (``wanted``
+true), filtered on each primary against bound keys: the waiting requests
+(``NOT granted``), prepared transactions' rows (``pid`` 0), the granted rows of the
+bound ``sessions``, the rows of the bound waiting processes (``proc_contents`` /
+``proc_pids``), and every row on a bound lock (``k_*``: one array per ``_WAIT_KEY``
+field, NULLs as its sentinels). The keys come from ``SEGMENT_LOCK_COUNTS``, a moment
+earlier; ``snapshot.segment_wait_rows`` re-reads with the keys of any wait that appeared
+in between and keeps exactly ``WAIT_LOCKS``' rows of this statement's moment."""
+
+WAIT_KEY_FIELDS = ("content", "locktype", "database", "relation", "page", "tuple", "virtualxid",
+                   "transactionid", "classid", "objid", "objsubid")
+"""The ``k_<field>`` parameters of ``SEGMENT_WAIT_LOCKS``, in ``_WAIT_KEY`` order."""
+
 ACTIVITY_INVOLVED = (
     "SELECT * FROM ("
     " SELECT a.*, pg_catalog.bool_or(COALESCE(a.wait_event = 'SyncRep', false))"
