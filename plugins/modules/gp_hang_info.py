@@ -221,6 +221,8 @@ summary:
 findings:
   description:
     - What was found, most severe first; the C(gdd_status) info finding comes last.
+    - At most 20 findings of one class are listed (C(findings_omitted) counts the rest), and any list
+      inside one at most 50 entries (C(<key>_omitted) beside a list cut short); see docs/collection.md.
     - C(evidence) holds sessions, segments, locks and durations (seconds); C(remedy) says what to do
       and which module, role or playbook of this collection does it, with the variables to set.
   returned: always
@@ -244,8 +246,13 @@ findings:
         role: gpops.greenplum.gp_deadlock_resolve
         playbook: gpops.greenplum.resolve_hang
         variables: {gp_resolve_deadlocks: true, gp_deadlock_policy: youngest}
+findings_omitted:
+  description: Findings found but not listed in C(findings), by class (the first 20 of a class are).
+  returned: always
+  type: dict
+  sample: {blocking_chain: 180}
 counts:
-  description: Number of findings per severity.
+  description: Number of findings per severity, listed or not.
   returned: always
   type: dict
   sample: {critical: 1, high: 0, medium: 0, low: 0, info: 1}

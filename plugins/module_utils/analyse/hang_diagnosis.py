@@ -40,6 +40,7 @@ import time
 
 from ansible_collections.gpops.greenplum.plugins.module_utils.analyse import hang_classes, lock_analysis
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect import connection, privileges, sql
+from ansible_collections.gpops.greenplum.plugins.module_utils.common import bounds
 from ansible_collections.gpops.greenplum.plugins.module_utils.plan import victims
 from ansible_collections.gpops.greenplum.plugins.module_utils.report import hang_report
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import (
@@ -214,13 +215,20 @@ class Diagnosis:
         self.findings, self.elapsed_s = findings, elapsed_s
 
     def as_dict(self):
+        """The module result. Bounded (``common.bounds``): at most ``TOP_LIMIT`` findings
+        of a class listed (``findings_omitted``: ``{class: number}`` of the rest, one
+        summary line each); verdict, counts and highest severity are of every finding."""
         findings = [f.as_dict() for f in self.findings]
+        listed, omitted = bounds.top_per_class(findings)
         return {
             "verdict": hang_report.verdict_of(findings),
             "highest_severity": hang_report.highest_severity(findings),
             "counts": hang_report.severity_counts(findings),
-            "summary": hang_report.finding_lines(findings),
-            "findings": findings,
+            "summary": hang_report.finding_lines(listed) + [
+                "%s: %d more findings of this class are not listed (the first %d are)"
+                % (cls, n, bounds.TOP_LIMIT) for cls, n in sorted(omitted.items())],
+            "findings": listed,
+            "findings_omitted": omitted,
             "server": dict(self.snapshot.server),
             "elapsed_s": self.elapsed_s,
             "analysis": self.analysis.as_dict(),

@@ -20,6 +20,7 @@ import collections
 from ansible_collections.gpops.greenplum.plugins.module_utils.analyse import blocking
 from ansible_collections.gpops.greenplum.plugins.module_utils.plan import victims
 from ansible_collections.gpops.greenplum.plugins.module_utils.analyse import waitgraph
+from ansible_collections.gpops.greenplum.plugins.module_utils.common import bounds
 from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import gc_paused
 
 VERDICTS = ("deadlock", "blocking", "none")
@@ -67,12 +68,15 @@ class Analysis:
         return not self.unreachable
 
     def as_dict(self):
+        """The JSON form; blocking trees bounded (``bounds``: the first ``TOP_LIMIT``,
+        lists inside cut at ``LIST_LIMIT``, ``blocking_trees_omitted`` counts the rest)."""
+        trees, omitted = bounds.top(self.blocking_trees)
         return {
             "verdict": self.verdict, "summary": self.summary, "complete": self.complete,
             "policy": self.policy, "taken_at": self.taken_at.isoformat(), "source": self.source,
             "unreachable": {str(k): v for k, v in sorted(self.unreachable.items())},
             "deadlocks": self.deadlocks, "victims": self.victims, "unresolved": self.unresolved,
-            "blocking_trees": self.blocking_trees, "graph": self.graph, "notes": self.notes,
+            "blocking_trees": trees, "blocking_trees_omitted": omitted, "graph": self.graph, "notes": self.notes,
         }
 
 

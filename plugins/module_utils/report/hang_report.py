@@ -112,9 +112,11 @@ def build_report(hang_info, cluster, actions=None, after=None, log_info=None):
         "cluster": str(cluster),
         "taken_at": snapshot.get("taken_at"),
         "server": snapshot.get("server") or {},
-        "verdict": verdict_of(findings),
-        "highest_severity": highest_severity(findings),
-        "counts": severity_counts(findings),
+        # gp_hang_info lists at most bounds.TOP_LIMIT findings of a class: its verdict
+        # and counts are of every finding, so they win over a recount of the listed ones.
+        "verdict": hang_info.get("verdict") or verdict_of(findings),
+        "highest_severity": hang_info.get("highest_severity") or highest_severity(findings),
+        "counts": hang_info.get("counts") or severity_counts(findings),
         "findings": findings,
         "graph": wait_for_graph(hang_info.get("analysis") or {}),
         "actions": [a if isinstance(a, dict) else {"action": str(a)} for a in actions or []],
@@ -125,6 +127,8 @@ def build_report(hang_info, cluster, actions=None, after=None, log_info=None):
     }
     if hang_info.get("evidence") is not None:
         doc["evidence"] = hang_info["evidence"]
+    if hang_info.get("findings_omitted"):  # only then: schema 1 documents stay as they were
+        doc["findings_omitted"] = dict(hang_info["findings_omitted"])
     if log_info is not None:
         doc["timeline"] = timeline_of(log_info)
     if after is not None:
@@ -153,6 +157,8 @@ def summary_lines(doc):
                               ", ".join("%d %s" % (n, s) for s, n in doc["counts"].items() if n)
                               or "no findings")]
     lines += finding_lines(doc["findings"])
+    lines += ["%s: %d more findings of this class are not listed" % (cls, n)
+              for cls, n in sorted((doc.get("findings_omitted") or {}).items())]
     if doc["actions"]:
         lines.append("done: " + "; ".join(_action_text(a) for a in doc["actions"]))
     if doc["after"] is not None:
@@ -421,6 +427,9 @@ def render_markdown(doc, json_name=None):
                 for f in problems]
     else:
         out.append("Nothing: no finding above info.")
+    out += ["- `%s`: %d more findings of this class are not listed (the report lists the first of each"
+            " class; see docs/collection.md, \"The size bound\")" % (cls, n)
+            for cls, n in sorted((doc.get("findings_omitted") or {}).items())]
     out += [""] + ["- info `%s`: %s" % (f["class"], f["summary"]) for f in facts]
     out += ["", "## Why, with evidence", ""]
     for n, f in enumerate(problems, 1):
