@@ -343,7 +343,7 @@ def main():
 
     def snapshot_and_analysis():
         try:
-            snap = take_snapshot(p)
+            snap = take_snapshot(p, scope="waits")  # the cycles need the waits only (docs/collection.md)
         except (GpConnectionError, NotGreenplumError) as exc:
             fail(str(exc) + ("; nothing was cancelled or terminated" if result["actions"] else ""))
         return snap, analyse(snap, policy=p["policy"], never_choose=p["never_choose"])

@@ -217,7 +217,7 @@ def main():
     if p["state"] == "absent":
         require_privileges(module, ("rollback_prepared",), "state=absent")
     try:
-        snap = snapshot.take_snapshot(p, include=INCLUDE)
+        snap = snapshot.take_snapshot(p, include=INCLUDE, scope="waits")  # every row it reads is a waits row
         conn, server, segments = catalog.open_coordinator(p)
     except (GpConnectionError, NotGreenplumError) as exc:
         module.fail_json(msg=str(exc))
