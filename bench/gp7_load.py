@@ -24,7 +24,8 @@ started if needed, held with the tests' lock, tests/gp7/gpcluster.py):
    sessions reading that partition, queued behind it (a lock queue); two sessions in a
    global deadlock on ``bench_load_dl`` (rows on segments 0 and 1 updated in opposite
    order, as scripts/demo_deadlock.py).
-3. Measured, ``--repeat`` times each (median): the floor, with an open connection:
+3. Measured, ``--repeat`` times each (median). Before the load: the count below and
+   ``gp_hang_info`` on the idle cluster (the module's fixed cost). Under the load: the floor, with an open connection:
    ``SELECT count(*) FROM pg_catalog.pg_locks`` (on Greenplum 7 the coordinator's
    pg_locks holds every primary's rows), ``SELECT count(*) FROM
    gp_dist_random('pg_catalog.pg_locks')`` (the primaries' rows only) and ``SELECT *``
@@ -238,6 +239,34 @@ def plays(tmp, statement_timeout):
     ]
 
 
+def play_runs(gp, key, path, check, repeat, extra, report_dir=None):
+    """``repeat`` runs of one play: median wall and CPU, largest RSS, stdout size."""
+    runs = []
+    for _ in range(repeat):
+        if report_dir:
+            shutil.rmtree(report_dir, ignore_errors=True)
+        run = ansible_playbook(path, extra, gp.env(), check=check)
+        if run.rc != 0:
+            raise SystemExit("%s failed (exit %d):\n%s" % (key, run.rc, run.stdout[-4000:]))
+        runs.append(run)
+        say("%s: %.1f s wall, %.1f s CPU, %.0f MiB" % (key, run.wall_s, run.user_s + run.sys_s, run.maxrss_mib))
+    return {"wall_s": statistics.median(r.wall_s for r in runs),
+            "cpu_s": statistics.median(r.user_s + r.sys_s for r in runs),
+            "maxrss_mib": max(r.maxrss_mib for r in runs),
+            "stdout_bytes": len(runs[-1].stdout.encode())}
+
+
+def measure_idle(gp, repeat, tmp, statement_timeout=None):
+    """Before the load: the whole-cluster count and ``gp_hang_info`` on the idle cluster:
+    the module's fixed cost (process, imports, connections, gangs, the statements that do
+    not depend on the locks)."""
+    _result, _report_dir, to_run = plays(tmp, statement_timeout)
+    extra = {"gp_statement_timeout": statement_timeout} if statement_timeout else {}
+    path = next(path for key, path, _check in to_run if key == "hang_info")
+    return {"count_pg_locks": timed_sql(gp, "SELECT count(*) FROM pg_catalog.pg_locks", repeat),
+            "hang_info": play_runs(gp, "hang_info (idle)", path, False, repeat, extra)}
+
+
 def measure(gp, repeat, tmp, statement_timeout=None):
     out = {"floor": {}, "plays": {}}
     out["floor"]["count_pg_locks"] = timed_sql(gp, "SELECT count(*) FROM pg_catalog.pg_locks", repeat)
@@ -247,20 +276,7 @@ def measure(gp, repeat, tmp, statement_timeout=None):
     result, report_dir, to_run = plays(tmp, statement_timeout)
     extra = {"gp_statement_timeout": statement_timeout} if statement_timeout else {}
     for key, path, check in to_run:
-        runs = []
-        for _ in range(repeat):
-            shutil.rmtree(report_dir, ignore_errors=True)
-            run = ansible_playbook(path, extra, gp.env(), check=check)
-            if run.rc != 0:
-                raise SystemExit("%s failed (exit %d):\n%s" % (key, run.rc, run.stdout[-4000:]))
-            runs.append(run)
-            say("%s: %.1f s wall, %.1f s CPU, %.0f MiB" % (key, run.wall_s, run.user_s + run.sys_s, run.maxrss_mib))
-        out["plays"][key] = {
-            "wall_s": statistics.median(r.wall_s for r in runs),
-            "cpu_s": statistics.median(r.user_s + r.sys_s for r in runs),
-            "maxrss_mib": max(r.maxrss_mib for r in runs),
-            "stdout_bytes": len(runs[-1].stdout.encode()),
-        }
+        out["plays"][key] = play_runs(gp, key, path, check, repeat, extra, report_dir)
         if key == "hang_info_report":
             with open(result) as f:
                 doc = json.load(f)
@@ -324,6 +340,16 @@ def markdown(args, settings, locks, m, took):
         "",
         "`gp_hang_info` minus Ansible's start-up: %.2f s, %.1f x the whole-cluster count (target of issue 12: 1.5 x)."
         % (p["hang_info"]["wall_s"] - start, (p["hang_info"]["wall_s"] - start) / max(floor["count_pg_locks"][0], 1e-3)),
+        "",
+        "On the idle cluster, before the load (%d lock rows counted in %.3f s), `gp_hang_info` took %.2f s wall,"
+        % (m["idle"]["count_pg_locks"][1], m["idle"]["count_pg_locks"][0], m["idle"]["hang_info"]["wall_s"]),
+        "%.2f s CPU: %.2f s above the start-up, its fixed cost (module process and imports, connections and"
+        % (m["idle"]["hang_info"]["cpu_s"], m["idle"]["hang_info"]["wall_s"] - start),
+        "gangs, the statements that do not depend on the locks). What the load added to it: %.2f s, %.1f x what"
+        % (p["hang_info"]["wall_s"] - m["idle"]["hang_info"]["wall_s"],
+           (p["hang_info"]["wall_s"] - m["idle"]["hang_info"]["wall_s"])
+           / max(floor["count_pg_locks"][0] - m["idle"]["count_pg_locks"][0], 1e-3)),
+        "the load added to the count.",
         "Findings of gp_hang_info: %s." % ", ".join(m["classes"]),
         "",
         "Wall and CPU: median of %d; CPU and peak RSS are those of the `ansible-playbook` process tree" % args.repeat,
@@ -366,10 +392,12 @@ def main():
         try:
             if wanted:
                 apply_settings(gp, wanted)
+            idle = measure_idle(gp, args.repeat, tmp, args.statement_timeout)
             setup_tables(gp, args.partitions)
             make_load(gp, load, args.sessions, args.waiters)
             locks = lock_rows(gp)
             m = measure(gp, args.repeat, tmp, args.statement_timeout)
+            m["idle"] = idle
             if "global_deadlock" not in m["classes"] or "blocking_chain" not in m["classes"]:
                 raise SystemExit("gp_hang_info missed the load's global deadlock or lock queue: %s" % m["classes"])
         finally:
