@@ -175,11 +175,23 @@ def _stopped(pid):
 
 def _spin_on_segment_1(iterations):
     """A query over every primary with one QE per segment (gp_id has one row per segment), the
-    QE of content 1 busy on the CPU for ``iterations`` turns of a PL/pgSQL loop (about 5 s per
-    5 million on our loaded 2-core machines), the others done at once. CPU work, not
-    pg_sleep: a stopped QE makes no progress, however long it is stopped. Returns 3."""
+    QE of content 1 busy on the CPU for ``iterations`` turns of a PL/pgSQL loop (``_SPIN``:
+    about 0.6 s per 5 million on an idle 2-core machine, a few times that when loaded), the
+    others done at once. CPU work, not pg_sleep: a stopped QE makes no progress, however long
+    it is stopped. Returns 3."""
     return ("SELECT count(*) FROM gp_dist_random('pg_catalog.gp_id') WHERE public.gpops_spin("
             "CASE WHEN pg_catalog.gp_execution_segment() = 1 THEN %d ELSE 1 END) > 0" % iterations)
+
+
+# STABLE, not VOLATILE: PL/pgSQL evaluates each expression of a VOLATILE function under a new
+# snapshot (pl_exec.c exec_eval_simple_expr: GetTransactionSnapshot, so ProcArrayLock at
+# every turn of the loop). SIGSTOP then often takes the QE holding ProcArrayLock, and no
+# session of its node starts or ends until SIGCONT: the whole primary freezes, not one QE
+# (seen in CI: "failed to acquire resources on one or more segments" three times running).
+# A STABLE function's loop takes no lock at all.
+_SPIN = ("CREATE OR REPLACE FUNCTION public.gpops_spin(n bigint) RETURNS bigint LANGUAGE plpgsql "
+         "STABLE AS $$ DECLARE i bigint := 0; BEGIN WHILE i < n LOOP i := i + 1; END LOOP; "
+         "RETURN i; END $$")
 
 
 def _frozen_while_active(gp, sess_id, pid):
@@ -196,8 +208,8 @@ def _frozen_while_active(gp, sess_id, pid):
 @contextlib.contextmanager
 def _frozen_qe(gp, sess_id, pid, attempts=3):
     """The QE stopped (``_stopped``) at a moment when its node still starts new sessions.
-    SIGSTOP may take it while it holds a shared-memory lock a starting backend needs; then
-    no new session of that node starts until SIGCONT (seen on GP7: "failed to acquire
+    SIGSTOP may take it while it holds a shared-memory lock a starting backend needs (see
+    ``_SPIN``); then no new session of that node starts until SIGCONT ("failed to acquire
     resources on one or more segments ... FTS detected one or more segments are down"),
     which is not the incident this test is about: such a moment is thawed and another
     taken."""
@@ -222,11 +234,9 @@ def test_frozen_qe_is_a_stuck_qe_until_sigcont(gp, tmp_path):
     IPC/Interconnect, the QEs of content 0 and 2 finish and go idle. gp_hang_info names the QE
     (content 1, its pid, /proc state T), its session and QD; health_check.yml fails at its
     default severity (high); after SIGCONT the query finishes and the finding is gone."""
-    gp.query("CREATE OR REPLACE FUNCTION public.gpops_spin(n bigint) RETURNS bigint LANGUAGE plpgsql "
-             "VOLATILE AS $$ DECLARE i bigint := 0; BEGIN WHILE i < n LOOP i := i + 1; END LOOP; "
-             "RETURN i; END $$")
+    gp.query(_SPIN)
     s = gp.session("frozen-qe")
-    s.send(_spin_on_segment_1(5000000))
+    s.send(_spin_on_segment_1(50000000))
     pid = wait_for(lambda: _active_qe(gp, s.sess_id, 1), timeout=10)
     assert pid, "no active QE of the query on content 1"
     with _frozen_qe(gp, s.sess_id, pid):

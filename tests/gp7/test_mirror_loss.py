@@ -18,6 +18,7 @@ is stopped, and resolve_hang.yml (role gp_mirror_failure) releases it.
   and health_check.yml report sync_replication_off (high). When the mirror streams again,
   gp_sync_replication state=auto turns sync replication back on (FTS, held back, would not).
 """
+import contextlib
 import time
 
 import pytest
@@ -213,7 +214,26 @@ def test_fts_held_back_direct_switch_durability_finding_then_sync_back_on(gp, ft
     assert s.result(10)[0] == "ok", "the commit still waits after the switch"
     assert sync_names(gp, 0) == ""
     assert gp.node(0, "m")["status"] == "u"  # FTS held back: the catalog still says up
+    with fts_probes_skipped(gp):
+        second_run_health_job_sync_back_on(gp, tmp_path, content0_id)
 
+
+@contextlib.contextmanager
+def fts_probes_skipped(gp):
+    """Every FTS probe cycle skipped (fault ``fts_probe`` on the coordinator, as Greenplum's
+    own FTS tests hold it back) for the block, reset after it. Once a primary runs with
+    synchronous_standby_names = '', any probe marks its absent mirror down whatever the grace
+    period (ftsprobe.c processResponse: the retry-in-grace branch applies only while
+    syncrep is enabled), and a probe can come from anywhere (a dispatch error, a reload):
+    seen in CI between two runs. The rest of the test is about the state before FTS acts."""
+    gp.inject_fault("fts_probe", "skip", end_occurrence=-1)
+    try:
+        yield
+    finally:
+        gp.inject_fault("fts_probe", "reset")
+
+
+def second_run_health_job_sync_back_on(gp, tmp_path, content0_id):
     # The second run: nothing to do, and it says what durability was traded.
     again = run_playbook(gp, "resolve_hang.yml", tmp_path, gp_report_dir=str(tmp_path / "again"))
     assert again.rc == 0 and again.recap["failed"] == 0, again.out[-4000:]
