@@ -267,12 +267,30 @@ def measure_idle(gp, repeat, tmp, statement_timeout=None):
             "hang_info": play_runs(gp, "hang_info (idle)", path, False, repeat, extra)}
 
 
+def diagnose_in_process(gp, repeat, statement_timeout=None):
+    """What ``gp_hang_info`` does inside its module process, timed in this process:
+    ``hang_diagnosis.diagnose()`` (connections, the wait-scoped snapshot, analysis, triage)
+    and ``as_dict()`` (the bounded result), without Ansible, the module's process start and
+    imports, or the result's way back to the controller. Median wall and this process's
+    CPU (the servers' CPU is not in it)."""
+    from ansible_collections.gpops.greenplum.plugins.module_utils.analyse import hang_diagnosis
+    params = gp.login(statement_timeout=statement_timeout or 30.0)
+    runs = []
+    for _ in range(repeat):
+        wall, cpu = time.monotonic(), time.process_time()
+        hang_diagnosis.diagnose(params).as_dict()
+        runs.append((time.monotonic() - wall, time.process_time() - cpu))
+        say("diagnose() in process: %.2f s wall, %.2f s CPU" % runs[-1])
+    return {"wall_s": statistics.median(w for w, _ in runs), "cpu_s": statistics.median(c for _, c in runs)}
+
+
 def measure(gp, repeat, tmp, statement_timeout=None):
     out = {"floor": {}, "plays": {}}
     out["floor"]["count_pg_locks"] = timed_sql(gp, "SELECT count(*) FROM pg_catalog.pg_locks", repeat)
     out["floor"]["count_dist_random"] = timed_sql(
         gp, "SELECT count(*) FROM gp_dist_random('pg_catalog.pg_locks')", repeat)
     out["floor"]["fetch_pg_locks"] = timed_sql(gp, "SELECT * FROM pg_catalog.pg_locks", repeat, fetch_all=True)
+    out["in_process"] = diagnose_in_process(gp, repeat, statement_timeout)
     result, report_dir, to_run = plays(tmp, statement_timeout)
     extra = {"gp_statement_timeout": statement_timeout} if statement_timeout else {}
     for key, path, check in to_run:
@@ -327,6 +345,8 @@ def markdown(args, settings, locks, m, took):
         % floor["count_dist_random"],
         "| `SELECT * FROM pg_catalog.pg_locks`, every row fetched into Python (psycopg) | %.3f | - | - | %d rows | - |"
         % floor["fetch_pg_locks"],
+        "| `hang_diagnosis.diagnose()` in this process (what the module does, without Ansible) | %.2f | %.2f | - | - | - |"
+        % (m["in_process"]["wall_s"], m["in_process"]["cpu_s"]),
         "| Ansible start-up: a play with one `ping` task | %.2f | %.2f | %.0f | - | - |"
         % (start, p["startup"]["cpu_s"], p["startup"]["maxrss_mib"]),
         "| `gp_hang_info` (one task) | %.2f | %.2f | %.0f | %s | - |"
@@ -340,6 +360,9 @@ def markdown(args, settings, locks, m, took):
         "",
         "`gp_hang_info` minus Ansible's start-up: %.2f s, %.1f x the whole-cluster count (target of issue 12: 1.5 x)."
         % (p["hang_info"]["wall_s"] - start, (p["hang_info"]["wall_s"] - start) / max(floor["count_pg_locks"][0], 1e-3)),
+        "The diagnosis itself, in process: %.2f s, %.1f x the count; the rest is the module's process (its start,"
+        % (m["in_process"]["wall_s"], m["in_process"]["wall_s"] / max(floor["count_pg_locks"][0], 1e-3)),
+        "imports and the result's way back to the controller).",
         "",
         "On the idle cluster, before the load (%d lock rows counted in %.3f s), `gp_hang_info` took %.2f s wall,"
         % (m["idle"]["count_pg_locks"][1], m["idle"]["count_pg_locks"][0], m["idle"]["hang_info"]["wall_s"]),

@@ -160,10 +160,14 @@ def test_inferred_blockers_are_what_pg_blocking_pids_reports(modes):
         snap.backends.append(backend(-1, 100 + session, session, state_change=at(100 - session)))
         snap.locks.append(relation_lock(-1, 100 + session, session, mode, granted))
     result = analyse(snap)
-    got = {}
+    got, counted = {}, {}
     for tree in result.blocking_trees:
         for w in tree["waiters"]:
-            got[w["sess_id"]] = {(x["kind"], int(x["blocked_by"].split()[1])) for x in w["waits"]}
+            # A tree lists the waits on its own members; the others are counted (and listed
+            # in their trees): a lock held by N sessions must not cost N trees x N waits.
+            got.setdefault(w["sess_id"], set()).update(
+                (x["kind"], int(x["blocked_by"].split()[1])) for x in w["waits"])
+            counted.setdefault(w["sess_id"], set()).add(len(w["waits"]) + w["waits_outside_tree"])
     expected = {}
     for k, (session, mode, granted) in enumerate(state):
         if granted:
@@ -172,6 +176,7 @@ def test_inferred_blockers_are_what_pg_blocking_pids_reports(modes):
             ("queued_behind", s) for s, m, g in state[:k] if not g and modes_conflict(mode, m)}
     # Only waiters that reach a root are in a tree; in one queue every waiter does.
     assert got == {s: b for s, b in expected.items() if b}
+    assert counted == {s: {len(b)} for s, b in expected.items() if b}
     assert result.verdict == ("blocking" if expected else "none")
 
 

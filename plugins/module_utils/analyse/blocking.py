@@ -259,8 +259,10 @@ def blocking_trees(index, edges):
     ``waiter_count`` (direct and transitive), ``longest_wait_s`` (seconds, from the
     waiter's wait start to ``snapshot.taken_at``; None if unknown), ``waiters``:
     ``[{node info..., label, depth, waits: [{content, locktype, mode, relation,
-    relation_name, blocked_by (label), kind, waiting_s}]}]`` in breadth-first order,
-    and ``explanation`` (text).
+    relation_name, blocked_by (label), kind, waiting_s}], waits_outside_tree}]`` in
+    breadth-first order, and ``explanation`` (text). A waiter's ``waits`` are those on
+    the root or another waiter of this tree; ``waits_outside_tree`` counts the others
+    (on the roots of other trees, or on a cycle), each listed in its own tree.
     """
     waits_for = collections.defaultdict(list)
     blocked = collections.defaultdict(list)
@@ -291,11 +293,16 @@ def blocking_trees(index, edges):
         for key in order:
             entry = dict(info(key))
             entry["depth"] = depth[key]
-            entry["waits"] = []
+            entry["waits"], entry["waits_outside_tree"] = [], 0
             for e in waits_for[key]:
                 waited = seconds_between(index.taken_at, e.since)
                 if waited is not None:
                     longest = waited if longest is None else max(longest, waited)
+                if e.blocker not in depth:
+                    # Its wait on another root's tree (or a cycle) is listed there: listed
+                    # here too, a lock held by N sessions would cost N trees x N waits.
+                    entry["waits_outside_tree"] += 1
+                    continue
                 entry["waits"].append({
                     "content": e.content, "locktype": e.locktype, "mode": e.mode,
                     "relation": e.relation, "relation_name": e.relation_name, "kind": e.kind,

@@ -183,24 +183,33 @@ _WAIT_KEY = (
 # A lock's identity with its NULLs replaced: a locktype fixes which LOCKTAG fields are
 # NULL (pg_lock_status, lockfuncs.c), so a sentinel never makes two locks equal.
 
+_WAITING_ONLY = ("locktype", "database", "relation", "page", "tuple", "virtualxid", "transactionid",
+                 "classid", "objid", "objsubid", "pid")
+_WAITING_ONLY_EXPR = {"transactionid": "p.transactionid::text"}  # xid has no btree order
+
 SEGMENT_LOCK_COUNTS = (
-    "SELECT p.gp_segment_id, p.mppsessionid, GROUPING(p.gp_segment_id) AS by_session,"
-    " pg_catalog.count(*) AS lock_rows, pg_catalog.count(*) FILTER (WHERE NOT p.granted) AS waiting_rows,"
-    " pg_catalog.count(*) FILTER (WHERE p.granted) AS granted_rows,"
-    " NULL::text AS locktype, NULL::oid AS database, NULL::oid AS relation, NULL::int AS page,"
-    " NULL::smallint AS tuple, NULL::text AS virtualxid, NULL::text AS transactionid, NULL::oid AS classid,"
-    " NULL::oid AS objid, NULL::smallint AS objsubid, NULL::int AS pid"
-    " FROM gp_dist_random('pg_catalog.pg_locks') p GROUP BY GROUPING SETS ((p.gp_segment_id), (p.mppsessionid))"
-    " UNION ALL SELECT p.gp_segment_id, NULL, NULL, NULL, NULL, NULL, p.locktype, p.database, p.relation,"
-    " p.page, p.tuple, p.virtualxid, p.transactionid::text, p.classid, p.objid, p.objsubid, p.pid"
-    " FROM gp_dist_random('pg_catalog.pg_locks') p WHERE NOT p.granted")
+    "SELECT q.gp_segment_id, q.mppsessionid, GROUPING(q.gp_segment_id) AS by_session,"
+    " pg_catalog.count(*) AS lock_rows, pg_catalog.count(*) FILTER (WHERE NOT q.granted) AS waiting_rows,"
+    " pg_catalog.count(*) FILTER (WHERE q.granted) AS granted_rows, "
+    + ", ".join("q.w_%s AS %s" % (c, c) for c in _WAITING_ONLY)
+    + " FROM (SELECT p.gp_segment_id, p.mppsessionid, p.granted, "
+    + ", ".join("CASE WHEN NOT p.granted THEN %s END AS w_%s" % (_WAITING_ONLY_EXPR.get(c, "p." + c), c)
+                for c in _WAITING_ONLY)
+    + " FROM gp_dist_random('pg_catalog.pg_locks') p) q"
+    " GROUP BY GROUPING SETS ((q.gp_segment_id), (q.mppsessionid), (q.gp_segment_id, "
+    + ", ".join("q.w_%s" % c for c in _WAITING_ONLY) + "))"
+    " HAVING GROUPING(q.w_locktype) = 1 OR pg_catalog.count(*) FILTER (WHERE NOT q.granted) > 0")
 """Greenplum 7, dispatch mode: the primaries' lock counts and waiting requests, computed
 on each primary (``gp_dist_random``: a QE's ``pg_lock_status()`` is its own node's,
-lockfuncs.c), so only counts and waits travel to the coordinator. Rows with ``locktype``
-NULL are counts: ``by_session`` 0: per node (``gp_segment_id``, ``lock_rows``,
-``waiting_rows``), 1: per session (``mppsessionid``, ``granted_rows``); the other rows are
-the waiting requests (lock identity and ``pid``), whose keys ``SEGMENT_WAIT_LOCKS``
-binds. ``transactionid`` as text (``xid`` has no btree order for a row comparison)."""
+lockfuncs.c), so only counts and waits travel to the coordinator, from one scan of each
+primary's lock table. Rows with ``locktype`` NULL are counts: ``by_session`` 0: per node
+(``gp_segment_id``, ``lock_rows``, ``waiting_rows``), 1: per session (``mppsessionid``,
+``granted_rows``); the other rows are the waiting requests (lock identity and ``pid``),
+whose keys ``SEGMENT_WAIT_LOCKS`` binds. The third grouping set is on the lock identity of
+waiting requests only (NULL for a granted row, so all granted rows of a primary fall in one
+group, which HAVING drops): a hash aggregate of a few groups, where a second scan of the
+lock table for the waits cost as much as the first. ``transactionid`` as text (``xid`` has
+no btree order for a row comparison)."""
 
 SEGMENT_WAIT_LOCKS = (
     "SELECT p.*, true AS wanted FROM gp_dist_random('pg_catalog.pg_locks') p"
