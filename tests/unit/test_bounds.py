@@ -61,6 +61,9 @@ def test_many_holders_give_a_bounded_result_with_every_finding_counted():
     # in their own trees), so the trees do not grow with the square of the holders.
     assert [w["blocked_by"] for w in waiter["waits"]] == [trees[0]["root"]["label"]]
     assert waiter["waits_outside_tree"] == HOLDERS - 1 and "waits_omitted" not in waiter
+    chain = next(f for f in listed if f["evidence"]["root"]["label"] == trees[0]["root"]["label"])
+    entry = next(w for w in chain["evidence"]["waiters"] if w["depth"] == 1)
+    assert len(entry["waits"]) == 1 and entry["waits_outside_tree"] == HOLDERS - 1
     # The report keeps the verdict and counts of every finding, and says what it does not list.
     doc = hang_report.build_report(out, "c")
     assert doc["counts"] == out["counts"] and doc["findings_omitted"] == out["findings_omitted"]

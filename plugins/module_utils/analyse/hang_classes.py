@@ -233,14 +233,16 @@ def _session(index, backend):
 
 
 def _tree_evidence(tree):
-    """A blocking tree, compact: the root, then each waiter with what it waits for."""
+    """A blocking tree, compact: the root, then each waiter with what it waits for in this
+    tree and how many of its waits are on blockers outside it (other roots' trees)."""
     return {"root": tree["root"]["label"], "waiter_count": tree["waiter_count"],
             "longest_wait_s": tree["longest_wait_s"],
             "waiters": [{"waiter": w["label"], "depth": w["depth"],
                          "waits": ["content %s: %s %s%s (%s, %s s)" % (
                              x["content"], x["locktype"], x["mode"],
                              " on %s" % x["relation_name"] if x.get("relation_name") else "",
-                             x["kind"], x["waiting_s"]) for x in w["waits"]]}
+                             x["kind"], x["waiting_s"]) for x in w["waits"]],
+                         "waits_outside_tree": w.get("waits_outside_tree", 0)}
                         for w in tree["waiters"]]}
 
 
