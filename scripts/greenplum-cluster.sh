@@ -177,7 +177,9 @@ ENV
 start() {
   if [ ! -f "$dir/cluster.env" ]; then create; return; fi
   loopback_hostname
-  if running; then say "already running on port $port"; return 0; fi
+  # The loopback sshd is one for all clusters of the user: another cluster's stop (a CI
+  # run beside this one) may have ended it while this cluster kept running.
+  if running; then sshd_start; say "already running on port $port"; return 0; fi
   check_ports_free
   sshd_start
   as_gp "gpstart -a -l '$dir/datadirs/gpAdminLogs'" > "$dir/start.log" 2>&1 || {

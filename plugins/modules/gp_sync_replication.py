@@ -130,6 +130,10 @@ options:
         from this host), the direct write where it is known not to run or did not act.
         V(fts), FTS only (no direct write when it does not act). V(direct), the direct write
         only, the catalog then still says the mirror is up until FTS marks it down.
+      - After a direct switch-off, where the FTS process runs on this host, one FTS probe is
+        requested; with sync off FTS marks the absent mirror down whatever its grace period,
+        which closes the window in which a crash of the primary would promote it
+        (docs/mirror-loss.md, "The window after a direct switch"). Best effort; see C(window).
     type: str
     choices: [auto, fts, direct]
     default: auto
@@ -239,6 +243,12 @@ primaries:
       description: "FTS-first path, C(probe), C(grace_before), C(grace_after) (the grace period restored), C(mirror_status)."
       type: dict
       sample: {probe: {completed: true, seconds: 0.4}, grace_after: "30", mirror_status: d}
+    fts_after_switch:
+      description:
+        - After a direct switch-off where FTS runs, the probe requested to close the window
+          (C(completed), C(seconds), C(error)) and the mirror's catalog C(status) after it.
+      type: dict
+      sample: {probe: {completed: true, seconds: 0.3, error: null}, mirror_status: d}
   sample:
     - content: 0
       dbid: 2
@@ -524,6 +534,26 @@ def _execute(module, server, segments, entries, plan):
     return outcomes
 
 
+def _close_window(module, server, segments, entries, switched, result):
+    """After a direct switch-off, one FTS probe where FTS runs: with sync off, FTS marks
+    the absent mirror down at once, whatever its grace period, which closes the window in
+    which a crash of the primary would promote a mirror lacking the commits acknowledged
+    since the switch (``fts_probe.probe_after_direct_switch``). Best effort: the switch is
+    done either way, and the window says what FTS did. Not in check mode, not where the
+    FTS process is not known to run (on a segment host, say)."""
+    direct = {e["content"]: e["mirror"]["dbid"] for e in entries
+              if e["content"] in switched and e["path"] == sync_replication.PATH_DIRECT and e["mirror"]}
+    if not direct or module.check_mode or not _fts_running(segments):
+        return
+    p = module.params
+    after = fts_probe.probe_after_direct_switch(p, server, direct, p["fts_probe_timeout"] or None)
+    result["executed_queries"].extend("coordinator: %s" % q for q in after["executed_queries"])
+    for entry in entries:
+        if entry["content"] in direct:
+            entry["fts_after_switch"] = {"probe": after["probe"],
+                                         "mirror_status": after["mirror_status"].get(entry["content"])}
+
+
 def _window(entry):
     """What window remains after this entry's switch-off (docs/mirror-loss.md)."""
     if entry["path"] == sync_replication.PATH_FTS:
@@ -534,10 +564,21 @@ def _window(entry):
     mirror = entry["mirror"]
     if mirror is None:
         return "content %d has no mirror: nothing is traded" % entry["content"]
+    after = entry.get("fts_after_switch") or {}
+    if after.get("mirror_status") == "d":
+        return ("content %d: FTS marked mirror dbid %d down in the probe this run requested right after "
+                "the direct switch (%.1f s): the window in which a crash of the primary would have "
+                "promoted a mirror lacking the commits acknowledged since the switch lasted that long; "
+                "commits are acknowledged without a mirror copy until gprecoverseg"
+                % (entry["content"], mirror["dbid"], after["probe"]["seconds"] or 0.0))
+    probe = after.get("probe")
+    told = ("" if probe is None else
+            "; the probe requested after the switch %s" % (
+                "left it up" if probe["completed"] else "was not answered (%s)" % probe["error"]))
     return ("content %d: the catalog still says mirror dbid %d is up and in sync until FTS marks it "
-            "down (its grace period from the walsender's disconnect, then its next probe): a crash of "
-            "this primary meanwhile lets FTS promote a mirror that lacks the commits acknowledged "
-            "since the switch" % (entry["content"], mirror["dbid"]))
+            "down (its next probe: with sync off, the grace period no longer holds it back)%s: a crash "
+            "of this primary meanwhile lets FTS promote a mirror that lacks the commits acknowledged "
+            "since the switch" % (entry["content"], mirror["dbid"], told))
 
 
 def _standby_walsender(module):
@@ -630,6 +671,7 @@ def main():
             if o.result != "planned":
                 result["executed_queries"].extend("%s: %s" % (o.step.target, q)
                                                   for q in o.statement.split("; ") if q)
+        _close_window(module, server, segments, entries, switched, result)
         # Durability risk after the run: the settings as they are now (check mode: unchanged).
         off_now = [e["content"] for e in entries
                    if e["mirror"] is not None and e["reachable"]

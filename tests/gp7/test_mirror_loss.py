@@ -13,10 +13,13 @@ is stopped, and resolve_hang.yml (role gp_mirror_failure) releases it.
   not_allowed refusal), changed false, no warning about a change; nothing changes.
 - FTS held back (gp_fts_probe_interval and gp_fts_mark_mirror_down_grace_period raised with
   gpconfig + gpstop -u): without gp_allow_sync_off the play does not switch and says so, the
-  commit keeps waiting; with it (path direct), the play switches primary 0's sync replication
-  off and the commit returns while the catalog still says the mirror is up: the second run
-  and health_check.yml report sync_replication_off (high). When the mirror streams again,
-  gp_sync_replication state=auto turns sync replication back on (FTS, held back, would not).
+  commit keeps waiting. With path direct the switch releases the commit and the probe the
+  module requests right after it marks the mirror down (sync off: the grace period no longer
+  holds FTS back).
+- FTS cannot act (every probe skipped with the fts_probe fault), path direct: the commit
+  returns while the catalog still says the mirror is up: the second run and health_check.yml
+  report sync_replication_off (high). When the mirror streams again, gp_sync_replication
+  state=auto turns sync replication back on (FTS, skipping, would not).
 """
 import contextlib
 import time
@@ -203,29 +206,59 @@ def test_check_mode_and_not_allowed_plan_only_changed_false(gp, fts_held_back, c
     assert sync_names(gp, 0) == "*" and primary_setting(gp, GRACE)[0] == "3600"
 
 
-def test_fts_held_back_direct_switch_durability_finding_then_sync_back_on(gp, fts_held_back, content0_id,
-                                                                          tmp_path):
+def test_direct_switch_then_fts_probe_marks_the_mirror_down(gp, fts_held_back, content0_id):
+    """FTS held back by its grace period (3600 s), path direct: the switch releases the
+    commit, then the probe the module requests marks the mirror down at once (with sync
+    off the grace period no longer holds FTS back), and the window says so."""
+    mirror = gp.node(0, "m")
     s = waiting_commit(gp, content0_id)
-    play = run_playbook(gp, "resolve_hang.yml", tmp_path, gp_allow_sync_off=True,
-                        gp_mirror_failure_path="direct")
-    assert play.rc == 0 and play.recap["failed"] == 0, play.out[-4000:]
-    assert "Switched synchronous replication off on content 0 (path direct): DURABILITY TRADED" in play.out
-    assert "the catalog still says mirror dbid" in play.out
-    assert s.result(10)[0] == "ok", "the commit still waits after the switch"
+    res, = run_tasks([("gp_sync_replication", {"state": "off", "only_waiting": True, "path": "direct"})],
+                     env=gp.env())
+    assert not res.get("failed") and res["changed"] is True and res["switched_off"] == [0], res
+    assert res["path"] == "direct" and s.result(10)[0] == "ok"
+    entry = next(e for e in res["primaries"] if e["content"] == 0)
+    after = entry["fts_after_switch"]
+    assert after["probe"]["completed"] is True and after["mirror_status"] == "d", after
+    assert "coordinator: SELECT pg_catalog.gp_request_fts_probe_scan()" in res["executed_queries"]
+    window, = res["window"]
+    assert "FTS marked mirror dbid %d down in the probe this run requested" % mirror["dbid"] in window
+    assert [n["status"] for n in gp.configuration() if n["dbid"] == mirror["dbid"]] == ["d"]
     assert sync_names(gp, 0) == ""
-    assert gp.node(0, "m")["status"] == "u"  # FTS held back: the catalog still says up
+    assert primary_setting(gp, GRACE)[0] == "3600"  # the grace period was never touched
+    # Greenplum's own state now: the mirror down, sync off: segment_down, durability traded.
+    info, = run_tasks([("gp_hang_info", {})], env=gp.env())
+    classes = {f["class"]: f for f in info["findings"] if f["severity"] != "info"}
+    assert set(classes) == {"segment_down"}, info["summary"]
+    assert "durability traded" in classes["segment_down"]["remedy"]["text"]
+
+
+def test_fts_not_probing_direct_switch_durability_finding_then_sync_back_on(gp, fts_held_back, content0_id,
+                                                                            tmp_path):
+    """Every FTS probe skipped (FTS cannot act): the direct switch releases the commit, the
+    probe requested after it changes nothing and the window says so; the catalog still says
+    the mirror is up, so sync_replication_off (high) stays on every later run and fails the
+    health job, until the mirror streams again and state=auto turns sync back on."""
     with fts_probes_skipped(gp):
+        s = waiting_commit(gp, content0_id)
+        play = run_playbook(gp, "resolve_hang.yml", tmp_path, gp_allow_sync_off=True,
+                            gp_mirror_failure_path="direct")
+        assert play.rc == 0 and play.recap["failed"] == 0, play.out[-4000:]
+        assert "Switched synchronous replication off on content 0 (path direct): DURABILITY TRADED" in play.out
+        assert "the catalog still says mirror dbid" in play.out
+        assert "the probe requested after the switch left it up" in play.out, play.out[-4000:]
+        assert s.result(10)[0] == "ok", "the commit still waits after the switch"
+        assert sync_names(gp, 0) == ""
+        assert gp.node(0, "m")["status"] == "u"  # FTS skipped every probe: the catalog still says up
         second_run_health_job_sync_back_on(gp, tmp_path, content0_id)
 
 
 @contextlib.contextmanager
 def fts_probes_skipped(gp):
     """Every FTS probe cycle skipped (fault ``fts_probe`` on the coordinator, as Greenplum's
-    own FTS tests hold it back) for the block, reset after it. Once a primary runs with
-    synchronous_standby_names = '', any probe marks its absent mirror down whatever the grace
-    period (ftsprobe.c processResponse: the retry-in-grace branch applies only while
-    syncrep is enabled), and a probe can come from anywhere (a dispatch error, a reload):
-    seen in CI between two runs. The rest of the test is about the state before FTS acts."""
+    own FTS tests hold it back) for the block, reset after it: FTS runs but cannot act.
+    Raising the grace period is not enough once a primary runs with
+    synchronous_standby_names = '': then any probe marks its absent mirror down
+    (docs/mirror-loss.md, "The window after a direct switch")."""
     gp.inject_fault("fts_probe", "skip", end_occurrence=-1)
     try:
         yield

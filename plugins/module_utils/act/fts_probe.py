@@ -35,7 +35,7 @@ import time
 from ansible_collections.gpops.greenplum.plugins.module_utils.act import sync_replication_switch as switch
 from ansible_collections.gpops.greenplum.plugins.module_utils.act.executor import Outcome
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect import sql
-from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import connect, query
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect.connection import GpConnectionError, connect, query
 
 try:
     import psycopg
@@ -339,3 +339,38 @@ def fts_mark_down_runner(params, server, primaries, mirrors, probe_timeout_s, wa
                                 mirror.dbid, info["probe"]["seconds"], after["setting"], GRACE_GUC,
                                 info["grace_after"]), "; ".join(executed))
     return run
+
+
+def probe_after_direct_switch(params, server, mirror_dbids, probe_timeout_s=None):
+    """After a direct switch-off, let FTS mark the lost mirrors down now.
+
+    With ``synchronous_standby_names = ''`` on a primary, an FTS probe marks its absent
+    mirror down whatever the grace period: the retry-in-grace answer only holds FTS back
+    while syncrep is enabled (ftsprobe.c ``processResponse``; gp_replication.c
+    ``GetMirrorStatus``, docs/mirror-loss.md#the-window-after-a-direct-switch). Until
+    then the catalog says the mirror is up and in sync, and a crash of the primary lets FTS
+    promote a mirror that lacks the commits acknowledged since the switch; one probe closes
+    that window. ``mirror_dbids``: {content: dbid} of the switched primaries' mirrors;
+    ``probe_timeout_s``: seconds, None for ``probe_timeout`` of the FTS settings.
+
+    Returns {probe: request_probe's dict, mirror_status: {content: 'u'|'d'|None},
+    executed_queries: [text]}. Never raises for the cluster: the switch is done either
+    way, so a connection or statement error is the probe's ``error``."""
+    executed = []
+    try:
+        conn = connect(params, server=server)
+        try:
+            if probe_timeout_s is None:
+                probe_timeout_s = probe_timeout(fts_settings(conn))
+            probe = request_probe(conn, probe_timeout_s)
+            executed.append(sql.REQUEST_FTS_PROBE)
+            status = {}
+            for content, dbid in sorted(mirror_dbids.items()):
+                rows = query(conn, sql.SEGMENT_STATUS, (dbid,))
+                status[content] = rows[0]["status"] if rows else None
+        finally:
+            conn.close()
+    except (GpConnectionError, psycopg.Error) as exc:
+        return {"probe": {"completed": False, "seconds": None, "error": " ".join(str(exc).split())},
+                "mirror_status": {}, "executed_queries": executed}
+    return {"probe": probe, "mirror_status": status, "executed_queries": executed}
