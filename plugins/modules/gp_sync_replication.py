@@ -574,7 +574,7 @@ def _window(entry):
     probe = after.get("probe")
     told = ("" if probe is None else
             "; the probe requested after the switch %s" % (
-                "left it up" if probe["completed"] else "was not answered (%s)" % probe["error"]))
+                "left it up" if probe["completed"] else "did not complete (%s)" % probe["error"]))
     return ("content %d: the catalog still says mirror dbid %d is up and in sync until FTS marks it "
             "down (its next probe: with sync off, the grace period no longer holds it back)%s: a crash "
             "of this primary meanwhile lets FTS promote a mirror that lacks the commits acknowledged "

@@ -242,7 +242,7 @@ def _tree_evidence(tree):
                              x["content"], x["locktype"], x["mode"],
                              " on %s" % x["relation_name"] if x.get("relation_name") else "",
                              x["kind"], x["waiting_s"]) for x in w["waits"]],
-                         "waits_outside_tree": w.get("waits_outside_tree", 0)}
+                         "waits_outside_tree": w["waits_outside_tree"]}
                         for w in tree["waiters"]]}
 
 
