@@ -82,6 +82,10 @@ mkdir -p "$prefix"
 chown "$gpuser:" "$prefix"
 
 as_user() { runuser -u "$gpuser" -- "$@"; }
+# Called from `make demo` / `make test`, this script inherits MAKELEVEL=1: PostgreSQL's
+# Makefile.global then skips its generated headers (it makes them only at MAKELEVEL 0)
+# and the build stops on a missing utils/errcodes.h. The build is a make of its own.
+unset MAKELEVEL MAKEFLAGS MFLAGS MAKEOVERRIDES
 start=$(date +%s)
 echo "greenplum-build: building $archive into $prefix (log: $log; about 4 min on 2 quiet cores)" >&2
 {
