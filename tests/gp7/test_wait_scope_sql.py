@@ -96,8 +96,8 @@ def test_wait_locks_sql_returns_what_its_python_twin_picks(gp, scenario, stateme
 
 def test_split_read_returns_what_its_python_twin_picks(gp, scenario):
     """Greenplum 7's wait-scoped lock read: the coordinator's rows in utility mode, the
-    primaries' filtered on the primaries (sql.SEGMENT_LOCK_COUNTS, SEGMENT_WAIT_LOCKS):
-    the rows and counts select_wait_rows gives from every row."""
+    primaries' filtered on the primaries (sql.NODE_WAIT_LOCKS, PRIMARIES_WAIT_LOCKS): the
+    rows and counts select_wait_rows gives from every row."""
     idle = scenario["idle"].sess_id
     params = gp.login()
     conn, server, _segments = catalog.open_coordinator(params)
@@ -107,7 +107,7 @@ def test_split_read_returns_what_its_python_twin_picks(gp, scenario):
     def coordinator_rows(sessions):
         with connect(params, utility=True, server=server) as local:
             local_pids.append(local.info.backend_pid)
-            return _read(local, sql.WAIT_LOCKS_SHARED, {"sessions": sessions})
+            return snap.coordinator_wait_rows(local, sessions)
     with conn, gp.connect(application_name="ws-reader") as reader:
         own = conn.execute("SELECT pg_catalog.current_setting('gp_session_id')::int").fetchone()[0]
         before = _read(reader, sql.DISPATCHED_SNAPSHOT["locks"])
@@ -132,18 +132,31 @@ def test_split_read_returns_what_its_python_twin_picks(gp, scenario):
         assert session_counts[s.sess_id] == ref_sessions[s.sess_id] > 0
 
 
-def test_segment_read_keeps_one_moment_of_each_primary(gp, scenario):
-    """sql.SEGMENT_WAIT_LOCKS with no key bound (as if every wait began after the
-    counts were read) still returns the waiting requests; segment_wait_rows' re-read
-    then binds their keys and returns their holders."""
+def test_primaries_lock_table_is_scanned_once_and_no_initplan_reads_it(gp):
+    """sql.PRIMARIES_WAIT_LOCKS under the Postgres planner: one pg_lock_status() scan on
+    each primary (the Shared Scan every branch reads), the waits' keys broadcast, and no
+    InitPlan (a Shared Scan whose producer sat in an InitPlan's slice never finished)."""
     with gp.connect(application_name="ws-reader") as conn:
-        unbound = _read(conn, sql.SEGMENT_WAIT_LOCKS, dict(
-            {"k_%s" % f: [] for f in sql.WAIT_KEY_FIELDS}, sessions=[], proc_contents=[], proc_pids=[]))
-        rows = snap.segment_wait_rows(conn, [], rounds=3)
-    assert {r["gp_segment_id"] for r in unbound if not r["granted"]} == {0}
-    assert all(not r["granted"] or not r["pid"] for r in unbound)
-    holder = scenario["holder"].sess_id
-    assert any(r["granted"] and r["mppsessionid"] == holder for r in rows if r.get("wanted"))
+        conn.execute(sql.PLANNER_FOR_SESSION)
+        plan = [r[0] for r in conn.execute("EXPLAIN " + sql.PRIMARIES_WAIT_LOCKS, {"sessions": [1]})]
+    text = "\n".join(plan)
+    assert text.count("Function Scan on pg_lock_status") == 1, text
+    assert text.count("Shared Scan") == 4 and "Broadcast Motion" in text, text
+    assert "InitPlan" not in text and "Postgres query optimizer" in text, text
+
+
+def test_one_scan_reads_where_nothing_waits(gp):
+    """The one-scan reads on a cluster where nothing waits: no lock row but the counts of
+    every node, in time (statement_timeout 10 s: a Shared Scan left waiting would fail)."""
+    params = gp.login(statement_timeout=10.0)
+    conn, server, _segments = catalog.open_coordinator(params)
+    with conn, connect(params, utility=True, server=server) as local:
+        primaries = snap.primaries_wait_rows(conn)
+        coordinator = snap.coordinator_wait_rows(local)
+    assert [r for r in primaries + coordinator if r["wanted"] and not r["granted"]] == []
+    nodes, sessions = snap.wait_counts(primaries + coordinator)
+    assert set(nodes) == {-1, 0, 1, 2} and all(n["rows"] > 0 and n["waiting"] == 0 for n in nodes.values())
+    assert sessions
 
 
 def test_activity_involved_sql_returns_what_its_python_twin_picks(gp, scenario):

@@ -19,6 +19,7 @@ import pytest
 
 from ansible_collections.gpops.greenplum.plugins.module_utils.analyse import lock_analysis as analysis
 from ansible_collections.gpops.greenplum.plugins.module_utils.collect import snapshot as snap
+from ansible_collections.gpops.greenplum.plugins.module_utils.collect import sql
 from ansible_collections.gpops.greenplum.plugins.module_utils.analyse import hang_classes
 from ansible_collections.gpops.greenplum.plugins.module_utils.common.records import COORDINATOR_CONTENT, _parse_ts
 
@@ -154,52 +155,47 @@ def test_shared_form_count_only_row_gives_counts_and_no_lock():
     assert s.session_lock_counts == {12: 9, 0: 3}
 
 
-LOCK_ROW = dict(database=16384, page=None, tuple=None, virtualxid=None, transactionid=None, classid=None,
-                objid=None, objsubid=None, mode="ExclusiveLock", fastpath=False)
-
-
-def _segment_rows(draw_rows):
-    rows = []
-    for i, (segment, kind, target, pid, granted, session) in enumerate(draw_rows):
-        row = dict(LOCK_ROW, gp_segment_id=segment, pid=pid, granted=granted, mppsessionid=session, n=i)
-        if kind == "relation":
-            row.update(locktype="relation", relation=16400 + target)
-        elif kind == "transactionid":
-            row.update(locktype="transactionid", database=None, relation=None, transactionid=700 + target)
-        else:
-            row.update(locktype="tuple", relation=16400 + target, page=0, tuple=target)
-        rows.append(row)
-    return rows
-
-
-def _check_keep_wanted(rows, sessions, extra):
-    expected = [r for r in snap.select_wait_rows(rows, sessions) if r["wanted"]]
-    wanted_ids = {r["n"] for r in expected}
-    read = [r for r in rows if r["n"] in wanted_ids or r["n"] in extra]  # the read, stale keys' rows too
-    got = snap.keep_wanted_segment_rows(read, sessions)
-    assert [r["n"] for r in got] == [r["n"] for r in expected]
-
-
-try:
-    from hypothesis import given, settings, strategies as st
-except ImportError:  # pragma: no cover - tests/requirements-test.txt installs it
-    st = None
-
-if st is not None:
-    _ROW = st.tuples(st.integers(0, 2), st.sampled_from(["relation", "transactionid", "tuple"]),
-                     st.integers(0, 3), st.one_of(st.none(), st.integers(0, 6)), st.booleans(), st.integers(1, 5))
-
-    @settings(max_examples=300, deadline=None)
-    @given(st.lists(_ROW, max_size=40), st.sets(st.integers(1, 5), max_size=2), st.sets(st.integers(0, 39)))
-    def test_segment_read_keeps_exactly_the_rows_of_its_own_waits(draw_rows, sessions, extra):
-        """snapshot.keep_wanted_segment_rows over a read that holds every wanted row and
-        rows of bound keys whose wait has ended: exactly select_wait_rows' wanted rows
-        (the primaries' part of the Greenplum 7 split read)."""
-        _check_keep_wanted(_segment_rows(draw_rows), sessions, extra)
+def _one_scan_rows(lock_rows, sessions):
+    """What sql.NODE_WAIT_LOCKS / PRIMARIES_WAIT_LOCKS return for ``lock_rows``, made from
+    select_wait_rows: the wanted rows with the count columns NULL, then the count rows
+    (pg_locks columns NULL) of each node and each session."""
+    counts = {c: None for c in sql.COUNT_COLUMNS}
+    keep = [dict({k: v for k, v in r.items() if k not in snap.WAIT_COLUMNS}, wanted=True, **counts)
+            for r in snap.select_wait_rows(lock_rows, sessions) if r["wanted"]]
+    nodes, sess = {}, {}
+    for r in lock_rows:
+        n = nodes.setdefault(r["gp_segment_id"], [0, 0])
+        n[0] += 1
+        n[1] += 0 if r["granted"] else 1
+        sess[r["mppsessionid"]] = sess.get(r["mppsessionid"], 0) + (1 if r["granted"] else 0)
+    blank = {c: None for c in lock_rows[0]} if lock_rows else {}
+    return keep + [dict(blank, wanted=None, count_segment=n, count_session=None, by_session=0, lock_rows=c[0],
+                        waiting_rows=c[1], granted_rows=None) for n, c in nodes.items()] + [
+        dict(blank, wanted=None, count_segment=None, count_session=s, by_session=1, lock_rows=None,
+             waiting_rows=None, granted_rows=g) for s, g in sess.items()]
 
 
 @pytest.mark.parametrize("name", ALL_CAPTURES)
-def test_segment_read_keeps_the_capture_rows_of_its_waits(name):
-    rows = [dict(r, n=i) for i, r in enumerate(_rows(load_capture(name)["queries"], "pg_locks"))
-            if r["gp_segment_id"] >= 0]
-    _check_keep_wanted(rows, set(), set(range(0, len(rows), 3)))
+def test_one_scan_rows_fold_into_the_shared_forms_rows_and_counts(name):
+    """snapshot.fold_count_rows over the rows of the one-scan statements (Greenplum 7's
+    split read): the wanted rows as pg_locks rows, and the counts wait_counts reads as
+    it reads sql.WAIT_LOCKS_SHARED's."""
+    rows = _rows(load_capture(name)["queries"], "pg_locks")
+    sessions = {r["mppsessionid"] for r in rows[:3]}
+    folded = snap.fold_count_rows(_one_scan_rows(rows, sessions))
+    expected = snap.select_wait_rows(rows, sessions)
+    assert [{k: v for k, v in r.items() if k != "wanted"} for r in folded[:-1]] == [
+        {k: v for k, v in r.items() if k not in snap.WAIT_COLUMNS} for r in expected if r["wanted"]]
+    assert all(r["wanted"] for r in folded[:-1]) and folded[-1]["gp_segment_id"] is None
+    assert snap.wait_counts(folded) == snap.wait_counts(expected)
+
+
+def test_one_scan_count_rows_of_an_idle_node():
+    """A node where nothing waits: no wanted row, one count-only row with its counts."""
+    folded = snap.fold_count_rows([
+        dict(locktype=None, pid=None, gp_segment_id=None, wanted=None, count_segment=-1, count_session=None,
+             by_session=0, lock_rows=5, waiting_rows=0, granted_rows=None),
+        dict(locktype=None, pid=None, gp_segment_id=None, wanted=None, count_segment=None, count_session=12,
+             by_session=1, lock_rows=None, waiting_rows=None, granted_rows=5)])
+    assert snap._wanted(folded) == []
+    assert snap.wait_counts(folded) == ({-1: {"rows": 5, "waiting": 0}}, {12: 5})

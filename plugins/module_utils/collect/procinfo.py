@@ -132,6 +132,17 @@ def _real_uid(status_text):
     raise ValueError("no Uid line")
 
 
+def read_cmdline(pid, proc=PROC):
+    """The arguments of ``pid`` (``/proc/PID/cmdline``, which a process title such as
+    Greenplum's replaces) as a tuple of str, or ``None`` when no such process (or it
+    exited meanwhile). One read: what a scan of every process needs to find one by
+    title. Does not check that ``proc`` is a procfs (``check_proc``)."""
+    raw = _read(os.path.join(proc, str(int(pid)), "cmdline"), "rb")
+    if raw is None:
+        return None
+    return tuple(part.decode("utf-8", "replace") for part in raw.split(b"\0") if part)
+
+
 def read_process(pid, proc=PROC):
     """Return :class:`ProcessInfo` for ``pid``, or ``None`` when no such process.
 

@@ -202,71 +202,43 @@ def _wanted(rows):
     return [r for r in rows if r.get("wanted", True)]
 
 
-def wait_key(row):
-    """The lock of a ``pg_locks`` row dict as ``sql.SEGMENT_WAIT_LOCKS`` compares it
-    (``sql.WAIT_KEY_FIELDS`` order, NULLs as the SQL's sentinels, ``transactionid`` as
-    text)."""
-    def value(name, default):
-        v = row.get(name)
-        return default if v is None else v
-    xid = row.get("transactionid")
-    return (int(row["gp_segment_id"]), row.get("locktype"), int(value("database", 0)), int(value("relation", 0)),
-            int(value("page", -1)), int(value("tuple", -1)), value("virtualxid", ""),
-            "" if xid is None else str(xid), int(value("classid", 0)), int(value("objid", 0)),
-            int(value("objsubid", -1)))
+def fold_count_rows(rows):
+    """``sql.NODE_WAIT_LOCKS`` / ``sql.PRIMARIES_WAIT_LOCKS`` rows in the shape of
+    ``sql.WAIT_LOCKS_SHARED``'s: the wanted rows without the count columns, then one
+    count-only row (``gp_segment_id`` and ``wanted`` NULL) with ``node_counts``
+    ``[{gp_segment_id, node_rows, node_waiting}]`` and ``session_counts``
+    ``[{mppsessionid, session_granted}]`` (what ``wait_counts`` reads)."""
+    wanted, nodes, sessions = [], [], []
+    for r in rows:
+        if r["wanted"]:
+            wanted.append({k: v for k, v in r.items() if k not in sql.COUNT_COLUMNS})
+        elif r["by_session"]:
+            sessions.append({"mppsessionid": r["count_session"], "session_granted": r["granted_rows"]})
+        else:
+            nodes.append({"gp_segment_id": r["count_segment"], "node_rows": r["lock_rows"],
+                          "node_waiting": r["waiting_rows"]})
+    return wanted + [{"gp_segment_id": None, "wanted": None, "node_counts": nodes, "session_counts": sessions}]
 
 
-def segment_wait_rows(conn, sessions=(), rounds=3):
-    """The primaries' ``sql.WAIT_LOCKS`` rows on Greenplum 7, filtered on the primaries:
-    ``sql.SEGMENT_LOCK_COUNTS`` (counts, waiting requests), then ``sql.SEGMENT_WAIT_LOCKS``
-    with their keys bound. A wait that appeared between the two reads has no bound key:
-    the read is repeated with it (at most ``rounds`` reads in all), then only the rows
-    ``select_wait_rows`` would keep from the last read are kept, so the rows are those of
-    one moment of each primary. ``conn``: a dispatch-mode coordinator connection;
-    ``sessions``: ids whose granted rows are wanted. Returns the rows (``wanted`` true)
-    and one count-only row (``gp_segment_id`` and ``wanted`` NULL, ``node_counts``,
-    ``session_counts`` as ``sql.WAIT_LOCKS_SHARED`` gives them). Raises ``psycopg.Error``."""
-    counted = query(conn, sql.SEGMENT_LOCK_COUNTS)
-    node_counts = [{"gp_segment_id": r["gp_segment_id"], "node_rows": r["lock_rows"], "node_waiting": r["waiting_rows"]}
-                   for r in counted if r["locktype"] is None and not r["by_session"]]
-    session_counts = [{"mppsessionid": r["mppsessionid"], "session_granted": r["granted_rows"]}
-                      for r in counted if r["locktype"] is None and r["by_session"]]
-    waits = [r for r in counted if r["locktype"] is not None]
-    keys = {wait_key(r) for r in waits}
-    procs = {(int(r["gp_segment_id"]), int(r["pid"])) for r in waits if r["pid"] is not None}
-    sessions = sorted(sessions)
-    for _round in range(max(1, rounds)):
-        args = {"k_%s" % f: [k[i] for k in sorted(keys, key=str)] for i, f in enumerate(sql.WAIT_KEY_FIELDS)}
-        args.update(sessions=sessions, proc_contents=[c for c, _p in sorted(procs)],
-                    proc_pids=[p for _c, p in sorted(procs)])
-        rows = query(conn, sql.SEGMENT_WAIT_LOCKS, args)
-        waiting = [r for r in rows if not r["granted"]]
-        now_keys = {wait_key(r) for r in waiting}
-        now_procs = {(int(r["gp_segment_id"]), int(r["pid"])) for r in waiting if r["pid"] is not None}
-        if now_keys <= keys and now_procs <= procs:
-            break
-        keys, procs = keys | now_keys, procs | now_procs
-    return keep_wanted_segment_rows(rows, sessions) + [{
-        "gp_segment_id": None, "wanted": None, "node_counts": node_counts, "session_counts": session_counts}]
+def primaries_wait_rows(conn, sessions=()):
+    """The primaries' ``sql.WAIT_LOCKS`` rows on Greenplum 7, filtered on the primaries in
+    one scan of each (``sql.PRIMARIES_WAIT_LOCKS`` under the Postgres planner), folded by
+    ``fold_count_rows``. ``conn``: a dispatch-mode coordinator connection; ``sessions``:
+    ids whose granted rows are wanted. Raises ``psycopg.Error``."""
+    query(conn, sql.PLANNER_FOR_SESSION)
+    return fold_count_rows(query(conn, sql.PRIMARIES_WAIT_LOCKS, {"sessions": sorted(sessions)}))
 
 
-def keep_wanted_segment_rows(rows, sessions=()):
-    """Of ``rows`` (primaries' ``pg_locks`` rows of one read that hold every row
-    ``select_wait_rows`` wants from it, and maybe more: rows on a lock whose wait has
-    ended since its key was bound), the rows ``select_wait_rows`` wants, in order:
-    waiting requests, rows on a lock or of a process that waits in ``rows``, rows with
-    no backend, granted rows of ``sessions``."""
-    sessions = set(sessions)
-    waiting = [r for r in rows if not r["granted"]]
-    keys = {wait_key(r) for r in waiting}
-    procs = {(int(r["gp_segment_id"]), int(r["pid"])) for r in waiting if r["pid"] is not None}
-    return [r for r in rows if not r["granted"] or not r["pid"] or r["mppsessionid"] in sessions
-            or (int(r["gp_segment_id"]), int(r["pid"])) in procs or wait_key(r) in keys]
+def coordinator_wait_rows(local, sessions=()):
+    """The coordinator's own ``sql.WAIT_LOCKS`` rows on Greenplum 7 (``sql.NODE_WAIT_LOCKS``
+    on ``local``, a utility-mode connection), folded by ``fold_count_rows``. Raises
+    ``psycopg.Error``."""
+    return fold_count_rows(query(local, sql.NODE_WAIT_LOCKS, {"sessions": sorted(sessions)}))
 
 
 def splits_lock_read(server):
     """Whether ``take_snapshot(scope='waits')`` reads the coordinator's locks in utility
-    mode and filters the primaries' on the primaries (``segment_wait_rows``): Greenplum 7,
+    mode and filters the primaries' on the primaries (``primaries_wait_rows``): Greenplum 7,
     where the coordinator's ``pg_locks`` gathers every primary's rows as text
     (``pg_lock_status``, lockfuncs.c), so one statement there costs at least that
     gather. Greenplum 6, Cloudberry and the sandbox keep one statement."""
@@ -275,9 +247,9 @@ def splits_lock_read(server):
 
 def read_wait_locks(conn, server, sessions, coordinator_rows=None, deadline=None):
     """The ``locks`` rows of ``scope='waits'``: with ``splits_lock_read(server)`` and a
-    ``coordinator_rows(sessions)`` function (the coordinator's own ``WAIT_LOCKS_SHARED``
-    rows in utility mode, run in a thread meanwhile), those rows plus
-    ``segment_wait_rows``; if either part fails, one ``wait_locks_statement`` on ``conn``
+    ``coordinator_rows(sessions)`` function (the coordinator's own rows in utility mode,
+    ``coordinator_wait_rows``, run in a thread meanwhile), those rows plus
+    ``primaries_wait_rows``; if either part fails, one ``wait_locks_statement`` on ``conn``
     instead (the same rows, at the cost of the coordinator's gather). ``deadline``:
     ``time.monotonic()`` value bounding the wait for the coordinator's part."""
     sessions = sorted(sessions)
@@ -294,7 +266,7 @@ def read_wait_locks(conn, server, sessions, coordinator_rows=None, deadline=None
     thread = threading.Thread(target=coordinator, name="gpops-coordinator-locks", daemon=True)
     thread.start()
     try:
-        segments = segment_wait_rows(conn, sessions)
+        segments = primaries_wait_rows(conn, sessions)
     except Exception:  # noqa: BLE001 - same fallback; a dead connection fails there too
         segments = None
     thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
@@ -500,7 +472,7 @@ def take_snapshot(params, server=None, include=INCLUDE_ALL, timeout=None, scope=
     def coordinator_rows(sessions):
         with connect(params, utility=True, server=server,
                      statement_timeout=max(1.0, dispatch_deadline - time.monotonic())) as local:
-            return query(local, sql.WAIT_LOCKS_SHARED, {"sessions": sessions})
+            return coordinator_wait_rows(local, sessions)
     ok, dispatched = run_with_deadline(
         lambda: _dispatch(conn, dispatched_items, scope, idle_before, progress, server,
                           coordinator_rows, dispatch_deadline), remaining / 2, abandon=[conn])

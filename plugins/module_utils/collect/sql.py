@@ -183,59 +183,64 @@ _WAIT_KEY = (
 # A lock's identity with its NULLs replaced: a locktype fixes which LOCKTAG fields are
 # NULL (pg_lock_status, lockfuncs.c), so a sentinel never makes two locks equal.
 
-_WAITING_ONLY = ("locktype", "database", "relation", "page", "tuple", "virtualxid", "transactionid",
-                 "classid", "objid", "objsubid", "pid")
-_WAITING_ONLY_EXPR = {"transactionid": "p.transactionid::text"}  # xid has no btree order
+COUNT_COLUMNS = ("count_segment", "count_session", "by_session", "lock_rows", "waiting_rows", "granted_rows")
+"""The count columns ``NODE_WAIT_LOCKS`` / ``PRIMARIES_WAIT_LOCKS`` add to ``pg_locks``'."""
 
-SEGMENT_LOCK_COUNTS = (
-    "SELECT q.gp_segment_id, q.mppsessionid, GROUPING(q.gp_segment_id) AS by_session,"
-    " pg_catalog.count(*) AS lock_rows, pg_catalog.count(*) FILTER (WHERE NOT q.granted) AS waiting_rows,"
-    " pg_catalog.count(*) FILTER (WHERE q.granted) AS granted_rows, "
-    + ", ".join("q.w_%s AS %s" % (c, c) for c in _WAITING_ONLY)
-    + " FROM (SELECT p.gp_segment_id, p.mppsessionid, p.granted, "
-    + ", ".join("CASE WHEN NOT p.granted THEN %s END AS w_%s" % (_WAITING_ONLY_EXPR.get(c, "p." + c), c)
-                for c in _WAITING_ONLY)
-    + " FROM gp_dist_random('pg_catalog.pg_locks') p) q"
-    " GROUP BY GROUPING SETS ((q.gp_segment_id), (q.mppsessionid), (q.gp_segment_id, "
-    + ", ".join("q.w_%s" % c for c in _WAITING_ONLY) + "))"
-    " HAVING GROUPING(q.w_locktype) = 1 OR pg_catalog.count(*) FILTER (WHERE NOT q.granted) > 0")
-"""Greenplum 7, dispatch mode: the primaries' lock counts and waiting requests, computed
-on each primary (``gp_dist_random``: a QE's ``pg_lock_status()`` is its own node's,
-lockfuncs.c), so only counts and waits travel to the coordinator, from one scan of each
-primary's lock table. Rows with ``locktype`` NULL are counts: ``by_session`` 0: per node
-(``gp_segment_id``, ``lock_rows``, ``waiting_rows``), 1: per session (``mppsessionid``,
-``granted_rows``); the other rows are the waiting requests (lock identity and ``pid``),
-whose keys ``SEGMENT_WAIT_LOCKS`` binds. The third grouping set is on the lock identity of
-waiting requests only (NULL for a granted row, so all granted rows of a primary fall in one
-group, which HAVING drops): a hash aggregate of a few groups, where a second scan of the
-lock table for the waits cost as much as the first. ``transactionid`` as text (``xid`` has
-no btree order for a row comparison)."""
 
-SEGMENT_WAIT_LOCKS = (
-    "SELECT p.*, true AS wanted FROM gp_dist_random('pg_catalog.pg_locks') p"
-    " WHERE NOT p.granted OR COALESCE(p.pid, 0) = 0"
-    " OR (p.granted AND p.mppsessionid = ANY(%(sessions)s::int[]))"
-    " OR (p.gp_segment_id, p.pid) IN (SELECT * FROM ROWS FROM ("
-    "pg_catalog.unnest(%(proc_contents)s::int[]), pg_catalog.unnest(%(proc_pids)s::int[])))"
-    " OR (" + _WAIT_KEY + ") IN (SELECT * FROM ROWS FROM ("
-    "pg_catalog.unnest(%(k_content)s::int[]), pg_catalog.unnest(%(k_locktype)s::text[]),"
-    " pg_catalog.unnest(%(k_database)s::oid[]), pg_catalog.unnest(%(k_relation)s::oid[]),"
-    " pg_catalog.unnest(%(k_page)s::int[]), pg_catalog.unnest(%(k_tuple)s::smallint[]),"
-    " pg_catalog.unnest(%(k_virtualxid)s::text[]), pg_catalog.unnest(%(k_transactionid)s::text[]),"
-    " pg_catalog.unnest(%(k_classid)s::oid[]), pg_catalog.unnest(%(k_objid)s::oid[]),"
-    " pg_catalog.unnest(%(k_objsubid)s::smallint[])))")
-"""Greenplum 7, dispatch mode: the primaries' rows ``WAIT_LOCKS`` wants (``wanted``
-true), filtered on each primary against bound keys: the waiting requests
-(``NOT granted``), prepared transactions' rows (``pid`` 0), the granted rows of the
-bound ``sessions``, the rows of the bound waiting processes (``proc_contents`` /
-``proc_pids``), and every row on a bound lock (``k_*``: one array per ``_WAIT_KEY``
-field, NULLs as its sentinels). The keys come from ``SEGMENT_LOCK_COUNTS``, a moment
-earlier; ``snapshot.segment_wait_rows`` re-reads with the keys of any wait that appeared
-in between and keeps exactly ``WAIT_LOCKS``' rows of this statement's moment."""
+def _wait_locks_one_scan(source):
+    """``WAIT_LOCKS``' rows from one scan of ``source`` (see ``NODE_WAIT_LOCKS``)."""
+    def key(alias):
+        return _WAIT_KEY.replace("p.", alias + ".")
+    return (
+        "WITH l AS MATERIALIZED (SELECT p.* FROM " + source + " p)"
+        " SELECT l.*, true AS wanted, "
+        + ", ".join("NULL::%s AS %s" % ("bigint" if c.endswith("_rows") else "int", c) for c in COUNT_COLUMNS)
+        + " FROM l WHERE NOT l.granted OR COALESCE(l.pid, 0) = 0"
+        " OR (l.gp_segment_id = -1 AND l.locktype = 'distributed xid')"
+        " OR (l.granted AND l.mppsessionid = ANY(%(sessions)s::int[]))"
+        " OR (l.gp_segment_id, l.pid) IN (SELECT w.gp_segment_id, w.pid FROM l w WHERE NOT w.granted)"
+        " OR (" + key("l") + ") IN (SELECT " + key("w") + " FROM l w WHERE NOT w.granted)"
+        " UNION ALL SELECT (NULL::pg_catalog.pg_locks).*, NULL, c.gp_segment_id, c.mppsessionid,"
+        " GROUPING(c.gp_segment_id), pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE NOT c.granted),"
+        " pg_catalog.count(*) FILTER (WHERE c.granted)"
+        " FROM l c GROUP BY GROUPING SETS ((c.gp_segment_id), (c.mppsessionid))")
 
-WAIT_KEY_FIELDS = ("content", "locktype", "database", "relation", "page", "tuple", "virtualxid",
-                   "transactionid", "classid", "objid", "objsubid")
-"""The ``k_<field>`` parameters of ``SEGMENT_WAIT_LOCKS``, in ``_WAIT_KEY`` order."""
+
+NODE_WAIT_LOCKS = _wait_locks_one_scan("pg_catalog.pg_locks")
+"""Greenplum 7, one node in utility mode (the coordinator's own lock table): the rows
+``WAIT_LOCKS`` wants, and the counts, from one scan of ``pg_catalog.pg_locks``. The
+table is read once into a ``MATERIALIZED`` CTE; a row is wanted when it is a waiting
+request, has no backend (``pid`` NULL or 0: a prepared transaction's), is the
+coordinator's ``distributed xid`` row, is a granted row of the bound ``%(sessions)s``,
+belongs to a process that waits on its node, or is on a lock some request waits for
+(``_WAIT_KEY``: ``LOCKTAG_COLUMNS`` with NULLs as sentinels, typed, so the waits' keys
+make a small hashed subplan). Those rows come with ``wanted`` true and the count columns
+NULL; after them, ``UNION ALL``, the count rows: every ``pg_locks`` column NULL,
+``wanted`` NULL, and ``by_session`` 0: ``count_segment``, ``lock_rows``,
+``waiting_rows`` of a node; 1: ``count_session``, ``granted_rows`` of a session (two
+grouping sets of one aggregate). ``snapshot.fold_count_rows`` turns them into the one
+count-only row ``WAIT_LOCKS_SHARED`` gives. Typed keys, where ``WAIT_LOCKS_SHARED``
+builds a text key for every row: 0.24 s instead of 0.35 s over 200,000 rows
+(bench/results-gp7-load.md). ``pg_catalog.pg_locks``' row type gives the count rows its
+columns (``(NULL::pg_catalog.pg_locks).*``), so the branches agree on every Greenplum 7
+version's columns."""
+
+PRIMARIES_WAIT_LOCKS = _wait_locks_one_scan("gp_dist_random('pg_catalog.pg_locks')")
+"""Greenplum 7, dispatch mode: ``NODE_WAIT_LOCKS`` on every primary at once
+(``gp_dist_random``: a QE's ``pg_lock_status()`` is its own node's, lockfuncs.c), so only
+the wanted rows and the counts travel to the coordinator. Postgres planner's plan
+(docs/collection.md#one-scan-of-each-primary): the CTE is one ``Shared Scan`` of
+``pg_lock_status()`` on each primary, read by the filter, by the two hashed subplans (the
+waiting requests, a few rows, broadcast to every primary: each primary keeps only its own
+by ``gp_segment_id`` in the key) and by the counts' partial aggregate; no InitPlan reads
+the CTE (a Shared Scan whose producer sits in an InitPlan's slice waited forever on
+``ShareInputScan``, measured). Run it under the Postgres planner
+(``PLANNER_FOR_SESSION``): GPORCA plans CTEs its own way and was not measured here."""
+
+PLANNER_FOR_SESSION = "SELECT pg_catalog.set_config('optimizer', 'off', false)"
+"""Greenplum: the Postgres planner for this session (``optimizer`` off; GPORCA, where it
+is built in, plans ``PRIMARIES_WAIT_LOCKS`` otherwise). A session setting of the
+collection's own connection; nothing else changes."""
 
 ACTIVITY_INVOLVED = (
     "SELECT * FROM ("
