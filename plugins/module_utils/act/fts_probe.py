@@ -283,6 +283,18 @@ def _restore_grace(conn, previous, executed):
     return _wait_setting(conn, previous["setting"], RELOAD_WAIT_S)
 
 
+def probe_then_mirror_status(coordinator, probe_timeout_s, dbids, executed):
+    """One ``gp_request_fts_probe_scan()`` on ``coordinator`` (bounded by
+    ``probe_timeout_s`` seconds, ``request_probe``), then the catalog status of the mirrors
+    ``dbids`` in one read. Returns ``(probe, {dbid: 'u' | 'd' | None})`` (None: no such
+    row); appends the probe to ``executed``. Raises psycopg.Error for the status read."""
+    probe = request_probe(coordinator, probe_timeout_s)
+    executed.append(sql.REQUEST_FTS_PROBE)
+    rows = query(coordinator, sql.SEGMENT_STATUS, (list(dbids),))
+    found = {int(r["dbid"]): r["status"] for r in rows}
+    return probe, {dbid: found.get(dbid) for dbid in dbids}
+
+
 def fts_mark_down_runner(params, server, primaries, mirrors, probe_timeout_s, wait_timeout, details):
     """The runner of the action ``fts_mark_down``: make FTS mark the lost mirror down now.
 
@@ -316,14 +328,13 @@ def fts_mark_down_runner(params, server, primaries, mirrors, probe_timeout_s, wa
                 info["grace_lowered"] = _lower_grace(params, server, primary, conn, executed)
                 coordinator = connect(params, server=server)
                 try:
-                    info["probe"] = request_probe(coordinator, probe_timeout_s)
-                    executed.append(sql.REQUEST_FTS_PROBE)
-                    status = query(coordinator, sql.SEGMENT_STATUS, (mirror.dbid,))
+                    info["probe"], status = probe_then_mirror_status(coordinator, probe_timeout_s,
+                                                                     [mirror.dbid], executed)
                 finally:
                     coordinator.close()
             finally:
                 info["grace_after"] = _restore_grace(conn, previous, executed)
-            info["mirror_status"] = status[0]["status"] if status else None
+            info["mirror_status"] = status[mirror.dbid]
             if info["mirror_status"] != "d":
                 why = (info["probe"]["error"] if not info["probe"]["completed"] else
                        "the probe completed but mirror dbid %d is still '%s' in the catalog"
@@ -362,12 +373,8 @@ def probe_after_direct_switch(params, server, mirror_dbids, probe_timeout_s=None
         try:
             if probe_timeout_s is None:
                 probe_timeout_s = probe_timeout(fts_settings(conn))
-            probe = request_probe(conn, probe_timeout_s)
-            executed.append(sql.REQUEST_FTS_PROBE)
-            status = {}
-            for content, dbid in sorted(mirror_dbids.items()):
-                rows = query(conn, sql.SEGMENT_STATUS, (dbid,))
-                status[content] = rows[0]["status"] if rows else None
+            probe, by_dbid = probe_then_mirror_status(conn, probe_timeout_s, sorted(mirror_dbids.values()), executed)
+            status = {content: by_dbid[dbid] for content, dbid in mirror_dbids.items()}
         finally:
             conn.close()
     except (GpConnectionError, psycopg.Error) as exc:

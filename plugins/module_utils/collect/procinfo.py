@@ -155,8 +155,7 @@ def read_process(pid, proc=PROC):
     if stat_text is None or status_text is None:
         return None  # gone (or exited between the two reads)
     comm, state, ppid, ticks = parse_stat(stat_text)
-    raw_cmdline = _read(os.path.join(base, "cmdline"), "rb") or b""
-    cmdline = tuple(part.decode("utf-8", "replace") for part in raw_cmdline.split(b"\0") if part)
+    cmdline = read_cmdline(pid, proc) or ()
     return ProcessInfo(
         pid=int(pid),
         uid=_real_uid(status_text),

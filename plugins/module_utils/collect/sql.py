@@ -176,12 +176,15 @@ has NULL lock columns (``wanted`` NULL). ``MATERIALIZED`` is not Greenplum 6 syn
 there ``WAIT_LOCKS``. Measured in bench/results.md."""
 
 
-_WAIT_KEY = (
-    "p.gp_segment_id, p.locktype, COALESCE(p.database, 0), COALESCE(p.relation, 0), COALESCE(p.page, -1),"
-    " COALESCE(p.tuple, -1), COALESCE(p.virtualxid, ''), COALESCE(p.transactionid::text, ''),"
-    " COALESCE(p.classid, 0), COALESCE(p.objid, 0), COALESCE(p.objsubid, -1)")
-# A lock's identity with its NULLs replaced: a locktype fixes which LOCKTAG fields are
-# NULL (pg_lock_status, lockfuncs.c), so a sentinel never makes two locks equal.
+def _wait_key(alias):
+    """A lock's identity in row ``alias`` with its NULLs replaced by sentinels: a locktype
+    fixes which LOCKTAG fields are NULL (pg_lock_status, lockfuncs.c), so a sentinel never
+    makes two locks equal; ``transactionid`` as text (``xid`` has no btree order)."""
+    return (
+        "{a}.gp_segment_id, {a}.locktype, COALESCE({a}.database, 0), COALESCE({a}.relation, 0),"
+        " COALESCE({a}.page, -1), COALESCE({a}.tuple, -1), COALESCE({a}.virtualxid, ''),"
+        " COALESCE({a}.transactionid::text, ''), COALESCE({a}.classid, 0), COALESCE({a}.objid, 0),"
+        " COALESCE({a}.objsubid, -1)").format(a=alias)
 
 COUNT_COLUMNS = ("count_segment", "count_session", "by_session", "lock_rows", "waiting_rows", "granted_rows")
 """The count columns ``NODE_WAIT_LOCKS`` / ``PRIMARIES_WAIT_LOCKS`` add to ``pg_locks``'."""
@@ -189,8 +192,6 @@ COUNT_COLUMNS = ("count_segment", "count_session", "by_session", "lock_rows", "w
 
 def _wait_locks_one_scan(source):
     """``WAIT_LOCKS``' rows from one scan of ``source`` (see ``NODE_WAIT_LOCKS``)."""
-    def key(alias):
-        return _WAIT_KEY.replace("p.", alias + ".")
     return (
         "WITH l AS MATERIALIZED (SELECT p.* FROM " + source + " p)"
         " SELECT l.*, true AS wanted, "
@@ -199,7 +200,7 @@ def _wait_locks_one_scan(source):
         " OR (l.gp_segment_id = -1 AND l.locktype = 'distributed xid')"
         " OR (l.granted AND l.mppsessionid = ANY(%(sessions)s::int[]))"
         " OR (l.gp_segment_id, l.pid) IN (SELECT w.gp_segment_id, w.pid FROM l w WHERE NOT w.granted)"
-        " OR (" + key("l") + ") IN (SELECT " + key("w") + " FROM l w WHERE NOT w.granted)"
+        " OR (" + _wait_key("l") + ") IN (SELECT " + _wait_key("w") + " FROM l w WHERE NOT w.granted)"
         " UNION ALL SELECT (NULL::pg_catalog.pg_locks).*, NULL, c.gp_segment_id, c.mppsessionid,"
         " GROUPING(c.gp_segment_id), pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE NOT c.granted),"
         " pg_catalog.count(*) FILTER (WHERE c.granted)"
@@ -213,7 +214,7 @@ table is read once into a ``MATERIALIZED`` CTE; a row is wanted when it is a wai
 request, has no backend (``pid`` NULL or 0: a prepared transaction's), is the
 coordinator's ``distributed xid`` row, is a granted row of the bound ``%(sessions)s``,
 belongs to a process that waits on its node, or is on a lock some request waits for
-(``_WAIT_KEY``: ``LOCKTAG_COLUMNS`` with NULLs as sentinels, typed, so the waits' keys
+(``_wait_key``: ``LOCKTAG_COLUMNS`` with NULLs as sentinels, typed, so the waits' keys
 make a small hashed subplan). Those rows come with ``wanted`` true and the count columns
 NULL; after them, ``UNION ALL``, the count rows: every ``pg_locks`` column NULL,
 ``wanted`` NULL, and ``by_session`` 0: ``count_segment``, ``lock_rows``,
@@ -485,8 +486,8 @@ when a primary does not answer."""
 
 SEGMENT_STATUS = (
     "SELECT dbid, content, role, status, mode FROM pg_catalog.gp_segment_configuration"
-    " WHERE dbid = %s")
-"""One row ``(dbid, content, role, status, mode)`` of the bound dbid in
+    " WHERE dbid = ANY(%s::smallint[])")
+"""The rows ``(dbid, content, role, status, mode)`` of the bound dbids (an int list) in
 ``pg_catalog.gp_segment_configuration``."""
 
 TERMINATE_WALSENDER = (
