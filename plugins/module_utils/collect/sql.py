@@ -186,6 +186,7 @@ def _wait_key(alias):
         " COALESCE({a}.transactionid::text, ''), COALESCE({a}.classid, 0), COALESCE({a}.objid, 0),"
         " COALESCE({a}.objsubid, -1)").format(a=alias)
 
+
 COUNT_COLUMNS = ("count_segment", "count_session", "by_session", "lock_rows", "waiting_rows", "granted_rows")
 """The count columns ``NODE_WAIT_LOCKS`` / ``PRIMARIES_WAIT_LOCKS`` add to ``pg_locks``'."""
 
